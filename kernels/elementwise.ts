@@ -1,0 +1,222 @@
+/**
+ * Elementwise ops: add, sub, mul, scale, axpy, SiLU — the smallest complete op family, and the template for new
+ * ops (copy it): WGSL builder, `defineOp` with forward / vjp / jvp side by side, and a fused dual kernel where the
+ * tangent shares loads with the primal (SiLU's backward carries tangents in one dispatch: the HVP building block).
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { defineOp, setGradientAccumulator, type MaybeTensor, type Op } from '../engine/autodiff.js';
+
+type NoParams = Record<string, never>;
+import { grid } from '../engine/rng.js';
+import { ShapeError } from '../engine/errors.js';
+
+const WG = 256;
+
+/** One elementwise kernel: `exprs` assign outputs from inputs a, b, c, d (f32 at index i) and params.alpha. */
+function launch(
+  e: Engine,
+  name: string,
+  inputs: Tensor[],
+  outputs: Tensor[],
+  exprs: string,
+  alpha = 0,
+): void {
+  const inNames = ['a', 'b', 'c', 'd'].slice(0, inputs.length);
+  const outNames = ['out', 'out2'].slice(0, outputs.length);
+  const program = e.program({
+    name,
+    buffers: [
+      ...inNames.map((n) => ({ name: n, type: 'f32' as const })),
+      ...outNames.map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
+    ],
+    uniforms: [
+      ['n', 'u32'],
+      ['alpha', 'f32'],
+    ],
+    workgroupSize: [WG],
+    body: `
+fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * ${WG}u;
+  if (i >= params.n) { return; }
+  ${exprs}
+}`,
+  });
+  const bindings: Record<string, Tensor> = {};
+  inputs.forEach((t, k) => (bindings[inNames[k]] = t));
+  outputs.forEach((t, k) => (bindings[outNames[k]] = t));
+  const n = outputs[0].size;
+  e.dispatch(program, bindings, { n, alpha }, grid(e, n, WG));
+}
+
+function sameShape(what: string, a: Tensor, b: Tensor): void {
+  if (a.size !== b.size || a.rank !== b.rank || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new ShapeError(`${what}: shapes differ: ${a.describe()} vs ${b.describe()}`);
+  }
+}
+
+function req(t: MaybeTensor, what: string): Tensor {
+  if (!t) throw new ShapeError(`${what}: missing input`);
+  t.assertDType('f32', what);
+  return t;
+}
+
+/** Sum of nullable terms (null = 0). */
+export function addMaybe(e: Engine, a: MaybeTensor, b: MaybeTensor): MaybeTensor {
+  if (!a) return b;
+  if (!b) return a;
+  return add(e, [a, b], {});
+}
+
+export const add: Op<NoParams> = defineOp<NoParams>({
+  name: 'add',
+  forward(e, [a0, b0]) {
+    const a = req(a0, 'add a');
+    const b = req(b0, 'add b');
+    sameShape('add', a, b);
+    const out = e.empty(a.shape, 'f32', 'add');
+    launch(e, 'add', [a, b], [out], 'out[i] = a[i] + b[i];');
+    return out;
+  },
+  vjp: (_e, _ctx, ct, needs) => [needs[0] ? ct : null, needs[1] ? ct : null],
+  jvp: (e, _ctx, [ta, tb]) => addMaybe(e, ta, tb),
+});
+
+export const sub: Op<NoParams> = defineOp<NoParams>({
+  name: 'sub',
+  forward(e, [a0, b0]) {
+    const a = req(a0, 'sub a');
+    const b = req(b0, 'sub b');
+    sameShape('sub', a, b);
+    const out = e.empty(a.shape, 'f32', 'sub');
+    launch(e, 'sub', [a, b], [out], 'out[i] = a[i] - b[i];');
+    return out;
+  },
+  vjp: (e, _ctx, ct, needs) => [needs[0] ? ct : null, needs[1] ? scale(e, [ct], { alpha: -1 }) : null],
+  jvp: (e, _ctx, [ta, tb]) => (tb ? (ta ? sub(e, [ta, tb], {}) : scale(e, [tb], { alpha: -1 })) : ta),
+});
+
+export const mul: Op<NoParams> = defineOp<NoParams>({
+  name: 'mul',
+  forward(e, [a0, b0]) {
+    const a = req(a0, 'mul a');
+    const b = req(b0, 'mul b');
+    sameShape('mul', a, b);
+    const out = e.empty(a.shape, 'f32', 'mul');
+    launch(e, 'mul', [a, b], [out], 'out[i] = a[i] * b[i];');
+    return out;
+  },
+  vjp: (e, { inputs: [a, b] }, ct, needs) => [
+    needs[0] ? mul(e, [ct, b], {}) : null,
+    needs[1] ? mul(e, [ct, a], {}) : null,
+  ],
+  jvp: (e, { inputs: [a, b] }, [ta, tb]) =>
+    addMaybe(e, ta ? mul(e, [ta, b], {}) : null, tb ? mul(e, [a, tb], {}) : null),
+});
+
+export const scale: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
+  name: 'scale',
+  forward(e, [a0], { alpha }) {
+    const a = req(a0, 'scale');
+    const out = e.empty(a.shape, 'f32', 'scale');
+    launch(e, 'scale', [a], [out], 'out[i] = params.alpha * a[i];', alpha);
+    return out;
+  },
+  vjp: (e, { params }, ct) => [scale(e, [ct], params)],
+  jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], params) : null),
+});
+
+/** alpha·x + y */
+export const axpy: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
+  name: 'axpy',
+  forward(e, [x0, y0], { alpha }) {
+    const x = req(x0, 'axpy x');
+    const y = req(y0, 'axpy y');
+    sameShape('axpy', x, y);
+    const out = e.empty(x.shape, 'f32', 'axpy');
+    launch(e, 'axpy', [x, y], [out], 'out[i] = params.alpha * a[i] + b[i];', alpha);
+    return out;
+  },
+  vjp: (e, { params }, ct, needs) => [needs[0] ? scale(e, [ct], params) : null, needs[1] ? ct : null],
+  jvp: (e, { params }, [tx, ty]) =>
+    tx ? (ty ? axpy(e, [tx, ty], params) : scale(e, [tx], params)) : ty,
+});
+
+const SILU_GRAD = 'let s = sigmoid(x); let d1 = s * (1.0 + x * (1.0 - s));';
+
+/** g · silu'(x). Its own JVP is the fused HVP kernel `silu.backward.dual`. */
+export const siluBackward: Op<NoParams> = defineOp<NoParams>({
+  name: 'silu.backward',
+  forward(e, [x0, g0]) {
+    const x = req(x0, 'silu.backward x');
+    const g = req(g0, 'silu.backward g');
+    sameShape('silu.backward', x, g);
+    const out = e.empty(x.shape, 'f32', 'silu.backward');
+    launch(e, 'silu.backward', [x, g], [out], `let x = a[i]; ${SILU_GRAD} out[i] = b[i] * d1;`);
+    return out;
+  },
+  vjp: (e, { inputs: [x, g] }, ct, needs) => [
+    // ∂/∂x [g silu'(x)] = g silu''(x); ∂/∂g = silu'(x)
+    needs[0] ? siluSecond(e, x!, g!, ct) : null,
+    needs[1] ? siluBackward(e, [x, ct], {}) : null,
+  ],
+  jvp: (e, ctx, tangents) => siluBackwardDual(e, ctx.inputs, tangents)[1],
+  dual: (e, inputs, tangents) => siluBackwardDual(e, inputs, tangents),
+});
+
+/** ct · g · silu''(x) (not itself differentiated further: third order is never needed). */
+function siluSecond(e: Engine, x: Tensor, g: Tensor, ct: Tensor): Tensor {
+  const out = e.empty(x.shape, 'f32', 'silu.second');
+  launch(
+    e,
+    'silu.second',
+    [x, g, ct],
+    [out],
+    `let x = a[i]; let s = sigmoid(x); let d2 = s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s)); out[i] = c[i] * b[i] * d2;`,
+  );
+  return out;
+}
+
+/** One dispatch: primal g·silu'(x) and tangent ġ·silu'(x) + g·silu''(x)·ẋ (x, g loaded once). */
+function siluBackwardDual(e: Engine, inputs: readonly MaybeTensor[], tangents: readonly MaybeTensor[]): [Tensor, Tensor] {
+  const x = req(inputs[0], 'silu.backward x');
+  const g = req(inputs[1], 'silu.backward g');
+  const tx = tangents[0] ?? e.zeros(x.shape, 'f32', 'zero tangent');
+  const tg = tangents[1] ?? e.zeros(x.shape, 'f32', 'zero tangent');
+  const out = e.empty(x.shape, 'f32', 'silu.backward');
+  const tout = e.empty(x.shape, 'f32', 'silu.backward.tangent');
+  launch(
+    e,
+    'silu.backward.dual',
+    [x, g, tx, tg],
+    [out, tout],
+    `let x = a[i]; ${SILU_GRAD}
+  let d2 = s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s));
+  out[i] = b[i] * d1;
+  out2[i] = d[i] * d1 + b[i] * d2 * c[i];`,
+  );
+  return [out, tout];
+}
+
+export const silu: Op<NoParams> = defineOp<NoParams>({
+  name: 'silu',
+  forward(e, [x0]) {
+    const x = req(x0, 'silu');
+    const out = e.empty(x.shape, 'f32', 'silu');
+    launch(e, 'silu', [x], [out], 'let x = a[i]; out[i] = x * sigmoid(x);');
+    return out;
+  },
+  vjp: (e, { inputs: [x] }, ct) => [siluBackward(e, [x, ct], {})],
+  jvp: (e, { inputs: [x] }, [tx]) => (tx ? siluBackward(e, [x, tx], {}) : null),
+  dual(e, [x0], [tx]) {
+    const x = req(x0, 'silu');
+    if (!tx) return [silu.def.forward(e, [x], {}), null];
+    const out = e.empty(x.shape, 'f32', 'silu');
+    const tout = e.empty(x.shape, 'f32', 'silu.tangent');
+    launch(e, 'silu.dual', [x, tx], [out, tout], `let x = a[i]; ${SILU_GRAD} out[i] = x * s; out2[i] = b[i] * d1;`);
+    return [out, tout];
+  },
+});
+
+setGradientAccumulator((e, a, b) => add(e, [a, b], {}));
