@@ -277,7 +277,7 @@ interface ParsedDescr {
 }
 
 function parseDescr(descr: PyValue, source: string): ParsedDescr {
-  const supported = `supported: ${DTYPES.map((d) => `'<${d}'`).join(', ')} (or '>' big-endian, '|' for 1-byte)`;
+  const supported = `supported: ${DTYPES.map((d) => `'${ITEMSIZE[d] === 1 ? '|' : '<'}${d}'`).join(', ')}; '>' big-endian also read`;
   if (descr.kind !== 'str') {
     throw new NpyError(source, `unsupported dtype: structured/compound descr ${pyRepr(descr)} (${supported})`);
   }
@@ -329,7 +329,7 @@ function byteSwap(bytes: Uint8Array, size: number): void {
 }
 
 /** Reorders Fortran-order element bytes into C order. Copies integer words so float bits (NaN payloads) survive. */
-function fortranToC(src: Uint8Array, shape: readonly number[], size: number, count: number): Uint8Array {
+function fortranToC(src: Uint8Array, shape: readonly number[], size: number, count: number): Uint8Array<ArrayBuffer> {
   const dst = new Uint8Array(src.length);
   const nd = shape.length;
   if (count === 0) return dst;
@@ -443,8 +443,10 @@ export function parseNpy(bytes: Uint8Array, source = '<buffer>'): NpyArray {
     throw new NpyError(source, `trailing bytes: ${what} needs ${expected} bytes, file has ${actual} bytes after the header (${actual - expected} extra)`);
   }
 
-  // slice() gives an own 0-offset buffer: aligned for the typed-array view and detached from the input.
-  let raw = bytes.slice(dataStart, dataStart + expected);
+  // Copy into an own 0-offset buffer: aligned for the typed-array view and detached from the input.
+  // (Not bytes.slice(): on a Node Buffer that returns a view into the same memory.)
+  let raw = new Uint8Array(expected);
+  raw.set(bytes.subarray(dataStart, dataStart + expected));
   if (bigEndian) byteSwap(raw, size);
   if (fortranV.value && shape.length > 1) raw = fortranToC(raw, shape, size, count);
   if (dtype === 'b1') {
