@@ -1,1 +1,10 @@
-export {};
+// sbgc library entry.
+export * from './engine/errors.js';
+export { Engine, ENGINE_VERSION, type EngineOptions, type MemoryStats, type Program } from './engine/engine.js';
+export { Tensor, type DType, type HostArray } from './engine/tensor.js';
+export type { KernelSource, BufferDecl } from './engine/kernel.js';
+export type { PoolStats } from './engine/pool.js';
+export type { KernelTime } from './engine/profiler.js';
+export * from './engine/rng.js';
+export * from './engine/autodiff.js';
+export * as elementwise from './kernels/elementwise.js';

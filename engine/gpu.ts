@@ -61,6 +61,13 @@ async function nodeGpu(toggles: string[]): Promise<GPU> {
   for (const [k, v] of Object.entries(mod.globals)) {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   }
+  // Mesa's Vulkan drivers warn (and some loaders fail) without a runtime dir; default it before Dawn starts.
+  if (!process.env.XDG_RUNTIME_DIR) {
+    const dir = `/tmp/xdg-runtime-${process.getuid?.() ?? 'user'}`;
+    const fs = await import('node:fs');
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    process.env.XDG_RUNTIME_DIR = dir;
+  }
   const flags = toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : [];
   return mod.create(flags);
 }

@@ -1,0 +1,88 @@
+/**
+ * sbgc command line. Subcommands parse their own flags with node:util parseArgs (no hand-rolled parser).
+ *   sbgc info [--json]          adapter, backend, features, limits, version
+ *   sbgc smoke                  kernel smoke check against float64
+ *   sbgc demo                   the main job on the bundled default
+ *   sbgc profile <command …>    runs a command with GPU timestamps and prints per-kernel times
+ * Global flags (before the command): --dawn-toggle NAME (repeatable, e.g. disable_robustness).
+ */
+import { globalOptions, createdEngines, destroyEngines } from './context.js';
+import { infoCommand } from './info.js';
+import { smokeCommand } from './smoke.js';
+import { SbgcError } from '../engine/errors.js';
+
+const USAGE = `usage: sbgc [--dawn-toggle NAME]… <command> [options]
+
+commands:
+  info [--json]           WebGPU adapter, backend, features and limits
+  smoke                   run a kernel smoke check against float64 references
+  demo                    the main job on the bundled default (see README)
+  profile <command …>     run a command with per-kernel GPU timing and print a table
+  help                    this text`;
+
+type Command = (argv: string[]) => Promise<boolean | void>;
+
+const commands: Record<string, Command> = {
+  info: infoCommand,
+  smoke: () => smokeCommand(),
+  demo: async () => (await import('./demo.js')).demoCommand(),
+  profile: profileCommand,
+};
+
+async function profileCommand(argv: string[]): Promise<boolean | void> {
+  if (argv.length === 0 || !commands[argv[0]] || argv[0] === 'profile') {
+    throw new SbgcError(`profile: give a command to profile, e.g. 'sbgc profile smoke'\n\n${USAGE}`);
+  }
+  globalOptions.profile = true;
+  const t0 = performance.now();
+  const result = await commands[argv[0]](argv.slice(1));
+  const wall = performance.now() - t0;
+  for (const e of createdEngines()) {
+    await e.sync();
+    if (!e.profiler.supported) {
+      console.error('profile: this adapter has no timestamp-query feature; no per-kernel times');
+      continue;
+    }
+    console.error(`\nper-kernel GPU time (${e.info.description || e.info.device}; wall ${wall.toFixed(0)} ms):`);
+    console.error(e.profiler.table());
+  }
+  return result;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = [...argv];
+  while (args[0]?.startsWith('--')) {
+    const flag = args.shift()!;
+    if (flag === '--dawn-toggle') {
+      const v = args.shift();
+      if (!v) throw new SbgcError('--dawn-toggle needs a toggle name');
+      globalOptions.dawnToggles.push(v);
+    } else if (flag === '--help' || flag === '-h') {
+      console.log(USAGE);
+      return 0;
+    } else {
+      throw new SbgcError(`unknown global flag ${flag}\n\n${USAGE}`);
+    }
+  }
+  const name = args.shift();
+  if (!name || name === 'help') {
+    console.log(USAGE);
+    return name ? 0 : 1;
+  }
+  const cmd = commands[name];
+  if (!cmd) throw new SbgcError(`unknown command '${name}'\n\n${USAGE}`);
+  const result = await cmd(args);
+  return result === false ? 1 : 0;
+}
+
+main(process.argv.slice(2))
+  .then(async (code) => {
+    await destroyEngines();
+    process.exitCode = code;
+  })
+  .catch(async (e: unknown) => {
+    const err = e as Error;
+    console.error(`sbgc: ${err instanceof SbgcError || err.name === 'TypeError' ? err.message : (err.stack ?? err.message)}`);
+    await destroyEngines().catch(() => undefined);
+    process.exitCode = 2;
+  });
