@@ -11,9 +11,8 @@
  *
  * Write-side: `encodeNpy` reproduces numpy 2.x `np.save` byte for byte (C order, little-endian).
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { SbgcError } from './errors.js';
+import { readFileBytes, writeFileAtomic } from './files.js';
 
 export type NpyDtype = 'f2' | 'f4' | 'f8' | 'i1' | 'u1' | 'i2' | 'u2' | 'i4' | 'u4' | 'i8' | 'u8' | 'b1';
 
@@ -49,7 +48,7 @@ export interface NpyArrayOf<D extends NpyDtype> {
 export type NpyArray<D extends NpyDtype = NpyDtype> = D extends NpyDtype ? NpyArrayOf<D> : never;
 
 /** A malformed or unsupported .npy input (or invalid array to encode); the message names the source. */
-export class NpyError extends Error {
+export class NpyError extends SbgcError {
   constructor(
     readonly source: string,
     detail: string,
@@ -524,36 +523,11 @@ export function encodeNpy(arr: NpyArray, source = 'encodeNpy'): Uint8Array {
   return out;
 }
 
-/**
- * Writes `data` to `path` atomically: a temp file in the same directory is written, fsynced and
- * renamed over the target, so readers never see a partial file and a failed write leaves nothing.
- */
-export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
-  const dir = dirname(path);
-  // Leading dot + .tmp suffix: hidden from globbing and covered by the repo's *.tmp ignore rule.
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let created = false;
-  try {
-    const fh = await open(tmp, 'wx');
-    created = true;
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    created = false;
-  } catch (e) {
-    if (created) await unlink(tmp).catch(() => undefined);
-    const reason = e instanceof Error ? e.message : String(e);
-    throw new Error(`${path}: write failed: ${reason}`, { cause: e });
-  }
-}
+export { writeFileAtomic } from './files.js';
 
 /** Reads and parses a .npy file; errors name the path. */
 export async function readNpy(path: string): Promise<NpyArray> {
-  return parseNpy(await readFile(path), path);
+  return parseNpy(await readFileBytes(path), path);
 }
 
 /** Encodes and atomically writes a .npy file (byte-identical to numpy's np.save). */

@@ -2,6 +2,7 @@
 // Field names are camelCase versions of score_sde's config keys (config.model.*, config.data.*, config.training.*);
 // everything the forward pass depends on lives here, nothing about solvers or training schedules.
 
+import { SbgcError } from '../engine/errors.js';
 import cifar10Ddpmpp from './presets/cifar10-ddpmpp.json' with { type: 'json' };
 import cifar10Sbgc from './presets/cifar10-sbgc.json' with { type: 'json' };
 import mnistSmall from './presets/mnist-small.json' with { type: 'json' };
@@ -57,7 +58,7 @@ export interface NcsnppConfig {
 }
 
 /** A config problem, always naming the offending field and where the config came from. */
-export class ConfigError extends Error {
+export class ConfigError extends SbgcError {
   constructor(
     readonly source: string,
     readonly field: string,

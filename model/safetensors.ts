@@ -16,9 +16,9 @@
  * header padded with spaces to a multiple of 8, data in header order. Two choices are ours where the
  * reference is unordered or optional: metadata keys are sorted, and empty metadata is omitted.
  */
-import { readFile } from 'node:fs/promises';
+import { SbgcError } from '../engine/errors.js';
 
-import { writeFileAtomic } from '../engine/npy.js';
+import { readFileBytes, writeFileAtomic } from '../engine/files.js';
 
 export type SafetensorsDtype =
   | 'F64' | 'F32' | 'F16' | 'BF16'
@@ -72,7 +72,7 @@ export interface TensorSpec {
 }
 
 /** A malformed safetensors input, invalid tensor to encode, or spec mismatch; the message names the source. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends SbgcError {
   constructor(
     readonly source: string,
     detail: string,
@@ -418,7 +418,7 @@ export function encodeSafetensors(
 
 /** Reads and parses a safetensors file; errors name the path. */
 export async function loadSafetensors(path: string): Promise<SafetensorsFile> {
-  return parseSafetensors(await readFile(path), path);
+  return parseSafetensors(await readFileBytes(path), path);
 }
 
 /** Encodes and atomically writes a safetensors file. */
