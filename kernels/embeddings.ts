@@ -1,0 +1,342 @@
+/**
+ * Time embeddings of score_sde (layers.get_timestep_embedding, layerspp.GaussianFourierProjection) and the
+ * one-hot class labels of the conditional network.
+ *
+ * Both embeddings are E(t)[n] = [sin(a_n,k) …, cos(a_n,k) …, 0 if dim is odd] with angles a_n,k = (t_n·f_k)·c,
+ * evaluated in the order score_sde does in f32: get_timestep_embedding has c = 1 and f_k = exp(−k·ln(10000)/(h−1));
+ * GaussianFourierProjection has f = W (fixed, already scaled) and c = 2π. Their derivatives in t are again such
+ * sinusoids: ∂ᵐE/∂tᵐ[k] = (c f_k)ᵐ sin(a + mπ/2), so two ops of any order m close the family under differentiation:
+ *   sinusoidEmbed    D_m(t, s)[n, :] = s_n · ∂ᵐE/∂tᵐ(t_n)     (s absent ≡ 1; D_0 is the embedding)
+ *   sinusoidContract R_m(t, g)[n]    = ⟨g[n, :], ∂ᵐE/∂tᵐ(t_n)⟩ (the VJP of D_m in s)
+ * with JVP(D_m) = D_m(t, ṡ) + D_{m+1}(t, s ṫ) and VJP(D_m) = (s ⊙ R_{m+1}(t, g), R_m(t, g)), and likewise for R_m.
+ * Frequencies are constants (score_sde's W has requires_grad=False): VJPs give them no gradient (null, so a tape
+ * watching every parameter still works) and JVPs reject a tangent on them rather than drop it.
+ *
+ * sin/cos use our own Cody–Waite reduction by π/2 and Cephes' minimax polynomials: WGSL's built-ins only promise
+ * 2⁻¹¹ absolute error inside [−π, π] and nothing outside, while angles reach ~1000 (999·t). Accurate (≈1 ulp of
+ * the reduced angle) for |a| < 2048·π/2 ≈ 3200, and identical on every device up to FMA contraction.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
+import { grid, randomTensor, type Seed } from '../engine/rng.js';
+import { DTypeError, SbgcError, ShapeError } from '../engine/errors.js';
+import { addMaybe, mul, scale } from './elementwise.js';
+
+const WG = 64;
+
+export interface SinusoidParams {
+  /** Derivative order m in t (0 = the embedding itself). */
+  order: number;
+  /** c in a = (t·f)·c: 1 for the timestep embedding, fround(2π) for Gaussian Fourier features. */
+  angleScale: number;
+  /** Output width: 2·len(f), or 2·len(f) + 1 with a zero last column. */
+  dim: number;
+}
+
+/** sincos(x) = (sin x, cos x) from a Cody–Waite reduction to r ∈ [−π/4, π/4] and quadrant q (mod 4). */
+const SINCOS_WGSL = /* wgsl */ `
+fn reduced(x: f32) -> vec3<f32> {
+  let j = round(x * 0.6366197723675814);
+  // π/2 = 1.5703125 + 4.837512969970703125e-4 + 7.54978995489188216e-8 (8 + 13 + 24 bits): j·part exact, |j| < 2048.
+  let r = ((x - j * 1.5703125) - j * 4.837512969970703125e-4) - j * 7.54978995489188216e-8;
+  let z = r * r;
+  let s = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+  let c = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+  return vec3<f32>(s, c, j);
+}
+/** (sin(x + mπ/2), cos(x + mπ/2)). */
+fn sincosShifted(x: f32, m: u32) -> vec2<f32> {
+  let v = reduced(x);
+  let q = (u32(i32(v.z) & 3) + m) & 3u;
+  switch q {
+    case 0u: { return vec2<f32>(v.x, v.y); }
+    case 1u: { return vec2<f32>(v.y, -v.x); }
+    case 2u: { return vec2<f32>(-v.x, -v.y); }
+    default: { return vec2<f32>(-v.y, v.x); }
+  }
+}
+/** (c·f)^m. */
+fn freqPower(cf: f32, m: u32) -> f32 {
+  var p = 1.0;
+  for (var k = 0u; k < m; k++) { p *= cf; }
+  return p;
+}`;
+
+function checkOrder(p: SinusoidParams, what: string): void {
+  if (!Number.isInteger(p.order) || p.order < 0) throw new SbgcError(`${what}: order must be an integer ≥ 0, got ${p.order}`);
+  if (!Number.isFinite(p.angleScale)) throw new SbgcError(`${what}: angleScale must be finite, got ${p.angleScale}`);
+}
+
+function times(t: MaybeTensor, what: string): Tensor {
+  if (!t) throw new ShapeError(`${what}: missing t`);
+  t.assertDType('f32', `${what} t`);
+  if (t.rank !== 1) throw new ShapeError(`${what}: t ${t.describe()} must be 1-D [N]`);
+  return t;
+}
+
+function freqs(f: MaybeTensor, dim: number, what: string): Tensor {
+  if (!f) throw new ShapeError(`${what}: missing frequencies`);
+  f.assertDType('f32', `${what} frequencies`);
+  if (f.rank !== 1) throw new ShapeError(`${what}: frequencies ${f.describe()} must be 1-D`);
+  const h = f.shape[0];
+  if (dim !== 2 * h && dim !== 2 * h + 1) {
+    throw new ShapeError(`${what}: dim ${dim} must be 2·${h} or 2·${h}+1 for frequencies ${f.describe()}`);
+  }
+  return f;
+}
+
+/** A tangent on the frequencies is an error (never silently dropped); VJPs give them no gradient (null). */
+function constantFrequencies(tangent: MaybeTensor, what: string): void {
+  if (tangent) throw new SbgcError(`${what}: the frequencies (W) are constants and cannot be differentiated`);
+}
+
+/** D_m(t, s): inputs [t [N], f [h], s [N] | null] → [N, dim]. */
+export const sinusoidEmbed: Op<SinusoidParams> = defineOp<SinusoidParams>({
+  name: 'embedding.sinusoid',
+  forward(e, [t0, f0, s0], p) {
+    const what = 'sinusoidEmbed';
+    checkOrder(p, what);
+    const t = times(t0, what);
+    const f = freqs(f0, p.dim, what);
+    const n = t.shape[0];
+    const h = f.shape[0];
+    if (s0) {
+      s0.assertDType('f32', `${what} s`);
+      s0.assertShape([n], `${what} s`);
+    }
+    const out = e.empty([n, p.dim], 'f32', 'sinusoidEmbed');
+    if (n * h === 0) {
+      if (out.size > 0) e.write(out, new Uint8Array(out.byteLength)); // dim 1: only the zero column
+      return out;
+    }
+    const program = e.program({
+      name: `embedding.sinusoid${s0 ? '.scaled' : ''}`,
+      buffers: [
+        { name: 't', type: 'f32' },
+        { name: 'f', type: 'f32' },
+        ...(s0 ? [{ name: 's', type: 'f32' as const }] : []),
+        { name: 'out', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: [
+        ['total', 'u32'],
+        ['half', 'u32'],
+        ['dim', 'u32'],
+        ['order', 'u32'],
+        ['c', 'f32'],
+      ],
+      workgroupSize: [WG],
+      body: `${SINCOS_WGSL}
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * ${WG}u;
+  if (i >= params.total) { return; }
+  let n = i / params.half;
+  let k = i % params.half;
+  let a = (t[n] * f[k]) * params.c;
+  let amp = freqPower(f[k] * params.c, params.order)${s0 ? ' * s[n]' : ''};
+  let sc = sincosShifted(a, params.order);
+  let row = n * params.dim;
+  out[row + k] = amp * sc.x;
+  out[row + params.half + k] = amp * sc.y;
+  if (k == 0u && params.dim > 2u * params.half) { out[row + params.dim - 1u] = 0.0; }
+}`,
+    });
+    const bindings: Record<string, Tensor> = s0 ? { t, f, s: s0, out } : { t, f, out };
+    e.dispatch(program, bindings, { total: n * h, half: h, dim: p.dim, order: p.order, c: p.angleScale }, grid(e, n * h, WG));
+    return out;
+  },
+  vjp(e, { inputs: [t, f, s], params }, ct, needs) {
+    const up = { ...params, order: params.order + 1 };
+    let gt: MaybeTensor = null;
+    if (needs[0]) {
+      const r = sinusoidContract(e, [t, f, ct], up);
+      gt = s ? mul(e, [s, r], {}) : r;
+    }
+    return [gt, null, needs[2] ? sinusoidContract(e, [t, f, ct], params) : null];
+  },
+  jvp(e, { inputs: [t, f, s], params }, [tt, tf, ts]) {
+    constantFrequencies(tf, 'sinusoidEmbed jvp');
+    const up = { ...params, order: params.order + 1 };
+    const fromT = tt ? sinusoidEmbed(e, [t, f, s ? mul(e, [s, tt], {}) : tt], up) : null;
+    return addMaybe(e, fromT, ts ? sinusoidEmbed(e, [t, f, ts], params) : null);
+  },
+});
+
+/** R_m(t, g): inputs [t [N], f [h], g [N, dim]] → [N]. */
+export const sinusoidContract: Op<SinusoidParams> = defineOp<SinusoidParams>({
+  name: 'embedding.sinusoidContract',
+  forward(e, [t0, f0, g0], p) {
+    const what = 'sinusoidContract';
+    checkOrder(p, what);
+    const t = times(t0, what);
+    const f = freqs(f0, p.dim, what);
+    const n = t.shape[0];
+    if (!g0) throw new ShapeError(`${what}: missing g`);
+    g0.assertDType('f32', `${what} g`);
+    g0.assertShape([n, p.dim], `${what} g`);
+    const out = e.zeros([n], 'f32', 'sinusoidContract');
+    if (n === 0 || f.shape[0] === 0) return out;
+    const program = e.program({
+      name: 'embedding.sinusoidContract',
+      buffers: [
+        { name: 't', type: 'f32' },
+        { name: 'f', type: 'f32' },
+        { name: 'g', type: 'f32' },
+        { name: 'out', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: [
+        ['rows', 'u32'],
+        ['half', 'u32'],
+        ['dim', 'u32'],
+        ['order', 'u32'],
+        ['c', 'f32'],
+      ],
+      workgroupSize: [WG],
+      body: `${SINCOS_WGSL}
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = gid.x + gid.y * nwg.x * ${WG}u;
+  if (n >= params.rows) { return; }
+  let tn = t[n];
+  let row = n * params.dim;
+  var acc = 0.0;
+  for (var k = 0u; k < params.half; k++) {
+    let sc = sincosShifted((tn * f[k]) * params.c, params.order);
+    let amp = freqPower(f[k] * params.c, params.order);
+    acc += amp * (sc.x * g[row + k] + sc.y * g[row + params.half + k]);
+  }
+  out[n] = acc;
+}`,
+    });
+    e.dispatch(
+      program,
+      { t, f, g: g0, out },
+      { rows: n, half: f.shape[0], dim: p.dim, order: p.order, c: p.angleScale },
+      grid(e, n, WG),
+    );
+    return out;
+  },
+  vjp(e, { inputs: [t, f, g], params }, ct, needs) {
+    const up = { ...params, order: params.order + 1 };
+    return [
+      needs[0] ? mul(e, [ct, sinusoidContract(e, [t, f, g], up)], {}) : null,
+      null,
+      needs[2] ? sinusoidEmbed(e, [t, f, ct], params) : null,
+    ];
+  },
+  jvp(e, { inputs: [t, f, g], params }, [tt, tf, tg]) {
+    constantFrequencies(tf, 'sinusoidContract jvp');
+    const up = { ...params, order: params.order + 1 };
+    const fromT = tt ? mul(e, [tt, sinusoidContract(e, [t, f, g], up)], {}) : null;
+    return addMaybe(e, fromT, tg ? sinusoidContract(e, [t, f, tg], params) : null);
+  },
+});
+
+// ---------------------------------------------------------------- public embeddings
+
+/** f_k = exp(−k·ln(maxPositions)/(h − 1)), k < h = ⌊dim/2⌋, rounded once to f32 (score_sde computes it in f32). */
+export function timestepFrequencies(dim: number, maxPositions = 10000): Float32Array {
+  const h = Math.floor(dim / 2);
+  if (!Number.isInteger(dim) || h < 2) throw new ShapeError(`timestepEmbedding: dim must be an integer ≥ 4, got ${dim}`);
+  if (!(maxPositions > 0)) throw new SbgcError(`timestepEmbedding: maxPositions must be > 0, got ${maxPositions}`);
+  const step = Math.log(maxPositions) / (h - 1);
+  return Float32Array.from({ length: h }, (_, k) => Math.exp(-step * k));
+}
+
+const frequencyCache = new WeakMap<Engine, Map<string, Tensor>>();
+
+/** The frequency table as a device tensor, uploaded once per engine and kept outside every scope. */
+function timestepFrequencyTensor(e: Engine, dim: number, maxPositions: number): Tensor {
+  let cache = frequencyCache.get(e);
+  if (!cache) frequencyCache.set(e, (cache = new Map()));
+  const key = `${Math.floor(dim / 2)}:${maxPositions}`;
+  let f = cache.get(key);
+  if (!f || f.disposed) {
+    f = e.keep(e.tensor(timestepFrequencies(dim, maxPositions), [Math.floor(dim / 2)], 'f32', 'timestep frequencies'));
+    cache.set(key, f);
+  }
+  return f;
+}
+
+/** score_sde get_timestep_embedding(t, dim, maxPositions): t [N] → [N, dim]; differentiable in t. */
+export function timestepEmbedding(e: Engine, t: Tensor, dim: number, maxPositions = 10000): Tensor {
+  const f = timestepFrequencyTensor(e, dim, maxPositions);
+  return sinusoidEmbed(e, [t, f, null], { order: 0, angleScale: 1, dim });
+}
+
+const TWO_PI_F32 = Math.fround(2 * Math.PI);
+
+/** GaussianFourierProjection: t [N], W [m] (already ·scale) → [N, 2m] = [sin(2π t W), cos(2π t W)]; in t only. */
+export function gaussianFourierProjection(e: Engine, t: Tensor, W: Tensor): Tensor {
+  if (W.rank !== 1) throw new ShapeError(`gaussianFourierProjection: W ${W.describe()} must be 1-D`);
+  return sinusoidEmbed(e, [t, W, null], { order: 0, angleScale: TWO_PI_F32, dim: 2 * W.shape[0] });
+}
+
+/** Fresh GaussianFourierProjection weights W = scale·N(0, 1) of length embeddingSize (checkpoints bring their own). */
+export function gaussianFourierWeights(e: Engine, embeddingSize: number, scaleFactor: number, seed: Seed): Tensor {
+  const z = randomTensor(e, [embeddingSize], 'normal', { seed, stream: 0x46465057 /* 'FFPW' */ });
+  const w = scale(e, [z], { alpha: scaleFactor });
+  z.dispose();
+  return w;
+}
+
+// ---------------------------------------------------------------- one-hot labels
+
+/**
+ * labels (u32 [N], or host integers) → f32 [N, numClasses]. Host labels are validated here (the error names the
+ * index); device labels cannot be checked without a read-back, so an out-of-range label yields a NaN row — loud
+ * downstream, and never a write outside the output.
+ */
+export function oneHot(e: Engine, labels: Tensor | ArrayLike<number>, numClasses: number): Tensor {
+  if (!Number.isInteger(numClasses) || numClasses < 1) {
+    throw new ShapeError(`oneHot: numClasses must be a positive integer, got ${numClasses}`);
+  }
+  let lab: Tensor;
+  let owned = false;
+  if (isTensor(labels)) {
+    if (labels.dtype !== 'u32') throw new DTypeError(`oneHot: labels ${labels.describe()} must be u32`);
+    if (labels.rank !== 1) throw new ShapeError(`oneHot: labels ${labels.describe()} must be 1-D [N]`);
+    lab = labels;
+  } else {
+    for (let i = 0; i < labels.length; i++) {
+      const v = labels[i];
+      if (!Number.isInteger(v) || v < 0 || v >= numClasses) {
+        throw new ShapeError(`oneHot: label ${i} is ${v}, outside [0, ${numClasses})`);
+      }
+    }
+    lab = e.tensor(Uint32Array.from(labels), [labels.length], 'u32', 'labels');
+    owned = true;
+  }
+  const n = lab.shape[0];
+  const out = e.empty([n, numClasses], 'f32', 'oneHot');
+  if (out.size > 0) {
+    const program = e.program({
+      name: 'embedding.oneHot',
+      buffers: [
+        { name: 'labels', type: 'u32' },
+        { name: 'out', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: [
+        ['total', 'u32'],
+        ['classes', 'u32'],
+        ['nan_bits', 'u32'],
+      ],
+      workgroupSize: [256],
+      body: `
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * 256u;
+  if (i >= params.total) { return; }
+  let label = labels[i / params.classes];
+  let hit = select(0.0, 1.0, label == i % params.classes);
+  // NaN from a uniform: a NaN constant expression is a shader-creation error.
+  out[i] = select(bitcast<f32>(params.nan_bits), hit, label < params.classes);
+}`,
+    });
+    e.dispatch(program, { labels: lab, out }, { total: out.size, classes: numClasses, nan_bits: 0x7fc00000 }, grid(e, out.size, 256));
+  }
+  if (owned) lab.dispose(); // the dispatch holds the buffer until the batch is submitted
+  return out;
+}
+
+function isTensor(x: Tensor | ArrayLike<number>): x is Tensor {
+  return typeof (x as Tensor).describe === 'function';
+}
