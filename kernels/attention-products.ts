@@ -1,0 +1,307 @@
+/**
+ * The bilinear products of score_sde's attention block, all on one strided batched-matmul kernel:
+ *
+ *   ninApply(x, W, b)          NIN, a 1×1 linear over channels: y[n,o,s] = Σ_c W[c,o]·x[n,c,s] + b[o]
+ *                              (W stored [in, out] as in score_sde; `transposed` applies W[c,o] the other way)
+ *   ninWeightGrad(x, g)        Σ_{n,s} x[n,c,s]·g[n,o,s] → [Cx, Cg] (NIN's weight gradient)
+ *   attnScores(q, k)           z[n,i,j] = α·Σ_c q[n,c,i]·k[n,c,j]
+ *   attnMix(w, v)              a[n,c,i] = α·Σ_j w[n,i,j]·v[n,c,j]   (`transposed`: w[n,j,i])
+ *
+ * This family is closed under differentiation (every VJP of one is another), so VJPs are written with these ops
+ * and forward-over-reverse works through them. The kernel is register-blocked without workgroup memory: each
+ * invocation owns a 4×4 output tile and walks the contraction with scalar strided loads — the layout lavapipe runs
+ * fastest (its lanes are invocations, barriers are coroutine switches); kernels/matmul.ts may replace it on GPUs.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
+import { DeviceLimitError, ShapeError } from '../engine/errors.js';
+import { addMaybe } from './elementwise.js';
+import { channelBroadcast, channelSum } from './group-norm.js';
+
+/** out[b,i,j] = α·Σ_{k1<K1, k2<K2} A(b,i,k1,k2)·B(b,k1,k2,j) (+ bias[i]); every operand addressed by strides. */
+export interface StridedProduct {
+  batch: number;
+  I: number;
+  J: number;
+  K1: number;
+  K2: number;
+  /** A strides: batch, i, k1, k2. */
+  a: [number, number, number, number];
+  /** B strides: batch, j, k1, k2. */
+  b: [number, number, number, number];
+  /** Output strides: batch, i, j. */
+  out: [number, number, number];
+  alpha: number;
+}
+
+const TILE = 4;
+const WG: [number, number] = [16, 4];
+
+/** Records out = A·B per the strides (out must be a fresh tensor covering every (b, i, j)). */
+export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bias: MaybeTensor, out: Tensor, p: StridedProduct): void {
+  const program = e.program({
+    name: `product.${name}${bias ? '.bias' : ''}`,
+    buffers: [
+      { name: 'A', type: 'f32' },
+      { name: 'B', type: 'f32' },
+      ...(bias ? [{ name: 'bias', type: 'f32' as const }] : []),
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['I', 'u32'],
+      ['J', 'u32'],
+      ['K1', 'u32'],
+      ['K2', 'u32'],
+      ['ab', 'u32'],
+      ['ai', 'u32'],
+      ['ak1', 'u32'],
+      ['ak2', 'u32'],
+      ['bb', 'u32'],
+      ['bj', 'u32'],
+      ['bk1', 'u32'],
+      ['bk2', 'u32'],
+      ['ob', 'u32'],
+      ['oi', 'u32'],
+      ['oj', 'u32'],
+      ['alpha', 'f32'],
+    ],
+    workgroupSize: [WG[0], WG[1]],
+    body: `
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j0 = gid.x * ${TILE}u;
+  let i0 = gid.y * ${TILE}u;
+  let b = gid.z;
+  if (i0 >= params.I || j0 >= params.J) { return; }
+  // Rows/columns past the edge are clamped for loading (never read out of bounds) and skipped when storing.
+  let iM = params.I - 1u;
+  let jM = params.J - 1u;
+  let ia = b * params.ab + vec4<u32>(i0, min(i0 + 1u, iM), min(i0 + 2u, iM), min(i0 + 3u, iM)) * params.ai;
+  let jb = b * params.bb + vec4<u32>(j0, min(j0 + 1u, jM), min(j0 + 2u, jM), min(j0 + 3u, jM)) * params.bj;
+  var c0 = vec4<f32>(0.0);
+  var c1 = vec4<f32>(0.0);
+  var c2 = vec4<f32>(0.0);
+  var c3 = vec4<f32>(0.0);
+  for (var k1 = 0u; k1 < params.K1; k1++) {
+    var pa = ia + k1 * params.ak1;
+    var pb = jb + k1 * params.bk1;
+    for (var k2 = 0u; k2 < params.K2; k2++) {
+      let a = vec4<f32>(A[pa.x], A[pa.y], A[pa.z], A[pa.w]);
+      let bv = vec4<f32>(B[pb.x], B[pb.y], B[pb.z], B[pb.w]);
+      c0 += a.x * bv;
+      c1 += a.y * bv;
+      c2 += a.z * bv;
+      c3 += a.w * bv;
+      pa += params.ak2;
+      pb += params.bk2;
+    }
+  }
+  store(b * params.ob, i0, j0, c0);
+  if (i0 + 1u < params.I) { store(b * params.ob, i0 + 1u, j0, c1); }
+  if (i0 + 2u < params.I) { store(b * params.ob, i0 + 2u, j0, c2); }
+  if (i0 + 3u < params.I) { store(b * params.ob, i0 + 3u, j0, c3); }
+}
+fn store(ob: u32, i: u32, j0: u32, acc: vec4<f32>) {
+  let v = params.alpha * acc${bias ? ' + bias[i]' : ''};
+  let o = ob + i * params.oi + j0 * params.oj;
+  out[o] = v.x;
+  if (j0 + 1u < params.J) { out[o + params.oj] = v.y; }
+  if (j0 + 2u < params.J) { out[o + 2u * params.oj] = v.z; }
+  if (j0 + 3u < params.J) { out[o + 3u * params.oj] = v.w; }
+}`,
+  });
+  const gx = Math.ceil(Math.ceil(p.J / TILE) / WG[0]);
+  const gy = Math.ceil(Math.ceil(p.I / TILE) / WG[1]);
+  const max = e.limits.maxComputeWorkgroupsPerDimension;
+  if (gx > max || gy > max || p.batch > max) {
+    throw new DeviceLimitError(`product ${name}: grid [${gx}, ${gy}, ${p.batch}] exceeds ${max} per dimension`);
+  }
+  const bindings: Record<string, Tensor> = { A, B, out };
+  if (bias) bindings.bias = bias;
+  const [ab, ai, ak1, ak2] = p.a;
+  const [bb, bj, bk1, bk2] = p.b;
+  const [ob, oi, oj] = p.out;
+  const u = { I: p.I, J: p.J, K1: p.K1, K2: p.K2, ab, ai, ak1, ak2, bb, bj, bk1, bk2, ob, oi, oj, alpha: p.alpha };
+  e.dispatch(program, bindings, u, [gx, gy, p.batch]);
+}
+
+function req(t: MaybeTensor, what: string): Tensor {
+  if (!t) throw new ShapeError(`${what}: missing input`);
+  t.assertDType('f32', what);
+  return t;
+}
+
+/** [N, C, ...spatial] → N, C, S. */
+function ncs(t: Tensor, what: string): { n: number; c: number; s: number } {
+  if (t.rank < 2) throw new ShapeError(`${what}: ${t.describe()} must be [N, C, ...spatial]`);
+  const [n, c] = t.shape;
+  return { n, c, s: t.size / Math.max(n * c, 1) };
+}
+
+// ---------------------------------------------------------------- NIN
+
+export interface NinParams {
+  /** false: y[o] = Σ_c W[c,o]·x[c] (score_sde's NIN, W = [in, out]); true: y[c] = Σ_o W[c,o]·x[o]. */
+  transposed: boolean;
+}
+
+export const ninApply: Op<NinParams> = defineOp<NinParams>({
+  name: 'ninApply',
+  forward(e, [x0, W0, b0], { transposed }) {
+    const x = req(x0, 'ninApply x');
+    const W = req(W0, 'ninApply W');
+    const { n, c, s } = ncs(x, 'ninApply x');
+    const [rows, cols] = W.shape;
+    const cin = transposed ? cols : rows;
+    const cout = transposed ? rows : cols;
+    if (W.rank !== 2 || cin !== c) {
+      throw new ShapeError(`ninApply: W ${W.describe()} does not take the ${c} channels of ${x.describe()}`);
+    }
+    if (b0) {
+      b0.assertDType('f32', 'ninApply b');
+      b0.assertShape([cout], 'ninApply b');
+    }
+    const out = e.empty([n, cout, ...x.shape.slice(2)], 'f32', 'nin');
+    // A(i = out channel, k2 = in channel) = W; B(k2, j = position) = x[n].
+    const a: StridedProduct['a'] = transposed ? [0, cols, 0, 1] : [0, 1, 0, cols];
+    stridedProduct(e, 'nin', W, x, b0, out, {
+      batch: n,
+      I: cout,
+      J: s,
+      K1: 1,
+      K2: c,
+      a,
+      b: [c * s, 1, 0, s],
+      out: [cout * s, s, 1],
+      alpha: 1,
+    });
+    return out;
+  },
+  vjp(e, { inputs: [x, W], params: { transposed } }, gy, needs) {
+    return [
+      needs[0] ? ninApply(e, [gy, W, null], { transposed: !transposed }) : null,
+      needs[1] ? (transposed ? ninWeightGrad(e, [gy, x], {}) : ninWeightGrad(e, [x, gy], {})) : null,
+      needs[2] ? channelSum(e, [gy], {}) : null,
+    ];
+  },
+  jvp(e, { inputs: [x, W], params, output }, [tx, tW, tb]) {
+    // Bilinear in (x, W), affine in b.
+    const fromX = tx ? ninApply(e, [tx, W, tb], params) : tb ? channelBroadcast(e, [tb], { shape: output.shape }) : null;
+    const fromW = tW ? ninApply(e, [x, tW, null], params) : null;
+    return addMaybe(e, fromX, fromW);
+  },
+});
+
+/** Σ_{n,s} x[n,c,s]·g[n,o,s] → [Cx, Cg]. */
+export const ninWeightGrad: Op<Record<string, never>> = defineOp<Record<string, never>>({
+  name: 'ninWeightGrad',
+  forward(e, [x0, g0]) {
+    const x = req(x0, 'ninWeightGrad x');
+    const g = req(g0, 'ninWeightGrad g');
+    const dx = ncs(x, 'ninWeightGrad x');
+    const dg = ncs(g, 'ninWeightGrad g');
+    if (dx.n !== dg.n || dx.s !== dg.s) {
+      throw new ShapeError(`ninWeightGrad: ${x.describe()} and ${g.describe()} differ in batch or spatial size`);
+    }
+    const out = e.empty([dx.c, dg.c], 'f32', 'nin.dW');
+    stridedProduct(e, 'nin.dW', x, g, null, out, {
+      batch: 1,
+      I: dx.c,
+      J: dg.c,
+      K1: dx.n,
+      K2: dx.s,
+      a: [0, dx.s, dx.c * dx.s, 1],
+      b: [0, dg.s, dg.c * dg.s, 1],
+      out: [0, dg.c, 1],
+      alpha: 1,
+    });
+    return out;
+  },
+  vjp: (e, { inputs: [x, g] }, w, needs) => [
+    needs[0] ? ninApply(e, [g, w, null], { transposed: true }) : null,
+    needs[1] ? ninApply(e, [x, w, null], { transposed: false }) : null,
+  ],
+  jvp: (e, { inputs: [x, g] }, [tx, tg]) =>
+    addMaybe(e, tx ? ninWeightGrad(e, [tx, g], {}) : null, tg ? ninWeightGrad(e, [x, tg], {}) : null),
+});
+
+// ---------------------------------------------------------------- scores and mix
+
+export interface ScaleParams {
+  alpha: number;
+}
+
+function checkPair(op: string, q: Tensor, k: Tensor): { n: number; c: number; s: number } {
+  const d = ncs(q, `${op} first operand`);
+  k.assertShape(q.shape, `${op} second operand`);
+  return d;
+}
+
+/** z[n,i,j] = α·Σ_c q[n,c,i]·k[n,c,j] → [N, S, S]. */
+export const attnScores: Op<ScaleParams> = defineOp<ScaleParams>({
+  name: 'attnScores',
+  forward(e, [q0, k0], { alpha }) {
+    const q = req(q0, 'attnScores q');
+    const k = req(k0, 'attnScores k');
+    const { n, c, s } = checkPair('attnScores', q, k);
+    const out = e.empty([n, s, s], 'f32', 'attn.scores');
+    stridedProduct(e, 'scores', q, k, null, out, {
+      batch: n,
+      I: s,
+      J: s,
+      K1: 1,
+      K2: c,
+      a: [c * s, 1, 0, s],
+      b: [c * s, 1, 0, s],
+      out: [s * s, s, 1],
+      alpha,
+    });
+    return out;
+  },
+  vjp: (e, { inputs: [q, k], params }, gz, needs) => [
+    needs[0] ? attnMix(e, [gz, k], { ...params, transposed: false }) : null,
+    needs[1] ? attnMix(e, [gz, q], { ...params, transposed: true }) : null,
+  ],
+  jvp: (e, { inputs: [q, k], params }, [tq, tk]) =>
+    addMaybe(e, tq ? attnScores(e, [tq, k], params) : null, tk ? attnScores(e, [q, tk], params) : null),
+});
+
+export interface MixParams extends ScaleParams {
+  /** Use w[n,j,i] instead of w[n,i,j]. */
+  transposed: boolean;
+}
+
+/** a[n,c,i] = α·Σ_j w[n,i,j]·v[n,c,j] (transposed: w[n,j,i]) → v's shape. */
+export const attnMix: Op<MixParams> = defineOp<MixParams>({
+  name: 'attnMix',
+  forward(e, [w0, v0], { alpha, transposed }) {
+    const w = req(w0, 'attnMix w');
+    const v = req(v0, 'attnMix v');
+    const { n, c, s } = ncs(v, 'attnMix v');
+    w.assertShape([n, s, s], 'attnMix w');
+    const out = e.empty(v.shape, 'f32', 'attn.mix');
+    // out(i = channel, j = query) = Σ_key v(channel, key)·w(query, key).
+    stridedProduct(e, transposed ? 'mixT' : 'mix', v, w, null, out, {
+      batch: n,
+      I: c,
+      J: s,
+      K1: 1,
+      K2: s,
+      a: [c * s, s, 0, 1],
+      b: transposed ? [s * s, 1, 0, s] : [s * s, s, 0, 1],
+      out: [c * s, s, 1],
+      alpha,
+    });
+    return out;
+  },
+  vjp(e, { inputs: [w, v], params }, ga, needs) {
+    const scale = { alpha: params.alpha };
+    let gw: MaybeTensor = null;
+    // ∂/∂w[i,j] = α·Σ_c ga[c,i]·v[c,j] (untransposed), or at [j,i] when transposed.
+    if (needs[0]) gw = params.transposed ? attnScores(e, [v, ga], scale) : attnScores(e, [ga, v], scale);
+    const gv = needs[1] ? attnMix(e, [w, ga], { ...scale, transposed: !params.transposed }) : null;
+    return [gw, gv];
+  },
+  jvp: (e, { inputs: [w, v], params }, [tw, tv]) =>
+    addMaybe(e, tw ? attnMix(e, [tw, v], params) : null, tv ? attnMix(e, [w, tv], params) : null),
+});
