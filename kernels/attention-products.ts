@@ -68,16 +68,19 @@ export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bi
     ],
     workgroupSize: [WG[0], WG[1]],
     body: `
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j0 = gid.x * ${TILE}u;
-  let i0 = gid.y * ${TILE}u;
-  let b = gid.z;
-  if (i0 >= params.I || j0 >= params.J) { return; }
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  // A lane's 4 columns are WG.x apart, so neighbouring lanes touch neighbouring columns (contiguous when the
+  // column stride is 1: vector loads on lavapipe, coalesced on GPUs); the 4 rows are shared by the lanes of a
+  // workgroup row (uniform loads).
+  let jl = wid.x * ${4 * WG[0]}u + lid.x;
+  let js = vec4<u32>(jl, jl + ${WG[0]}u, jl + ${2 * WG[0]}u, jl + ${3 * WG[0]}u);
+  let i0 = (wid.y * ${WG[1]}u + lid.y) * ${TILE}u;
+  let b = wid.z;
+  if (i0 >= params.I || jl >= params.J) { return; }
   // Rows/columns past the edge are clamped for loading (never read out of bounds) and skipped when storing.
   let iM = params.I - 1u;
-  let jM = params.J - 1u;
   let ia = b * params.ab + vec4<u32>(i0, min(i0 + 1u, iM), min(i0 + 2u, iM), min(i0 + 3u, iM)) * params.ai;
-  let jb = b * params.bb + vec4<u32>(j0, min(j0 + 1u, jM), min(j0 + 2u, jM), min(j0 + 3u, jM)) * params.bj;
+  let jb = b * params.bb + min(js, vec4<u32>(params.J - 1u)) * params.bj;
   var c0 = vec4<f32>(0.0);
   var c1 = vec4<f32>(0.0);
   var c2 = vec4<f32>(0.0);
@@ -96,21 +99,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       pb += params.bk2;
     }
   }
-  store(b * params.ob, i0, j0, c0);
-  if (i0 + 1u < params.I) { store(b * params.ob, i0 + 1u, j0, c1); }
-  if (i0 + 2u < params.I) { store(b * params.ob, i0 + 2u, j0, c2); }
-  if (i0 + 3u < params.I) { store(b * params.ob, i0 + 3u, j0, c3); }
+  store(b * params.ob, i0, js, c0);
+  if (i0 + 1u < params.I) { store(b * params.ob, i0 + 1u, js, c1); }
+  if (i0 + 2u < params.I) { store(b * params.ob, i0 + 2u, js, c2); }
+  if (i0 + 3u < params.I) { store(b * params.ob, i0 + 3u, js, c3); }
 }
-fn store(ob: u32, i: u32, j0: u32, acc: vec4<f32>) {
+fn store(ob: u32, i: u32, js: vec4<u32>, acc: vec4<f32>) {
   let v = params.alpha * acc${bias ? ' + bias[i]' : ''};
-  let o = ob + i * params.oi + j0 * params.oj;
-  out[o] = v.x;
-  if (j0 + 1u < params.J) { out[o + params.oj] = v.y; }
-  if (j0 + 2u < params.J) { out[o + 2u * params.oj] = v.z; }
-  if (j0 + 3u < params.J) { out[o + 3u * params.oj] = v.w; }
+  let o = ob + i * params.oi;
+  out[o + js.x * params.oj] = v.x;
+  if (js.y < params.J) { out[o + js.y * params.oj] = v.y; }
+  if (js.z < params.J) { out[o + js.z * params.oj] = v.z; }
+  if (js.w < params.J) { out[o + js.w * params.oj] = v.w; }
 }`,
   });
-  const gx = Math.ceil(Math.ceil(p.J / TILE) / WG[0]);
+  const gx = Math.ceil(p.J / (TILE * WG[0]));
   const gy = Math.ceil(Math.ceil(p.I / TILE) / WG[1]);
   const max = e.limits.maxComputeWorkgroupsPerDimension;
   if (gx > max || gy > max || p.batch > max) {

@@ -1,16 +1,20 @@
 /**
- * score_sde's AttnBlockpp (NCSN++ self-attention over all H·W positions) and its fused attention core:
+ * score_sde's AttnBlockpp (NCSN++ self-attention over all H·W positions) and its attention core:
  *
  *   h = GroupNorm(x); q, k, v = NIN₀,₁,₂(h); a = Σ_j softmax_j(qᵢ·kⱼ/√C)·vⱼ; out = NIN₃(a);
  *   result = (x + out)/√2 (skip_rescale, as ncsnpp builds it) or x + out.
  *
- * `attentionCore(q, k, v)` is one op whose forward has three variants (pick per adapter and shape, or time them
- * with `autotuneAttention`):
- *   'flash'     one invocation per query: scores, online max-shifted softmax and Σ p·v in one pass over the keys,
- *               the S×S matrix never exists (lavapipe's fastest: its lanes are queries, k/v loads are uniform);
+ * `attentionCore(q, k, v)` is one op whose forward has three variants (forced with `overrideAttentionVariant`,
+ * timed and cached per shape by `autotuneAttention`):
+ *   'flash'     one invocation per query: scores, online max-shifted softmax and Σ p·v in one pass over the keys
+ *               (blocks of 4), the S×S matrix never exists;
  *   'scores'    the scores product, then one fused softmax·V kernel per query row (exp computed once per score);
- *   'unfused'   scores product, softmax rows, mix product (three dispatches; the GPU default).
- * Its JVP is a fused flash-style dual kernel (ȧ = Σ p·(ż − ⟨p,ż⟩)·v + Σ p·v̇, accumulated online); its VJP is
+ *   'unfused'   scores product, softmax rows, mix product (three dispatches, all register-blocked).
+ * Measured on lavapipe (report of this commit): 'unfused' is 2–4× faster than both fused variants at HW = 256
+ * (the per-query kernels keep C-long accumulators in private arrays, which lavapipe spills to memory, while the
+ * products run 4×4 register tiles), and all three are within noise at HW = 49 — so 'unfused' is the default.
+ * The JVP is, to match, the composed one (scores' bilinear tangent → softmax's fused dual → mix) unless a per-query
+ * variant is forced, in which case a fused flash-style dual kernel computes a and ȧ in one pass. The VJP is
  * written with ops (scores, softmax, softmaxBackward, mix), so forward-over-reverse gives Hessian-vector products.
  */
 import type { Engine } from '../engine/engine.js';
@@ -50,8 +54,9 @@ export function attentionVariant(e: Engine, n: number, c: number, s: number): At
   if (forcedVariant) return c <= MAX_PRIVATE_CHANNELS || forcedVariant === 'unfused' ? forcedVariant : 'unfused';
   const hit = tuned.get(shapeClass(e, n, c, s));
   if (hit) return hit;
-  // Measured on lavapipe (bench in the report): 'flash' wins at every HW ≤ 256 and C ≤ 256.
-  return e.info.isCpu && c <= MAX_PRIVATE_CHANNELS ? 'flash' : 'unfused';
+  // Measured on lavapipe: 'unfused' wins at HW = 256 for C = 32…256 and ties at HW = 49 (see the header). GPUs
+  // would spill the per-query kernels' private arrays too.
+  return 'unfused';
 }
 
 /** Times every variant once on random data of this shape and caches the fastest for later forwards. */
@@ -95,17 +100,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let base = n * C * S;`;
 }
 
-/** Online softmax update for a new score z: rescales the running sums only when the row maximum grows. */
+/**
+ * Keys go in blocks of 4: one walk over the channels yields 4 scores and one walk updates the accumulators with 4
+ * values, so each private-array element is loaded once per 4 keys (lavapipe keeps those arrays in memory). Keys
+ * past the end are clamped for loading and masked to −∞, i.e. weight 0.
+ */
+function keyBlock(): string {
+  return `
+    let jj = min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(S - 1u));
+    let live = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u) < vec4<u32>(S);`;
+}
+
+function load4(buf: string, at: string): string {
+  return `vec4<f32>(${buf}[${at} + jj.x], ${buf}[${at} + jj.y], ${buf}[${at} + jj.z], ${buf}[${at} + jj.w])`;
+}
+
+/** Online softmax update for a block of scores z: rescales the running sums only when the row maximum grows. */
 function onlineUpdate(rescale: string): string {
   return `
-    if (z > m) {
-      let corr = exp(m - z);
+    let zs = select(vec4<f32>(-3.402823e38), z, live);
+    let zmax = max(max(zs.x, zs.y), max(zs.z, zs.w));
+    if (zmax > m) {
+      let corr = exp(m - zmax);
       l *= corr;
       ${rescale}
-      m = z;
+      m = zmax;
     }
-    let p = exp(z - m);
-    l += p;`;
+    let p = select(vec4<f32>(0.0), exp(zs - m), live);
+    l += p.x + p.y + p.z + p.w;`;
 }
 
 function flashForward(e: Engine, q: Tensor, k: Tensor, v: Tensor, out: Tensor, alpha: number, n: number, c: number, s: number): void {
@@ -128,11 +150,11 @@ function flashForward(e: Engine, q: Tensor, k: Tensor, v: Tensor, out: Tensor, a
   for (var ch = 0u; ch < C; ch++) { qr[ch] = q[base + ch * S + i] * params.alpha; acc[ch] = 0.0; }
   var m = -3.402823e38;
   var l = 0.0;
-  for (var j = 0u; j < S; j++) {
-    var z = 0.0;
-    for (var ch = 0u; ch < C; ch++) { z += qr[ch] * k[base + ch * S + j]; }
+  for (var j0 = 0u; j0 < S; j0 += 4u) {${keyBlock()}
+    var z = vec4<f32>(0.0);
+    for (var ch = 0u; ch < C; ch++) { z += qr[ch] * ${load4('k', 'base + ch * S')}; }
     ${onlineUpdate('for (var ch = 0u; ch < C; ch++) { acc[ch] *= corr; }')}
-    for (var ch = 0u; ch < C; ch++) { acc[ch] += p * v[base + ch * S + j]; }
+    for (var ch = 0u; ch < C; ch++) { acc[ch] += dot(p, ${load4('v', 'base + ch * S')}); }
   }
   let inv = 1.0 / l;
   for (var ch = 0u; ch < C; ch++) { out[base + ch * S + i] = acc[ch] * inv; }
@@ -159,10 +181,10 @@ function softmaxMix(e: Engine, z: Tensor, v: Tensor, out: Tensor, n: number, c: 
   var acc: array<f32, C>;
   for (var ch = 0u; ch < C; ch++) { acc[ch] = 0.0; }
   var l = 0.0;
-  for (var j = 0u; j < S; j++) {
-    let p = exp(z[zo + j] - m);
-    l += p;
-    for (var ch = 0u; ch < C; ch++) { acc[ch] += p * v[base + ch * S + j]; }
+  for (var j0 = 0u; j0 < S; j0 += 4u) {${keyBlock()}
+    let p = select(vec4<f32>(0.0), exp(${load4('z', 'zo')} - m), live);
+    l += p.x + p.y + p.z + p.w;
+    for (var ch = 0u; ch < C; ch++) { acc[ch] += dot(p, ${load4('v', 'base + ch * S')}); }
   }
   let inv = 1.0 / l;
   for (var ch = 0u; ch < C; ch++) { out[base + ch * S + i] = acc[ch] * inv; }
@@ -216,7 +238,7 @@ function flashDual(
   const [n, c] = q.shape;
   const s = q.size / Math.max(n * c, 1);
   const tz = !!(t.q || t.k);
-  const zd = [t.q ? 'qd[ch] * kk' : '', t.k ? 'qr[ch] * tk[base + ch * S + j]' : ''].filter(Boolean).join(' + ');
+  const zd = [t.q ? 'qd[ch] * kk' : '', t.k ? `qr[ch] * ${load4('tk', 'base + ch * S')}` : ''].filter(Boolean).join(' + ');
   const program = e.program({
     name: `attention.flash.dual.${+!!t.q}${+!!t.k}${+!!t.v}`,
     buffers: [
@@ -246,20 +268,21 @@ function flashDual(
   var m = -3.402823e38;
   var l = 0.0;
   var sz = 0.0;
-  for (var j = 0u; j < S; j++) {
-    var z = 0.0;
-    var zd = 0.0;
+  for (var j0 = 0u; j0 < S; j0 += 4u) {${keyBlock()}
+    var z = vec4<f32>(0.0);
+    var zd = vec4<f32>(0.0);
     for (var ch = 0u; ch < C; ch++) {
-      let kk = k[base + ch * S + j];
+      let kk = ${load4('k', 'base + ch * S')};
       z += qr[ch] * kk;
       ${tz ? `zd += ${zd};` : ''}
     }
     ${onlineUpdate('sz *= corr; for (var ch = 0u; ch < C; ch++) { acc[ch] *= corr; accd[ch] *= corr; }')}
-    sz += p * zd;
+    sz += dot(p, zd);
+    let pz = p * zd;
     for (var ch = 0u; ch < C; ch++) {
-      let vv = v[base + ch * S + j];
-      acc[ch] += p * vv;
-      accd[ch] += p * (${tz ? 'zd * vv' : '0.0'}${t.v ? ' + tv[base + ch * S + j]' : ''});
+      let vv = ${load4('v', 'base + ch * S')};
+      acc[ch] += dot(p, vv);
+      accd[ch] += ${tz ? 'dot(pz, vv)' : '0.0'}${t.v ? ` + dot(p, ${load4('tv', 'base + ch * S')})` : ''};
     }
   }
   let inv = 1.0 / l;

@@ -142,7 +142,8 @@ describe('softmax', () => {
 describe('attention products', () => {
   const engine = useEngine();
 
-  for (const [n, c, co, h, w] of [[1, 3, 5, 7, 5], [2, 8, 4, 4, 4], [2, 6, 9, 3, 1]]) {
+  // Sizes past 64 columns / 16 rows span several workgroups of the product kernel.
+  for (const [n, c, co, h, w] of [[1, 3, 5, 7, 5], [2, 8, 4, 4, 4], [2, 6, 9, 3, 1], [1, 6, 17, 9, 9]]) {
     it(`NIN (both orientations) and its weight gradient on [${n},${c},${h},${w}] → ${co}`, async () => {
       const e = engine();
       const x = randomHost([n, c, h, w], 1);
@@ -162,7 +163,7 @@ describe('attention products', () => {
     });
   }
 
-  for (const [n, c, h, w] of [[1, 4, 3, 3], [2, 5, 7, 7], [1, 3, 4, 4]]) {
+  for (const [n, c, h, w] of [[1, 4, 3, 3], [2, 5, 7, 7], [1, 3, 4, 4], [1, 4, 9, 9]]) {
     it(`scores and mix (both orientations) on [${n},${c},${h},${w}]`, async () => {
       const e = engine();
       const s = h * w;
