@@ -4,6 +4,7 @@
  *   sbgc smoke                  kernel smoke check against float64
  *   sbgc demo                   the main job on the bundled default
  *   sbgc profile <command …>    runs a command with GPU timestamps and prints per-kernel times
+ *   sbgc convert …              score_sde_pytorch .pth → safetensors
  * Global flags (before the command): --dawn-toggle NAME (repeatable, e.g. disable_robustness).
  */
 import { globalOptions, createdEngines, destroyEngines } from './context.js';
@@ -18,6 +19,8 @@ commands:
   smoke                   run a kernel smoke check against float64 references
   demo                    the main job on the bundled default (see README)
   profile <command …>     run a command with per-kernel GPU timing and print a table
+  convert --in X.pth --out W.safetensors [--entry ema|model] [--config C]
+                          score_sde_pytorch checkpoint → safetensors
   help                    this text`;
 
 type Command = (argv: string[]) => Promise<boolean | void>;
@@ -27,6 +30,7 @@ const commands: Record<string, Command> = {
   smoke: () => smokeCommand(),
   demo: async () => (await import('./demo.js')).demoCommand(),
   profile: profileCommand,
+  convert: async (argv) => (await import('./convert.js')).convertCommand(argv),
 };
 
 async function profileCommand(argv: string[]): Promise<boolean | void> {
