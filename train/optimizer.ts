@@ -1,0 +1,284 @@
+/**
+ * Adam with linear learning-rate warm-up, global-norm gradient clipping and an EMA of the parameters, all on the
+ * GPU over a ParamArena (SPEC §6; score_sde's `optimization_manager` + flax Adam):
+ *
+ *   ‖g‖ = √(Σ over every parameter of g²)                                  (two-stage reduction, 2 dispatches)
+ *   ĝ = g · c,  c = clip / max(‖g‖, clip)                                    (score_sde's clip; no clip when clip = 0)
+ *   m ← β₁m + (1 − β₁)ĝ,  v ← β₂v + (1 − β₂)ĝ²
+ *   p ← p − lr_k/(1 − β₁ᵏ) · m / (√v/√(1 − β₂ᵏ) + eps)                     (k = 1, 2, … the update count)
+ *   ema ← ema + (1 − d)(p − ema)                                             (= d·ema + (1 − d)·p, exact when p = ema)
+ *
+ * The clip factor is computed inside the Adam kernel from the reduced norm, so clipping costs no extra pass, and
+ * the EMA is fused into the same kernel: one dispatch per arena segment updates p, m, v and ema in place.
+ *
+ * Warm-up: lr_k = lr · min(k / warmup, 1) for the k-th update (k from 1). score_sde multiplies by
+ * min(step / warmup, 1) with its step counter still at 0 for the first update (a zero-lr first step); we count
+ * from 1 so no step is wasted — the schedules differ by one step.
+ */
+import type { Engine } from '../engine/engine.js';
+import { SbgcError } from '../engine/errors.js';
+import { grid } from '../engine/rng.js';
+import type { Tensor } from '../engine/tensor.js';
+import type { ParamArena } from './param-arena.js';
+
+export interface AdamOptions {
+  /** Peak learning rate. */
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Linear warm-up length in updates (0 = none). */
+  warmupSteps: number;
+  /** Global-norm clip threshold (0 = no clipping). */
+  gradClipNorm: number;
+  /** EMA decay d in [0, 1); null = no EMA update (the arena may still hold one). */
+  emaDecay: number | null;
+}
+
+export const DEFAULT_ADAM: AdamOptions = {
+  lr: 2e-4,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  warmupSteps: 5000,
+  gradClipNorm: 1,
+  emaDecay: 0.9999,
+};
+
+export function checkAdamOptions(o: AdamOptions): void {
+  const bad = (field: string, want: string, v: unknown): never => {
+    throw new SbgcError(`optimizer: ${field} must be ${want}, got ${String(v)}`);
+  };
+  if (!(o.lr > 0 && Number.isFinite(o.lr))) bad('lr', 'a positive finite number', o.lr);
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) bad('beta1', 'in [0, 1)', o.beta1);
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) bad('beta2', 'in [0, 1)', o.beta2);
+  if (!(o.eps > 0)) bad('eps', 'positive', o.eps);
+  if (!(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0)) bad('warmupSteps', 'a non-negative integer', o.warmupSteps);
+  if (!(o.gradClipNorm >= 0 && Number.isFinite(o.gradClipNorm))) bad('gradClipNorm', 'a finite number >= 0', o.gradClipNorm);
+  if (o.emaDecay !== null && !(o.emaDecay >= 0 && o.emaDecay < 1)) bad('emaDecay', 'in [0, 1)', o.emaDecay);
+}
+
+/** Learning rate of the k-th update (k = 1, 2, …). */
+export function learningRateAt(o: Pick<AdamOptions, 'lr' | 'warmupSteps'>, k: number): number {
+  return o.warmupSteps > 0 ? o.lr * Math.min(k / o.warmupSteps, 1) : o.lr;
+}
+
+/** The scalars of the k-th update as the kernel receives them (float64 here, rounded to f32 in the uniforms). */
+export function adamStepScalars(o: AdamOptions, k: number): { stepSize: number; invSqrtBc2: number } {
+  return {
+    stepSize: learningRateAt(o, k) / (1 - o.beta1 ** k),
+    invSqrtBc2: 1 / Math.sqrt(1 - o.beta2 ** k),
+  };
+}
+
+const WG = 64;
+const REDUCE_WG = 256;
+/** Vec4s each invocation of the first reduction stage sums (strided), at most. */
+const VEC4_PER_THREAD = 64;
+const MAX_PARTIALS = 16384;
+
+export class AdamOptimizer {
+  /** Updates done so far (the next update is number `step + 1`). */
+  step = 0;
+  /** ‖g‖² of the latest update (on the GPU; valid in command order after `update`). */
+  readonly gradNormSq: Tensor;
+  private readonly partials: Tensor;
+  private readonly partialBase: number[];
+  private readonly partialCount: number[];
+
+  constructor(
+    readonly engine: Engine,
+    readonly arena: ParamArena,
+    readonly options: AdamOptions,
+  ) {
+    checkAdamOptions(options);
+    if (options.emaDecay !== null && !arena.hasEma) throw new SbgcError('optimizer: emaDecay is set but the arena keeps no EMA');
+    const e = engine;
+    this.partialBase = [];
+    this.partialCount = [];
+    let total = 0;
+    for (const seg of arena.segments) {
+      const n4 = seg.size / 4;
+      const p = Math.min(MAX_PARTIALS, Math.max(1, Math.ceil(n4 / VEC4_PER_THREAD)));
+      this.partialBase.push(total);
+      this.partialCount.push(p);
+      total += p;
+    }
+    this.partials = e.keep(e.zeros([total], 'f32', 'adam.norm-partials'));
+    this.gradNormSq = e.keep(e.zeros([1], 'f32', 'adam.grad-norm²'));
+  }
+
+  /**
+   * Records one update from the gradients already loaded into the arena's gradient slots: the norm reduction
+   * (needed only when clipping) and one fused Adam(+EMA) dispatch per segment.
+   */
+  update(): void {
+    const e = this.engine;
+    const o = this.options;
+    this.recordGradNorm();
+    const k = this.step + 1;
+    const { stepSize, invSqrtBc2 } = adamStepScalars(o, k);
+    const withEma = o.emaDecay !== null;
+    const program = e.program(adamKernel(withEma));
+    for (const seg of this.arena.segments) {
+      const bindings: Record<string, Tensor> = { p: seg.param, m: seg.m, v: seg.v, g: seg.grad, normsq: this.gradNormSq };
+      if (withEma) bindings.ema = seg.ema!;
+      e.dispatch(
+        program,
+        bindings,
+        {
+          n4: seg.size / 4,
+          b1: o.beta1,
+          omb1: 1 - o.beta1,
+          b2: o.beta2,
+          omb2: 1 - o.beta2,
+          step_size: stepSize,
+          inv_sqrt_bc2: invSqrtBc2,
+          eps: o.eps,
+          clip: o.gradClipNorm,
+          omd: withEma ? 1 - o.emaDecay! : 0,
+        },
+        grid(e, seg.size / 4, WG),
+      );
+    }
+    this.step = k;
+  }
+
+  /** Records ‖g‖² of the arena's gradient slots into `gradNormSq` (fixed summation order: deterministic). */
+  recordGradNorm(): void {
+    const e = this.engine;
+    const stage1 = e.program(normPartialsKernel());
+    this.arena.segments.forEach((seg, i) => {
+      const p = this.partialCount[i];
+      e.dispatch(stage1, { g: seg.grad, partials: this.partials }, { n4: seg.size / 4, threads: p, base: this.partialBase[i] }, grid(e, p, WG));
+    });
+    e.dispatch(e.program(normFinishKernel()), { partials: this.partials, out: this.gradNormSq }, { n: this.partials.size }, [1]);
+  }
+
+  dispose(): void {
+    this.partials.dispose();
+    this.gradNormSq.dispose();
+  }
+}
+
+/** Records an EMA update ema ← ema + (1 − d)(p − ema) over every segment (the unfused form, e.g. after a load). */
+export function emaUpdate(e: Engine, arena: ParamArena, decay: number): void {
+  if (!(decay >= 0 && decay < 1)) throw new SbgcError(`emaUpdate: decay must be in [0, 1), got ${decay}`);
+  const program = e.program({
+    name: 'train.ema',
+    buffers: [
+      { name: 'p', type: 'vec4<f32>' },
+      { name: 'ema', type: 'vec4<f32>', access: 'read_write' },
+    ],
+    uniforms: [
+      ['n4', 'u32'],
+      ['omd', 'f32'],
+    ],
+    workgroupSize: [WG],
+    body: `
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= params.n4) { return; }
+  let e = ema[i];
+  ema[i] = e + params.omd * (p[i] - e);
+}`,
+  });
+  for (const seg of arena.segments) {
+    if (!seg.ema) throw new SbgcError('emaUpdate: the arena keeps no EMA');
+    e.dispatch(program, { p: seg.param, ema: seg.ema }, { n4: seg.size / 4, omd: 1 - decay }, grid(e, seg.size / 4, WG));
+  }
+}
+
+function adamKernel(withEma: boolean) {
+  return {
+    name: withEma ? 'train.adam.ema' : 'train.adam',
+    buffers: [
+      { name: 'p', type: 'vec4<f32>' as const, access: 'read_write' as const },
+      { name: 'm', type: 'vec4<f32>' as const, access: 'read_write' as const },
+      { name: 'v', type: 'vec4<f32>' as const, access: 'read_write' as const },
+      { name: 'g', type: 'vec4<f32>' as const },
+      { name: 'normsq', type: 'f32' as const },
+      ...(withEma ? [{ name: 'ema', type: 'vec4<f32>' as const, access: 'read_write' as const }] : []),
+    ],
+    uniforms: [
+      ['n4', 'u32'],
+      ['b1', 'f32'],
+      ['omb1', 'f32'],
+      ['b2', 'f32'],
+      ['omb2', 'f32'],
+      ['step_size', 'f32'],
+      ['inv_sqrt_bc2', 'f32'],
+      ['eps', 'f32'],
+      ['clip', 'f32'],
+      ['omd', 'f32'],
+    ] as Array<[string, 'u32' | 'f32']>,
+    workgroupSize: [WG] as [number],
+    body: `
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= params.n4) { return; }
+  // Clip factor from the reduced norm: every invocation recomputes the same scalar (cheaper than a pass).
+  var c = 1.0;
+  if (params.clip > 0.0) { c = params.clip / max(sqrt(normsq[0]), params.clip); }
+  let gi = g[i] * c;
+  let mi = params.b1 * m[i] + params.omb1 * gi;
+  let vi = params.b2 * v[i] + params.omb2 * (gi * gi);
+  m[i] = mi;
+  v[i] = vi;
+  let pi = p[i] - params.step_size * mi / (sqrt(vi) * params.inv_sqrt_bc2 + params.eps);
+  p[i] = pi;
+  ${withEma ? 'let e = ema[i]; ema[i] = e + params.omd * (pi - e);' : ''}
+}`,
+  };
+}
+
+/** Stage 1: invocation j of `threads` sums g² over the vec4s j, j + threads, … (coalesced on GPUs, no barriers). */
+function normPartialsKernel() {
+  return {
+    name: 'train.gradnorm.partials',
+    buffers: [
+      { name: 'g', type: 'vec4<f32>' as const },
+      { name: 'partials', type: 'f32' as const, access: 'read_write' as const },
+    ],
+    uniforms: [
+      ['n4', 'u32'],
+      ['threads', 'u32'],
+      ['base', 'u32'],
+    ] as Array<[string, 'u32']>,
+    workgroupSize: [WG] as [number],
+    body: `
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = gid.x + gid.y * nwg.x * ${WG}u;
+  if (j >= params.threads) { return; }
+  var acc = vec4<f32>(0.0);
+  for (var k = j; k < params.n4; k += params.threads) { let x = g[k]; acc += x * x; }
+  partials[params.base + j] = (acc.x + acc.y) + (acc.z + acc.w);
+}`,
+  };
+}
+
+/** Stage 2: one workgroup sums the partials (strided, then a tree). */
+function normFinishKernel() {
+  return {
+    name: 'train.gradnorm.finish',
+    buffers: [
+      { name: 'partials', type: 'f32' as const },
+      { name: 'out', type: 'f32' as const, access: 'read_write' as const },
+    ],
+    uniforms: [['n', 'u32']] as Array<[string, 'u32']>,
+    workgroupSize: [REDUCE_WG] as [number],
+    body: `
+var<workgroup> part: array<f32, ${REDUCE_WG}>;
+fn main(@builtin(local_invocation_index) lid: u32) {
+  var s = 0.0;
+  for (var k = lid; k < params.n; k += ${REDUCE_WG}u) { s += partials[k]; }
+  part[lid] = s;
+  workgroupBarrier();
+  for (var w = ${REDUCE_WG / 2}u; w > 0u; w >>= 1u) {
+    if (lid < w) { part[lid] += part[lid + w]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { out[0] = part[0]; }
+}`,
+  };
+}
