@@ -76,7 +76,17 @@ function checkSame(op: string, a: Tensor, b: Tensor, what: string): void {
  * slice, so small workgroups win: [8,128,32,32] forward 3.1 ms at 32 lanes vs 4.1 at 64 and 8.5 at 256 (vec4).
  */
 function blockWg(e: Engine): number {
-  return e.info.isCpu ? 32 : 256;
+  return forcedWg ?? (e.info.isCpu ? 32 : 256);
+}
+
+let forcedWg: number | null = null;
+
+/** Forces the per-block workgroup size (a power of two ≤ 256) so tests cover the GPU layout on any adapter. */
+export function overrideGroupNormWorkgroup(size: number | null): void {
+  if (size !== null && (!Number.isInteger(Math.log2(size)) || size < 2 || size > 256)) {
+    throw new ShapeError(`overrideGroupNormWorkgroup: ${size} is not a power of two in [2, 256]`);
+  }
+  forcedWg = size;
 }
 
 function blockGrid(e: Engine, blocks: number): [number, number] {

@@ -7,6 +7,7 @@ import {
   groupNorm,
   groupNormBackward,
   groupNormGammaGrad,
+  overrideGroupNormWorkgroup,
   scoreSdeGroupNorm,
 } from '../../kernels/group-norm.js';
 import { silu } from '../../kernels/elementwise.js';
@@ -146,6 +147,36 @@ describe('groupNorm', () => {
       // μ as pivot + offset; 1.4e-7 after).
       expect(relErr(await y.readF64(), ref.data)).toBeLessThan(1e-6);
     });
+  });
+
+  it("the GPU layout (256 lanes per block) on whatever adapter runs the tests", async () => {
+    const e = engine();
+    overrideGroupNormWorkgroup(256);
+    try {
+      for (const { shape, groups } of [
+        { shape: [2, 12, 9, 9], groups: 3 },
+        { shape: [2, 16, 8, 8], groups: 4 },
+      ]) {
+        const p = { groups, eps: 1e-6 };
+        const c = shape[1];
+        await checkOp(e, {
+          op: groupNorm,
+          params: p,
+          inputs: [randomHost(shape, 51, 2), randomHost([c], 52), randomHost([c], 53)],
+          reference: ([a, g, b]) => groupNormRef(a!, g!, b!, p),
+          tol: TOL,
+        });
+        await checkOp(e, {
+          op: groupNormBackward,
+          params: p,
+          inputs: [randomHost(shape, 54, 2), randomHost([c], 55), randomHost(shape, 56)],
+          reference: ([a, g, t]) => groupNormVjpRef(a!, g!, zeros(c), t!, p).x,
+          tol: TOL,
+        });
+      }
+    } finally {
+      overrideGroupNormWorkgroup(null);
+    }
   });
 
   it('channelBroadcast is channelSum transposed', async () => {
