@@ -8,125 +8,18 @@
  *   attnMix(w, v)              a[n,c,i] = α·Σ_j w[n,i,j]·v[n,c,j]   (`transposed`: w[n,j,i])
  *
  * This family is closed under differentiation (every VJP of one is another), so VJPs are written with these ops
- * and forward-over-reverse works through them. The kernel is register-blocked without workgroup memory: each
- * invocation owns a 4×4 output tile and walks the contraction with scalar strided loads — the layout lavapipe runs
- * fastest (its lanes are invocations, barriers are coroutine switches); kernels/matmul.ts may replace it on GPUs.
+ * and forward-over-reverse works through them. All run on the strided register-blocked kernel of
+ * strided-product.ts; kernels/matmul.ts could take over the unbatched ones on GPUs.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
-import { DeviceLimitError, ShapeError } from '../engine/errors.js';
+import { ShapeError } from '../engine/errors.js';
 import { addMaybe } from './elementwise.js';
 import { channelBroadcast, channelSum } from './group-norm.js';
+import { stridedProduct, type StridedProduct } from './strided-product.js';
 
-/** out[b,i,j] = α·Σ_{k1<K1, k2<K2} A(b,i,k1,k2)·B(b,k1,k2,j) (+ bias[i]); every operand addressed by strides. */
-export interface StridedProduct {
-  batch: number;
-  I: number;
-  J: number;
-  K1: number;
-  K2: number;
-  /** A strides: batch, i, k1, k2. */
-  a: [number, number, number, number];
-  /** B strides: batch, j, k1, k2. */
-  b: [number, number, number, number];
-  /** Output strides: batch, i, j. */
-  out: [number, number, number];
-  alpha: number;
-}
-
-const TILE = 4;
-const WG: [number, number] = [16, 4];
-
-/** Records out = A·B per the strides (out must be a fresh tensor covering every (b, i, j)). */
-export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bias: MaybeTensor, out: Tensor, p: StridedProduct): void {
-  const program = e.program({
-    name: `product.${name}${bias ? '.bias' : ''}`,
-    buffers: [
-      { name: 'A', type: 'f32' },
-      { name: 'B', type: 'f32' },
-      ...(bias ? [{ name: 'bias', type: 'f32' as const }] : []),
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['I', 'u32'],
-      ['J', 'u32'],
-      ['K1', 'u32'],
-      ['K2', 'u32'],
-      ['ab', 'u32'],
-      ['ai', 'u32'],
-      ['ak1', 'u32'],
-      ['ak2', 'u32'],
-      ['bb', 'u32'],
-      ['bj', 'u32'],
-      ['bk1', 'u32'],
-      ['bk2', 'u32'],
-      ['ob', 'u32'],
-      ['oi', 'u32'],
-      ['oj', 'u32'],
-      ['alpha', 'f32'],
-    ],
-    workgroupSize: [WG[0], WG[1]],
-    body: `
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  // A lane's 4 columns are WG.x apart, so neighbouring lanes touch neighbouring columns (contiguous when the
-  // column stride is 1: vector loads on lavapipe, coalesced on GPUs); the 4 rows are shared by the lanes of a
-  // workgroup row (uniform loads).
-  let jl = wid.x * ${4 * WG[0]}u + lid.x;
-  let js = vec4<u32>(jl, jl + ${WG[0]}u, jl + ${2 * WG[0]}u, jl + ${3 * WG[0]}u);
-  let i0 = (wid.y * ${WG[1]}u + lid.y) * ${TILE}u;
-  let b = wid.z;
-  if (i0 >= params.I || jl >= params.J) { return; }
-  // Rows/columns past the edge are clamped for loading (never read out of bounds) and skipped when storing.
-  let iM = params.I - 1u;
-  let ia = b * params.ab + vec4<u32>(i0, min(i0 + 1u, iM), min(i0 + 2u, iM), min(i0 + 3u, iM)) * params.ai;
-  let jb = b * params.bb + min(js, vec4<u32>(params.J - 1u)) * params.bj;
-  var c0 = vec4<f32>(0.0);
-  var c1 = vec4<f32>(0.0);
-  var c2 = vec4<f32>(0.0);
-  var c3 = vec4<f32>(0.0);
-  for (var k1 = 0u; k1 < params.K1; k1++) {
-    var pa = ia + k1 * params.ak1;
-    var pb = jb + k1 * params.bk1;
-    for (var k2 = 0u; k2 < params.K2; k2++) {
-      let a = vec4<f32>(A[pa.x], A[pa.y], A[pa.z], A[pa.w]);
-      let bv = vec4<f32>(B[pb.x], B[pb.y], B[pb.z], B[pb.w]);
-      c0 += a.x * bv;
-      c1 += a.y * bv;
-      c2 += a.z * bv;
-      c3 += a.w * bv;
-      pa += params.ak2;
-      pb += params.bk2;
-    }
-  }
-  store(b * params.ob, i0, js, c0);
-  if (i0 + 1u < params.I) { store(b * params.ob, i0 + 1u, js, c1); }
-  if (i0 + 2u < params.I) { store(b * params.ob, i0 + 2u, js, c2); }
-  if (i0 + 3u < params.I) { store(b * params.ob, i0 + 3u, js, c3); }
-}
-fn store(ob: u32, i: u32, js: vec4<u32>, acc: vec4<f32>) {
-  let v = params.alpha * acc${bias ? ' + bias[i]' : ''};
-  let o = ob + i * params.oi;
-  out[o + js.x * params.oj] = v.x;
-  if (js.y < params.J) { out[o + js.y * params.oj] = v.y; }
-  if (js.z < params.J) { out[o + js.z * params.oj] = v.z; }
-  if (js.w < params.J) { out[o + js.w * params.oj] = v.w; }
-}`,
-  });
-  const gx = Math.ceil(p.J / (TILE * WG[0]));
-  const gy = Math.ceil(Math.ceil(p.I / TILE) / WG[1]);
-  const max = e.limits.maxComputeWorkgroupsPerDimension;
-  if (gx > max || gy > max || p.batch > max) {
-    throw new DeviceLimitError(`product ${name}: grid [${gx}, ${gy}, ${p.batch}] exceeds ${max} per dimension`);
-  }
-  const bindings: Record<string, Tensor> = { A, B, out };
-  if (bias) bindings.bias = bias;
-  const [ab, ai, ak1, ak2] = p.a;
-  const [bb, bj, bk1, bk2] = p.b;
-  const [ob, oi, oj] = p.out;
-  const u = { I: p.I, J: p.J, K1: p.K1, K2: p.K2, ab, ai, ak1, ak2, bb, bj, bk1, bk2, ob, oi, oj, alpha: p.alpha };
-  e.dispatch(program, bindings, u, [gx, gy, p.batch]);
-}
+export { stridedProduct, type StridedProduct };
 
 function req(t: MaybeTensor, what: string): Tensor {
   if (!t) throw new ShapeError(`${what}: missing input`);
