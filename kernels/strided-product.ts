@@ -8,7 +8,8 @@
  *   'k'       contiguous along k2: one vec4 per row/column per 4 k-steps (the k2 loop is then unrolled by 4);
  *   'scalar'  anything else: four scalar loads per k.
  * vec4 bindings need every stride of that operand to be a multiple of 4 (the tensors here start at offset 0).
- * Measured on lavapipe, the vec4 modes take a NIN at C = 256, HW = 256 from 3.2 to ~7 GFLOP/s.
+ * Measured on lavapipe, the vec4 modes take a NIN at C = 256, HW = 256 from 3.2 to 6.5 GFLOP/s (scalar loads
+ * are gathers there).
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';

@@ -1,0 +1,361 @@
+/**
+ * WGSL builders and launchers of the GroupNorm kernels (the ops, their rules and the math are in group-norm.ts).
+ * One workgroup owns one contiguous (sample, group) block: pass 1 reduces Σ(x − pivot), pass 2 every other sum
+ * around the mean, pass 3 writes. Per-element tensors are read as vec4 when a channel's spatial size allows.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import type { MaybeTensor } from '../engine/autodiff.js';
+import { ShapeError } from '../engine/errors.js';
+
+export interface Layout {
+  n: number;
+  c: number;
+  /** Spatial elements per channel. */
+  s: number;
+  groups: number;
+  /** Channels per group. */
+  cpg: number;
+  /** Elements per (sample, group) block. */
+  m: number;
+  /** Elements per vector load: 4 when a channel's spatial size is a multiple of 4 (a vec4 never straddles two
+   * channels), else 1. vec4 loads halve lavapipe's time here (measured) and help GPUs too. */
+  vw: 1 | 4;
+}
+
+export function layoutOf(op: string, x: Tensor, groups: number): Layout {
+  if (x.rank < 2) throw new ShapeError(`${op}: x ${x.describe()} must be [N, C, ...spatial]`);
+  const [n, c] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) {
+    throw new ShapeError(`${op}: ${c} channels of ${x.describe()} cannot be split into ${groups} groups`);
+  }
+  const s = x.size / Math.max(n * c, 1);
+  return { n, c, s, groups, cpg: c / groups, m: (c / groups) * s, vw: s % 4 === 0 ? 4 : 1 };
+}
+
+/**
+ * Workgroup size of the per-block kernels. On lavapipe each barrier round costs a coroutine switch per 8-lane
+ * slice, so small workgroups win: [8,128,32,32] forward 3.1 ms at 32 lanes vs 4.1 at 64 and 8.5 at 256 (vec4).
+ */
+function blockWg(e: Engine): number {
+  return forcedWg ?? (e.info.isCpu ? 32 : 256);
+}
+
+let forcedWg: number | null = null;
+
+/** Forces the per-block workgroup size (a power of two ≤ 256) so tests cover the GPU layout on any adapter. */
+export function overrideGroupNormWorkgroup(size: number | null): void {
+  if (size !== null && (!Number.isInteger(Math.log2(size)) || size < 2 || size > 256)) {
+    throw new ShapeError(`overrideGroupNormWorkgroup: ${size} is not a power of two in [2, 256]`);
+  }
+  forcedWg = size;
+}
+
+export function blockGrid(e: Engine, blocks: number): [number, number] {
+  const max = e.limits.maxComputeWorkgroupsPerDimension;
+  return blocks <= max ? [blocks, 1] : [max, Math.ceil(blocks / max)];
+}
+
+// m and s count vectors (of L.vw elements); inv_m is 1/(elements per block).
+const UNIFORMS: Array<[string, 'u32' | 'f32']> = [
+  ['blocks', 'u32'],
+  ['m', 'u32'],
+  ['s', 'u32'],
+  ['cpg', 'u32'],
+  ['groups', 'u32'],
+  ['eps', 'f32'],
+  ['inv_m', 'f32'],
+];
+
+function uniformsOf(L: Layout, eps: number): Record<string, number> {
+  return { blocks: L.n * L.groups, m: L.m / L.vw, s: L.s / L.vw, cpg: L.cpg, groups: L.groups, eps, inv_m: 1 / L.m };
+}
+
+/** WGSL for vector width vw: `V` is the loaded type, hdot(a, b) the horizontal dot product. */
+function vectorWgsl(vw: 1 | 4): string {
+  return vw === 4
+    ? 'alias V = vec4<f32>;\nfn hdot(a: V, b: V) -> f32 { return dot(a, b); }\nfn first(a: V) -> f32 { return a.x; }'
+    : 'alias V = f32;\nfn hdot(a: V, b: V) -> f32 { return a * b; }\nfn first(a: V) -> f32 { return a; }';
+}
+
+function vtype(L: Layout): 'f32' | 'vec4<f32>' {
+  return L.vw === 4 ? 'vec4<f32>' : 'f32';
+}
+
+/** Tree reduction of a vec4 over the workgroup (log₂ WG barrier rounds); every invocation gets the total. */
+function reduceWgsl(wg: number, fn = 'reduce4', arr = 'red4'): string {
+  return `
+var<workgroup> ${arr}: array<vec4<f32>, ${wg}>;
+fn ${fn}(lid: u32, v: vec4<f32>) -> vec4<f32> {
+  ${arr}[lid] = v;
+  workgroupBarrier();
+  for (var h = ${wg / 2}u; h > 0u; h = h >> 1u) {
+    if (lid < h) { ${arr}[lid] = ${arr}[lid] + ${arr}[lid + h]; }
+    workgroupBarrier();
+  }
+  let total = ${arr}[0];
+  workgroupBarrier();
+  return total;
+}`;
+}
+
+/**
+ * Preamble shared by the block kernels: block index, base offset, group, and the block mean (pass 1). The mean is
+ * kept as pivot + offset (pivot = the block's first value): x − pivot is exact within a binade, the partial sums
+ * scale with the spread rather than |μ|, and d = (x − pivot) − offset never rounds μ to f32 — for values 100 ± 1
+ * a rounded f32 μ alone would put 4e-6·σ into every x̂ (test 'large mean').
+ */
+function blockHead(wg: number): string {
+  return `
+  let blk = wid.x + wid.y * nwg.x;
+  if (blk >= params.blocks) { return; }
+  let base = blk * params.m;
+  let c0 = (blk % params.groups) * params.cpg;
+  let inv_m = params.inv_m;
+  let pivot = first(x[base]);
+  var s1 = V(0.0);
+  for (var i = lid; i < params.m; i += ${wg}u) { s1 += x[base + i] - pivot; }
+  let mo = reduce4(lid, vec4<f32>(hdot(s1, V(1.0)), 0.0, 0.0, 0.0)).x * inv_m;`;
+}
+
+const MAIN_SIG =
+  'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32)';
+
+// ---------------------------------------------------------------- forward (and its dual)
+
+interface FwdFlags {
+  beta: boolean;
+  tx: boolean;
+  tgamma: boolean;
+  tbeta: boolean;
+}
+
+/** Storage declaration of a per-element tensor (vectorised) or a per-channel vector. */
+function buf(name: string, type: 'f32' | 'vec4<f32>', out = false) {
+  return out ? { name, type, access: 'read_write' as const } : { name, type };
+}
+
+export function launchForward(
+  e: Engine,
+  L: Layout,
+  eps: number,
+  x: Tensor,
+  gamma: Tensor,
+  beta: MaybeTensor,
+  tangents: { x: MaybeTensor; gamma: MaybeTensor; beta: MaybeTensor } | null,
+): [Tensor, MaybeTensor] {
+  const f: FwdFlags = {
+    beta: !!beta,
+    tx: !!tangents?.x,
+    tgamma: !!tangents?.gamma,
+    tbeta: !!tangents?.beta,
+  };
+  const dual = f.tx || f.tgamma || f.tbeta;
+  const wg = blockWg(e);
+  const vt = vtype(L);
+  const buffers = [
+    buf('x', vt),
+    buf('gamma', 'f32'),
+    ...(f.beta ? [buf('beta', 'f32')] : []),
+    ...(f.tx ? [buf('tx', vt)] : []),
+    ...(f.tgamma ? [buf('tgamma', 'f32')] : []),
+    ...(f.tbeta ? [buf('tbeta', 'f32')] : []),
+    buf('y', vt, true),
+    ...(dual ? [buf('ty', vt, true)] : []),
+  ];
+  const tangentOut = [
+    f.tgamma ? 'tgamma[ch] * xh' : '',
+    f.tx ? 'gamma[ch] * rstd * (tx[k] - mtx - xh * mxtx)' : '',
+    f.tbeta ? 'V(tbeta[ch])' : '',
+  ].filter(Boolean);
+  // Pass 2 sums around the exact mean: Σd², Σẋ, Σd·ẋ (d = x − μ).
+  const body = `${vectorWgsl(L.vw)}
+${reduceWgsl(wg)}
+${MAIN_SIG} {${blockHead(wg)}
+  var acc = vec4<f32>(0.0);
+  for (var i = lid; i < params.m; i += ${wg}u) {
+    let d = (x[base + i] - pivot) - mo;
+    ${
+      f.tx
+        ? 'let t = tx[base + i]; acc += vec4<f32>(hdot(d, d), hdot(t, V(1.0)), hdot(d, t), 0.0);'
+        : 'acc.x += hdot(d, d);'
+    }
+  }
+  let sums = reduce4(lid, acc) * inv_m;
+  let rstd = inverseSqrt(sums.x + params.eps);
+  ${f.tx ? 'let mtx = sums.y; let mxtx = sums.z * rstd;' : ''}
+  for (var i = lid; i < params.m; i += ${wg}u) {
+    let k = base + i;
+    let ch = c0 + i / params.s;
+    let xh = ((x[k] - pivot) - mo) * rstd;
+    y[k] = gamma[ch] * xh${f.beta ? ' + beta[ch]' : ''};
+    ${dual ? `ty[k] = ${tangentOut.join(' + ')};` : ''}
+  }
+}`;
+  const name = `groupnorm.fwd${dual ? `.dual.${+f.tx}${+f.tgamma}${+f.tbeta}` : ''}${f.beta ? '' : '.nobeta'}`;
+  const program = e.program({ name, buffers, uniforms: UNIFORMS, workgroupSize: [wg], body });
+  const y = e.empty(x.shape, 'f32', 'groupnorm');
+  const ty = dual ? e.empty(x.shape, 'f32', 'groupnorm.tangent') : null;
+  const bindings: Record<string, Tensor> = { x, gamma, y };
+  if (beta) bindings.beta = beta;
+  if (tangents?.x) bindings.tx = tangents.x;
+  if (tangents?.gamma) bindings.tgamma = tangents.gamma;
+  if (tangents?.beta) bindings.tbeta = tangents.beta;
+  if (ty) bindings.ty = ty;
+  e.dispatch(program, bindings, uniformsOf(L, eps), blockGrid(e, L.n * L.groups));
+  return [y, ty];
+}
+
+// ---------------------------------------------------------------- backward dx = P(γ·gy) (and its fused dual)
+
+export function launchBackward(
+  e: Engine,
+  L: Layout,
+  eps: number,
+  x: Tensor,
+  gamma: Tensor,
+  gy: Tensor,
+  tangents: { x: MaybeTensor; gamma: MaybeTensor; gy: MaybeTensor } | null,
+): [Tensor, MaybeTensor] {
+  const tx = !!tangents?.x;
+  const tg = !!tangents?.gamma;
+  const tgy = !!tangents?.gy;
+  const tu = tg || tgy;
+  const dual = tx || tu;
+  const wg = blockWg(e);
+  const vt = vtype(L);
+  const buffers = [
+    buf('x', vt),
+    buf('gamma', 'f32'),
+    buf('gy', vt),
+    ...(tx ? [buf('tx', vt)] : []),
+    ...(tg ? [buf('tgamma', 'f32')] : []),
+    ...(tgy ? [buf('tgy', vt)] : []),
+    buf('dx', vt, true),
+    ...(dual ? [buf('tdx', vt, true)] : []),
+  ];
+  // u = γ·gy and its tangent u̇ = γ̇·gy + γ·ġy, per element.
+  const uDot = [tg ? 'tgamma[ch] * gy[k]' : '', tgy ? 'gamma[ch] * tgy[k]' : ''].filter(Boolean).join(' + ');
+  const loadU = `let ch = c0 + i / params.s; let k = base + i; let d = (x[k] - pivot) - mo; let u = gamma[ch] * gy[k];${
+    tu ? ` let ud = ${uDot};` : ''
+  }${tx ? ' let t = tx[k];' : ''}`;
+  // Pass 2: a = (Σd², Σu, Σd·u, Σd·u̇) and b = (Σẋ, Σd·ẋ, Σẋ·u, Σu̇).
+  const body = `${vectorWgsl(L.vw)}
+${reduceWgsl(wg)}
+${dual ? reduceWgsl(wg, 'reduce4b', 'red4b') : ''}
+${MAIN_SIG} {${blockHead(wg)}
+  var a = vec4<f32>(0.0);
+  ${dual ? 'var b = vec4<f32>(0.0);' : ''}
+  for (var i = lid; i < params.m; i += ${wg}u) {
+    ${loadU}
+    a += vec4<f32>(hdot(d, d), hdot(u, V(1.0)), hdot(d, u), ${tu ? 'hdot(d, ud)' : '0.0'});
+    ${dual ? `b += vec4<f32>(${tx ? 'hdot(t, V(1.0)), hdot(d, t), hdot(t, u)' : '0.0, 0.0, 0.0'}, ${tu ? 'hdot(ud, V(1.0))' : '0.0'});` : ''}
+  }
+  let sa = reduce4(lid, a) * inv_m;
+  ${dual ? 'let sb = reduce4b(lid, b) * inv_m;' : ''}
+  let r = inverseSqrt(sa.x + params.eps);
+  let abar = sa.y;
+  let bbar = r * sa.z;
+  ${
+    dual
+      ? `let mt = sb.x;
+  let mxt = r * sb.y;
+  let rdot = -r * r * mxt;
+  let adot = sb.w;
+  let bdot = r * (sb.z - mt * abar - mxt * bbar) + r * sa.w;`
+      : ''
+  }
+  for (var i = lid; i < params.m; i += ${wg}u) {
+    ${loadU}
+    let xh = d * r;
+    let inner = u - abar - xh * bbar;
+    dx[k] = r * inner;
+    ${
+      dual
+        ? `let xhd = ${tx ? 'r * (t - mt - xh * mxt)' : 'V(0.0)'};
+    tdx[k] = rdot * inner + r * (${tu ? 'ud' : 'V(0.0)'} - adot - xhd * bbar - xh * bdot);`
+        : ''
+    }
+  }
+}`;
+  const name = `groupnorm.bwd${dual ? `.dual.${+tx}${+tg}${+tgy}` : ''}`;
+  const program = e.program({ name, buffers, uniforms: UNIFORMS, workgroupSize: [wg], body });
+  const dx = e.empty(x.shape, 'f32', 'groupnorm.dx');
+  const tdx = dual ? e.empty(x.shape, 'f32', 'groupnorm.dx.tangent') : null;
+  const bindings: Record<string, Tensor> = { x, gamma, gy, dx };
+  if (tangents?.x) bindings.tx = tangents.x;
+  if (tangents?.gamma) bindings.tgamma = tangents.gamma;
+  if (tangents?.gy) bindings.tgy = tangents.gy;
+  if (tdx) bindings.tdx = tdx;
+  e.dispatch(program, bindings, uniformsOf(L, eps), blockGrid(e, L.n * L.groups));
+  return [dx, tdx];
+}
+
+// ---------------------------------------------------------------- statistics and per-channel reductions
+
+/** Per-block [pivot, mean − pivot, rstd] (blocks = N·G), for the per-channel kernels. Not an op: its users differentiate. */
+export function blockStats(e: Engine, x: Tensor, L: Layout, eps: number): Tensor {
+  const wg = blockWg(e);
+  const program = e.program({
+    name: 'groupnorm.stats',
+    buffers: [buf('x', vtype(L)), buf('stats', 'f32', true)],
+    uniforms: UNIFORMS,
+    workgroupSize: [wg],
+    body: `${vectorWgsl(L.vw)}
+${reduceWgsl(wg)}
+${MAIN_SIG} {${blockHead(wg)}
+  var acc = 0.0;
+  for (var i = lid; i < params.m; i += ${wg}u) { let d = (x[base + i] - pivot) - mo; acc += hdot(d, d); }
+  let v = reduce4(lid, vec4<f32>(acc, 0.0, 0.0, 0.0)).x * inv_m;
+  if (lid == 0u) { stats[3u * blk] = pivot; stats[3u * blk + 1u] = mo; stats[3u * blk + 2u] = inverseSqrt(v + params.eps); }
+}`,
+  });
+  const stats = e.empty([L.n * L.groups, 3], 'f32', 'groupnorm.stats');
+  e.dispatch(program, { x, stats }, uniformsOf(L, eps), blockGrid(e, L.n * L.groups));
+  return stats;
+}
+
+/**
+ * out[c] = Σ_{n,s} g[n,c,s]·(x̂[n,c,s] if stats given, else 1). One workgroup per channel, tree-reduced; the
+ * N·S terms of a channel are split over the workgroup's lanes, so each lane adds N·S/WG of them.
+ */
+export function launchChannelReduce(e: Engine, g: Tensor, L: Layout, xs: { x: Tensor; stats: Tensor } | null): Tensor {
+  const wg = blockWg(e);
+  const vt = vtype(L);
+  const program = e.program({
+    name: xs ? 'groupnorm.gammagrad' : 'channel.sum',
+    buffers: [buf('g', vt), ...(xs ? [buf('x', vt), buf('stats', 'f32')] : []), buf('out', 'f32', true)],
+    uniforms: [
+      ['n', 'u32'],
+      ['c', 'u32'],
+      ['s', 'u32'],
+      ['cpg', 'u32'],
+    ],
+    workgroupSize: [wg],
+    body: `${vectorWgsl(L.vw)}
+${reduceWgsl(wg)}
+${MAIN_SIG} {
+  let ch = wid.x + wid.y * nwg.x;
+  if (ch >= params.c) { return; }
+  var acc = 0.0;
+  let total = params.n * params.s;
+  for (var j = lid; j < total; j += ${wg}u) {
+    let n = j / params.s;
+    let k = (n * params.c + ch) * params.s + (j - n * params.s);
+    ${
+      xs
+        ? `let blk = n * (params.c / params.cpg) + ch / params.cpg;
+    acc += hdot(g[k], (x[k] - stats[3u * blk]) - stats[3u * blk + 1u]) * stats[3u * blk + 2u];`
+        : 'acc += hdot(g[k], V(1.0));'
+    }
+  }
+  let sum = reduce4(lid, vec4<f32>(acc, 0.0, 0.0, 0.0)).x;
+  if (lid == 0u) { out[ch] = sum; }
+}`,
+  });
+  const out = e.empty([L.c], 'f32', xs ? 'groupnorm.dgamma' : 'channel.sum');
+  const bindings: Record<string, Tensor> = { g, out };
+  if (xs) Object.assign(bindings, xs);
+  e.dispatch(program, bindings, { n: L.n, c: L.c, s: L.s / L.vw, cpg: L.cpg }, blockGrid(e, L.c));
+  return out;
+}
