@@ -1,0 +1,412 @@
+/**
+ * The conv kernels' launchers (one per kind: forward and its dual, input gradient, weight gradient), their
+ * configurations per variant, and the autotuner entry point. The ops in conv2d.ts only pick a configuration and
+ * call these.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import type { MaybeTensor } from '../engine/autodiff.js';
+import { ShapeError } from '../engine/errors.js';
+import { autotuner, shapeClass, type TuneResult } from './autotune.js';
+import { TILED_CANDIDATES, availableVariants, subgroupSize, tiledDefault, sumPartialsKernel, tiledGemmKernel, type GemmVariant, type TileConfig } from './gemm-wgsl.js';
+import {
+  TILED_CONV_UNIFORMS,
+  rowConvKernel,
+  tiledForwardHelpers,
+  tiledInputGradHelpers,
+  tiledWeightGradHelpers,
+  weightGradKernel,
+  type Tap,
+} from './conv2d-wgsl.js';
+
+export type Conv2dPadding = number | [number, number] | [number, number, number, number];
+
+export interface Conv2dParams {
+  /** n or [sh, sw]; default 1. */
+  stride?: number | [number, number];
+  /** n, [ph, pw] (per axis) or [top, bottom, left, right]; default 0. */
+  padding?: Conv2dPadding;
+  /** Force a kernel variant (tests, benchmarks); default: tuned, else the adapter's preferred one. */
+  variant?: GemmVariant;
+}
+
+export interface Conv2dInputGradParams extends Conv2dParams {
+  /** [H, W] of the convolution's input (several sizes give the same output size when the stride is > 1). */
+  inputSize: [number, number];
+}
+
+export interface Conv2dWeightGradParams extends Conv2dParams {
+  kernelSize: [number, number];
+}
+
+export interface ConvGeometry {
+  N: number;
+  Cin: number;
+  H: number;
+  W: number;
+  Cout: number;
+  KH: number;
+  KW: number;
+  sh: number;
+  sw: number;
+  pt: number;
+  pb: number;
+  pl: number;
+  pr: number;
+  OH: number;
+  OW: number;
+}
+
+/** Tiles of the CPU row-conv kernels: tm output channels × tn output columns per invocation. */
+export interface RowTile {
+  tm: number;
+  tn: number;
+}
+/** Tiles of the CPU weight-gradient kernel: tm × tc (out × in channels) per invocation, tp columns per step. */
+export interface WeightGradTile {
+  tm: number;
+  tc: number;
+  tp: number;
+}
+export type ConvKind = 'forward' | 'inputGrad' | 'weightGrad';
+export type ConvConfig =
+  | { variant: 'register' | 'subgroup'; tile: RowTile | WeightGradTile }
+  | { variant: 'tiled'; tile: TileConfig };
+
+const WG = 64;
+
+export function convGeometry(op: string, xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): ConvGeometry {
+  if (xShape.length !== 4) throw new ShapeError(`${op}: input must be NCHW, got [${xShape.join('×')}]`);
+  if (wShape.length !== 4) throw new ShapeError(`${op}: weight must be [Cout, Cin, kh, kw], got [${wShape.join('×')}]`);
+  const [N, Cin, H, W] = xShape;
+  const [Cout, Cin2, KH, KW] = wShape;
+  if (Cin !== Cin2) throw new ShapeError(`${op}: input has ${Cin} channels, weight [${wShape.join('×')}] expects ${Cin2}`);
+  const s = p.stride ?? 1;
+  const [sh, sw] = typeof s === 'number' ? [s, s] : s;
+  const pad = p.padding ?? 0;
+  const [pt, pb, pl, pr] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad.length === 2 ? [pad[0], pad[0], pad[1], pad[1]] : pad;
+  const ints = [sh, sw, pt, pb, pl, pr, KH, KW];
+  if (!ints.every((v) => Number.isInteger(v) && v >= 0) || sh < 1 || sw < 1 || KH < 1 || KW < 1) {
+    throw new ShapeError(`${op}: bad stride [${sh}, ${sw}], padding [${pt}, ${pb}, ${pl}, ${pr}] or kernel ${KH}×${KW}`);
+  }
+  const OH = Math.floor((H + pt + pb - KH) / sh) + 1;
+  const OW = Math.floor((W + pl + pr - KW) / sw) + 1;
+  if (!(OH >= 1 && OW >= 1) || N < 1) throw new ShapeError(`${op}: empty output for input [${xShape.join('×')}] and kernel ${KH}×${KW}`);
+  return { N, Cin, H, W, Cout, KH, KW, sh, sw, pt, pb, pl, pr, OH, OW };
+}
+
+
+
+
+// ---------------------------------------------------------------- configuration
+
+function tuneKey(kind: ConvKind, g: ConvGeometry): string {
+  return `conv2d.${kind}|${shapeClass([g.N * g.OH * g.OW, g.Cout, g.Cin])}|${g.KH}x${g.KW}|s${g.sh}x${g.sw}`;
+}
+
+export function defaultConvConfig(e: Engine, kind: ConvKind, variant: GemmVariant, g: ConvGeometry): ConvConfig {
+  if (variant === 'tiled') return { variant, tile: tiledDefault(e) };
+  const sg = variant === 'subgroup' ? subgroupSize(e) : 1;
+  const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
+  if (kind === 'weightGrad') {
+    const tc = g.KH * g.KW === 1 ? 4 : 1; // 1×1 kernels: several input channels per invocation keep it busy
+    return { variant, tile: { tm: variant === 'subgroup' ? sg : Math.min(4, g.Cout), tc, tp: 4 } };
+  }
+  const M = kind === 'forward' ? g.Cout : g.Cin;
+  return { variant, tile: { tm: variant === 'subgroup' ? Math.min(2 * sg, roundUp(M, sg)) : Math.min(4, M), tn: 4 } };
+}
+
+export function convCandidates(e: Engine, kind: ConvKind, variant: GemmVariant): ConvConfig[] {
+  if (variant === 'tiled') return TILED_CANDIDATES.map((tile) => ({ variant, tile }));
+  const sg = subgroupSize(e);
+  if (kind === 'weightGrad') {
+    const tiles: WeightGradTile[] =
+      variant === 'subgroup'
+        ? [{ tm: sg, tc: 1, tp: 4 }, { tm: 2 * sg, tc: 1, tp: 4 }, { tm: sg, tc: 2, tp: 4 }, { tm: sg, tc: 4, tp: 4 }]
+        : [{ tm: 4, tc: 1, tp: 4 }, { tm: 8, tc: 1, tp: 4 }, { tm: 4, tc: 2, tp: 4 }, { tm: 4, tc: 4, tp: 4 }];
+    return tiles.map((tile) => ({ variant, tile }));
+  }
+  const tiles: RowTile[] =
+    variant === 'subgroup'
+      ? [{ tm: 2 * sg, tn: 4 }, { tm: sg, tn: 4 }, { tm: sg, tn: 8 }, { tm: 4 * sg, tn: 4 }, { tm: 2 * sg, tn: 8 }]
+      : [{ tm: 4, tn: 4 }, { tm: 8, tn: 4 }, { tm: 4, tn: 8 }, { tm: 8, tn: 8 }];
+  return tiles.map((tile) => ({ variant, tile }));
+}
+
+export function resolveConvConfig(e: Engine, kind: ConvKind, g: ConvGeometry, forced?: GemmVariant): ConvConfig {
+  const key = tuneKey(kind, g);
+  const tuner = autotuner(e);
+  if (forced) {
+    if (forced === 'subgroup' && !subgroupSize(e)) {
+      throw new ShapeError(`conv2d: the 'subgroup' variant needs the subgroups feature with a fixed subgroup size`);
+    }
+    return tuner.choice<ConvConfig>(`${key}|${forced}`) ?? defaultConvConfig(e, kind, forced, g);
+  }
+  return tuner.choice<ConvConfig>(key) ?? defaultConvConfig(e, kind, availableVariants(e)[0], g);
+}
+
+/** Stores a configuration (what `tuneConv2d` does after timing). */
+export function setConvConfig(e: Engine, kind: ConvKind, g: ConvGeometry, config: ConvConfig, perVariantOnly = false): void {
+  const key = tuneKey(kind, g);
+  autotuner(e).set(`${key}|${config.variant}`, config);
+  if (!perVariantOnly) autotuner(e).set(key, config);
+}
+
+function tiledUniforms(g: ConvGeometry, M: number, N: number, K: number, kChunk: number): Record<string, number> {
+  const { Cin, Cout, H, W, OH, OW, KH, KW, sh, sw, pt, pl } = g;
+  return { M, N, K, kChunk, Cin, Cout, H, W, OH, OW, KH, KW, sh, sw, pt, pl };
+}
+
+// ---------------------------------------------------------------- launchers
+
+/** conv(x, W) + b, and with x2 also conv(x2, W) + b2 in the same dispatch. */
+export function launchForward(e: Engine, g: ConvGeometry, x: Tensor, x2: MaybeTensor, w: Tensor, b: MaybeTensor, b2: MaybeTensor, config: ConvConfig): [Tensor, MaybeTensor] {
+  const shape = [g.N, g.Cout, g.OH, g.OW];
+  const y = e.empty(shape, 'f32', 'conv2d');
+  const y2 = x2 ? e.empty(shape, 'f32', 'conv2d.tangent') : null;
+  const bind: Record<string, Tensor> = { X: x, Y: y };
+  if (x2) Object.assign(bind, { X2: x2, Y2: y2! });
+  if (b) bind.bias = b;
+  if (x2 && b2) bind.bias2 = b2;
+  const dual = !!x2;
+  if (config.variant === 'tiled') {
+    const t = config.tile;
+    const M = g.Cout;
+    const N = g.N * g.OH * g.OW;
+    const K = g.Cin * g.KH * g.KW;
+    const program = e.program(
+      tiledGemmKernel({
+        name: dual ? 'conv2d.dual.tiled' : 'conv2d.tiled',
+        ...t,
+        dual,
+        splitK: false,
+        buffers: [
+          { name: 'Wt', type: 'f32' },
+          { name: 'X', type: 'f32' },
+          ...(dual ? [{ name: 'X2', type: 'f32' as const }] : []),
+          ...(b ? [{ name: 'bias', type: 'f32' as const }] : []),
+          ...(dual && b2 ? [{ name: 'bias2', type: 'f32' as const }] : []),
+          { name: 'Y', type: 'f32', access: 'read_write' },
+          ...(dual ? [{ name: 'Y2', type: 'f32' as const, access: 'read_write' as const }] : []),
+        ],
+        uniforms: TILED_CONV_UNIFORMS,
+        helpers: tiledForwardHelpers(dual, !!b, dual && !!b2),
+      }),
+    );
+    e.dispatch(program, { ...bind, Wt: w }, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    return [y, y2];
+  }
+  const tile = config.tile as RowTile;
+  const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;
+  const program = e.program(
+    rowConvKernel({
+      name: `conv2d${dual ? '.dual' : ''}.${config.variant}`,
+      ...tile,
+      subgroup: sg,
+      dual,
+      bias: !!b,
+      bias2: dual && !!b2,
+      inStepW: g.sw,
+      outStepW: 1,
+      colTaps: Array.from({ length: g.KW }, (_, kw) => ({ d: kw - g.pl, w: kw })),
+      wg: WG,
+    }),
+  );
+  const nCb = Math.ceil(g.OW / tile.tn);
+  const lanes = g.N * g.OH * nCb;
+  const uniforms = {
+    M: g.Cout, KC: g.Cin, R: g.OH, CC: g.OW, Hi: g.H, Wi: g.W, OHs: g.OH, OWs: g.OW, ph: 0, outStepH: 1, lanes, nCb,
+    wsM: g.Cin * g.KH * g.KW, wsK: g.KH * g.KW, KW: g.KW, inStepH: g.sh, nT: g.KH, kh0: 0, khStep: 1, d0: -g.pt, dStep: 1, pw: 0,
+  };
+  e.dispatch(program, { ...bind, W: w }, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cout / tile.tm)]);
+  return [y, y2];
+}
+
+/** Taps of one stride phase of the transposed conv: kernel indices k ≡ phase + pad (mod stride). */
+function phaseTaps(phase: number, pad: number, stride: number, K: number): Tap[] {
+  const taps: Tap[] = [];
+  for (let k = (((phase + pad) % stride) + stride) % stride; k < K; k += stride) taps.push({ d: (phase + pad - k) / stride, w: k });
+  return taps;
+}
+
+/** gx = transposed conv of gy (and of gy2 in the same dispatch). */
+export function launchInputGrad(e: Engine, g: ConvGeometry, gy: Tensor, gy2: MaybeTensor, w: Tensor, config: ConvConfig): [Tensor, MaybeTensor] {
+  const shape = [g.N, g.Cin, g.H, g.W];
+  const gx = e.empty(shape, 'f32', 'conv2d.input-grad');
+  const gx2 = gy2 ? e.empty(shape, 'f32', 'conv2d.input-grad.tangent') : null;
+  const dual = !!gy2;
+  if (config.variant === 'tiled') {
+    const t = config.tile;
+    const M = g.Cin;
+    const N = g.N * g.H * g.W;
+    const K = g.Cout * g.KH * g.KW;
+    const program = e.program(
+      tiledGemmKernel({
+        name: dual ? 'conv2d.input-grad.dual.tiled' : 'conv2d.input-grad.tiled',
+        ...t,
+        dual,
+        splitK: false,
+        buffers: [
+          { name: 'Wt', type: 'f32' },
+          { name: 'G', type: 'f32' },
+          ...(dual ? [{ name: 'G2', type: 'f32' as const }] : []),
+          { name: 'Y', type: 'f32', access: 'read_write' },
+          ...(dual ? [{ name: 'Y2', type: 'f32' as const, access: 'read_write' as const }] : []),
+        ],
+        uniforms: TILED_CONV_UNIFORMS,
+        helpers: tiledInputGradHelpers(dual),
+      }),
+    );
+    const bind: Record<string, Tensor> = { Wt: w, G: gy, Y: gx };
+    if (dual) Object.assign(bind, { G2: gy2!, Y2: gx2! });
+    e.dispatch(program, bind, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    return [gx, gx2];
+  }
+  const tile = config.tile as RowTile;
+  const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;
+  const bind: Record<string, Tensor> = { X: gy, W: w, Y: gx };
+  if (dual) Object.assign(bind, { X2: gy2!, Y2: gx2! });
+  for (let pw = 0; pw < Math.min(g.sw, g.W); pw++) {
+    const program = e.program(
+      rowConvKernel({
+        name: `conv2d.input-grad${dual ? '.dual' : ''}.${config.variant}`,
+        ...tile,
+        subgroup: sg,
+        dual,
+        bias: false,
+        bias2: false,
+        inStepW: 1,
+        outStepW: g.sw,
+        colTaps: phaseTaps(pw, g.pl, g.sw, g.KW),
+        wg: WG,
+      }),
+    );
+    const CC = Math.ceil((g.W - pw) / g.sw);
+    const nCb = Math.ceil(CC / tile.tn);
+    for (let ph = 0; ph < Math.min(g.sh, g.H); ph++) {
+      const rows = phaseTaps(ph, g.pt, g.sh, g.KH);
+      const R = Math.ceil((g.H - ph) / g.sh);
+      const lanes = g.N * R * nCb;
+      const uniforms = {
+        M: g.Cin, KC: g.Cout, R, CC, Hi: g.OH, Wi: g.OW, OHs: g.H, OWs: g.W, ph, outStepH: g.sh, lanes, nCb,
+        wsM: g.KH * g.KW, wsK: g.Cin * g.KH * g.KW, KW: g.KW, inStepH: 1, nT: rows.length, kh0: rows[0]?.w ?? 0,
+        khStep: g.sh, d0: rows[0]?.d ?? 0, dStep: -1, pw,
+      };
+      e.dispatch(program, bind, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cin / tile.tm)]);
+    }
+  }
+  return [gx, gx2];
+}
+
+/** Pixel-chunk count for the weight gradient: ~512 pixels a chunk (short f32 sums), at most 32 chunks. */
+function weightGradChunks(g: ConvGeometry): { parts: number; rowsPerChunk: number } {
+  const rows = g.N * g.OH;
+  const want = Math.min(32, rows, Math.max(1, Math.ceil((rows * g.OW) / 512)));
+  const rowsPerChunk = Math.ceil(rows / want);
+  return { parts: Math.ceil(rows / rowsPerChunk), rowsPerChunk };
+}
+
+/** gW[co, ci, kh, kw] = Σ_{b, oh, ow} gy[b, co, oh, ow] · x[b, ci, oh·sh + kh − pt, ow·sw + kw − pl]. */
+export function launchWeightGrad(e: Engine, g: ConvGeometry, x: Tensor, gy: Tensor, config: ConvConfig): Tensor {
+  const shape = [g.Cout, g.Cin, g.KH, g.KW];
+  const size = g.Cout * g.Cin * g.KH * g.KW;
+  const { parts, rowsPerChunk } = weightGradChunks(g);
+  const gw = e.empty(shape, 'f32', 'conv2d.weight-grad');
+  const partial = parts > 1 ? e.empty([parts, size], 'f32', 'conv2d.weight-grad.partial') : gw;
+  if (config.variant === 'tiled') {
+    const t = config.tile;
+    const K = g.N * g.OH * g.OW;
+    const kChunk = rowsPerChunk * g.OW;
+    const program = e.program(
+      tiledGemmKernel({
+        name: 'conv2d.weight-grad.tiled',
+        ...t,
+        dual: false,
+        splitK: true,
+        buffers: [
+          { name: 'X', type: 'f32' },
+          { name: 'G', type: 'f32' },
+          { name: 'P', type: 'f32', access: 'read_write' },
+        ],
+        uniforms: TILED_CONV_UNIFORMS,
+        helpers: tiledWeightGradHelpers(),
+      }),
+    );
+    const N = g.Cin * g.KH * g.KW;
+    e.dispatch(program, { X: x, G: gy, P: partial }, tiledUniforms(g, g.Cout, N, K, kChunk), [Math.ceil(N / t.bn), Math.ceil(g.Cout / t.bm), parts]);
+  } else {
+    const tile = config.tile as WeightGradTile;
+    const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;
+    const program = e.program(
+      weightGradKernel({
+        ...tile,
+        subgroup: sg,
+        sw: g.sw,
+        colTaps: Array.from({ length: g.KW }, (_, kw) => ({ d: kw - g.pl, w: kw })),
+        wg: WG,
+      }),
+    );
+    const lanes = Math.ceil(g.Cin / tile.tc) * g.KH;
+    const uniforms = {
+      Cout: g.Cout, Cin: g.Cin, H: g.H, W: g.W, OH: g.OH, OW: g.OW, rowsPerChunk, rows: g.N * g.OH, lanes,
+      KH: g.KH, KW: g.KW, sh: g.sh, pt: g.pt,
+    };
+    e.dispatch(program, { X: x, G: gy, P: partial }, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cout / tile.tm), parts]);
+  }
+  if (parts > 1) {
+    e.dispatch(e.program(sumPartialsKernel()), { partial, out: gw }, { n: size, parts }, [Math.ceil(size / 64)]);
+    partial.dispose();
+  }
+  return gw;
+}
+
+// ---------------------------------------------------------------- tuning
+
+export interface TuneConvOptions {
+  kinds?: ConvKind[];
+  variants?: GemmVariant[];
+  /** Candidates per variant (default: all of convCandidates). */
+  candidates?: (kind: ConvKind, variant: GemmVariant) => ConvConfig[];
+  repeats?: number;
+}
+
+/**
+ * Times the candidate configurations of each kind for this conv shape class (on zero tensors) and caches the
+ * fastest, overall and per variant. The forward timing uses the dual kernel's sibling, the plain forward; the dual
+ * shares its configuration (same tile, twice the accumulators).
+ */
+export async function tuneConv2d(
+  e: Engine,
+  xShape: readonly number[],
+  wShape: readonly number[],
+  params: Conv2dParams,
+  options: TuneConvOptions = {},
+): Promise<Record<ConvKind, TuneResult<ConvConfig>>> {
+  const g = convGeometry('tuneConv2d', xShape, wShape, params);
+  const tuner = autotuner(e);
+  const x = e.keep(e.zeros(xShape, 'f32', 'tune x'));
+  const w = e.keep(e.zeros(wShape, 'f32', 'tune W'));
+  const gy = e.keep(e.zeros([g.N, g.Cout, g.OH, g.OW], 'f32', 'tune gy'));
+  const run: Record<ConvKind, (c: ConvConfig) => void> = {
+    forward: (c) => void launchForward(e, g, x, null, w, null, null, c),
+    inputGrad: (c) => void launchInputGrad(e, g, gy, null, w, c),
+    weightGrad: (c) => void launchWeightGrad(e, g, x, gy, c),
+  };
+  const out = {} as Record<ConvKind, TuneResult<ConvConfig>>;
+  try {
+    for (const kind of options.kinds ?? (['forward', 'inputGrad', 'weightGrad'] as ConvKind[])) {
+      const timings: TuneResult<ConvConfig>['timings'] = [];
+      for (const variant of options.variants ?? availableVariants(e)) {
+        const candidates = options.candidates?.(kind, variant) ?? convCandidates(e, kind, variant);
+        const r = await tuner.tune(e, `${tuneKey(kind, g)}|${variant}`, candidates, run[kind], { repeats: options.repeats, force: true });
+        timings.push(...r.timings);
+      }
+      const best = timings.reduce((a, b) => (b.ms < a.ms ? b : a)).config;
+      tuner.set(tuneKey(kind, g), best);
+      out[kind] = { best, timings };
+    }
+  } finally {
+    [x, w, gy].forEach((t) => t.dispose());
+  }
+  return out;
+}

@@ -1,0 +1,314 @@
+/**
+ * WGSL generators for the implicit-GEMM convolutions (NCHW, weights [Cout, Cin, kh, kw]); no im2col buffer.
+ *
+ * CPU variants (register / subgroup), see gemm-wgsl.ts for why loads per FMA are what counts on lavapipe:
+ * - `rowConvKernel`: an invocation computes TM output channels × TN consecutive output columns of one row. For
+ *   each input channel and kernel row it loads the input row segment once (TN + kw − 1 values at stride 1) and
+ *   reuses it for every kernel column and output channel. The same generator serves the forward conv, its dual
+ *   (x and ẋ share every weight load) and each stride phase of the input gradient (a transposed conv is, per
+ *   output phase, a plain correlation with a subset of the taps — so stride 2 needs no scatter and no atomics).
+ * - `weightGradKernel`: gW = Σ_pixels gy ⊗ x-patch. Invocations own (TM output channels × TC input channels × one
+ *   kernel row of taps); the pixel reduction is split into chunks of rows (workgroup z), each summed in its own partial buffer
+ *   and then added in order: short f32 sums and parallelism over pixels.
+ * GPU variant: loader functions for the tiled GEMM of gemm-wgsl.ts (all geometry in uniforms, one pipeline per
+ * kind serves every shape).
+ */
+import type { KernelSource } from '../engine/kernel.js';
+
+export interface Tap {
+  /** Offset of the input row/column read, relative to (output position × inStep). */
+  d: number;
+  /** Kernel row/column index of the weight used. */
+  w: number;
+}
+
+export interface RowConvSpec {
+  name: string;
+  tm: number;
+  tn: number;
+  /** Subgroup size when weights are shared by subgroupBroadcast (tm a multiple of it), 0 for plain loads. */
+  subgroup: number;
+  dual: boolean;
+  bias: boolean;
+  bias2: boolean;
+  /** Input column positions advanced per computed output column (forward: the stride; input-grad: 1). */
+  inStepW: number;
+  /** Output storage column positions per computed column (forward: 1; input-grad phase: the stride). */
+  outStepW: number;
+  /**
+   * Column taps, unrolled at compile time so one loaded input row segment serves all of them. Row taps are a
+   * runtime loop described by uniforms (kernel row kh0 + t·khStep reads input row r·inStepH + d0 + t·dStep):
+   * a third of the code, and lavapipe's JIT time grows fast with code size (seconds per kernel).
+   */
+  colTaps: Tap[];
+  wg: number;
+}
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+/** Uniforms of rowConvKernel. */
+export const ROW_CONV_UNIFORMS: Array<[string, 'u32' | 'i32']> = [
+  ['M', 'u32'], ['KC', 'u32'], ['R', 'u32'], ['CC', 'u32'], ['Hi', 'u32'], ['Wi', 'u32'], ['OHs', 'u32'], ['OWs', 'u32'],
+  ['ph', 'u32'], ['outStepH', 'u32'], ['lanes', 'u32'], ['nCb', 'u32'], ['wsM', 'u32'], ['wsK', 'u32'], ['KW', 'u32'],
+  ['inStepH', 'u32'], ['nT', 'u32'], ['kh0', 'u32'], ['khStep', 'u32'], ['d0', 'i32'], ['dStep', 'i32'], ['pw', 'u32'],
+];
+
+/**
+ * out[b, m, r·outStepH + ph, c·outStepW + pw] = Σ_k Σ_t Σ_u W[m·wsM + k·wsK + kh_t·KW + kw_u] ·
+ * in[b, k, r·inStepH + d_t, c·inStepW + d_u] (+ bias[m]), zero outside the input. Lanes beyond the work are clamped
+ * for loads and skip their stores, so every lane of a subgroup stays active for the broadcasts and no read leaves
+ * its buffer.
+ */
+export function rowConvKernel(s: RowConvSpec): KernelSource {
+  const { tm, tn, inStepW: inW } = s;
+  const sg = s.subgroup;
+  const rels = [...new Set(range(tn).flatMap((j) => s.colTaps.map((u) => j * inW + u.d)))].sort((a, b) => a - b);
+  const relOf = (j: number, u: number): number => rels.indexOf(j * inW + s.colTaps[u].d);
+  const ins = s.dual ? ['X', 'X2'] : ['X'];
+  const L: string[] = [];
+  L.push('let M = params.M; let Hi = params.Hi; let Wi = params.Wi;');
+  L.push(`let laneRaw = wg.x * ${s.wg}u + li;`);
+  L.push('let lane = min(laneRaw, params.lanes - 1u);');
+  L.push('let cb = lane % params.nCb; let t1 = lane / params.nCb; let r = t1 % params.R; let b = t1 / params.R;');
+  L.push(`let c0 = cb * ${tn}u; let m0 = wg.y * ${tm}u;`);
+  L.push(`let cBase = i32(c0 * ${inW}u);`);
+  rels.forEach((rel, q) => {
+    L.push(`let cc${q} = cBase + ${rel}; let cx${q} = u32(clamp(cc${q}, 0, i32(Wi) - 1)); let cok${q} = cc${q} >= 0 && cc${q} < i32(Wi);`);
+  });
+  L.push('let rBase = i32(r * params.inStepH) + params.d0;');
+  if (sg) for (let g = 0; g < tm / sg; g++) L.push(`let wl${g} = min(m0 + ${g * sg}u + sl, M - 1u) * params.wsM;`);
+  else for (let i = 0; i < tm; i++) L.push(`let wb${i} = min(m0 + ${i}u, M - 1u) * params.wsM;`);
+  L.push('let xb = b * params.KC * Hi * Wi;');
+  for (let i = 0; i < tm; i++) {
+    const bm = `bias[min(m0 + ${i}u, M - 1u)]`;
+    L.push(range(tn).map((j) => `var c${i}_${j} = ${s.bias ? bm : '0.0'};`).join(' '));
+    if (s.dual) L.push(range(tn).map((j) => `var d${i}_${j} = ${s.bias2 ? bm.replace('bias', 'bias2') : '0.0'};`).join(' '));
+  }
+  const B: string[] = [];
+  B.push('let rr = rBase + i32(t) * params.dStep; let rok = rr >= 0 && rr < i32(Hi);');
+  B.push('let xr = xk + u32(clamp(rr, 0, i32(Hi) - 1)) * Wi; let wt = wk + (params.kh0 + t * params.khStep) * params.KW;');
+  rels.forEach((_, q) => {
+    B.push(`let ok${q} = rok && cok${q};`);
+    ins.forEach((name, n) => B.push(`let ${n ? 'y' : 'x'}${q} = select(0.0, ${name}[xr + cx${q}], ok${q});`));
+  });
+  s.colTaps.forEach((u, ui) => {
+    if (sg) {
+      for (let g = 0; g < tm / sg; g++) B.push(`let wl${g}_${ui} = W[wl${g} + wt + ${u.w}u];`);
+      for (let i = 0; i < tm; i++) B.push(`let w${i}_${ui} = subgroupBroadcast(wl${Math.floor(i / sg)}_${ui}, ${i % sg}u);`);
+    } else {
+      for (let i = 0; i < tm; i++) B.push(`let w${i}_${ui} = W[wb${i} + wt + ${u.w}u];`);
+    }
+    for (let i = 0; i < tm; i++) {
+      B.push(range(tn).map((j) => `c${i}_${j} += w${i}_${ui} * x${relOf(j, ui)};`).join(' '));
+      if (s.dual) B.push(range(tn).map((j) => `d${i}_${j} += w${i}_${ui} * y${relOf(j, ui)};`).join(' '));
+    }
+  });
+  L.push(`for (var k = 0u; k < params.KC; k++) {
+    let xk = xb + k * Hi * Wi; let wk = k * params.wsK;
+    for (var t = 0u; t < params.nT; t++) {
+      ${B.join('\n      ')}
+    }
+  }`);
+  L.push('let rowOut = (r * params.outStepH + params.ph) * params.OWs;');
+  for (let i = 0; i < tm; i++) {
+    const S: string[] = [];
+    for (let j = 0; j < tn; j++) {
+      const at = `ob + rowOut + (c0 + ${j}u) * ${s.outStepW}u + params.pw`;
+      S.push(`if (c0 + ${j}u < params.CC) { Y[${at}] = c${i}_${j};${s.dual ? ` Y2[${at}] = d${i}_${j};` : ''} }`);
+    }
+    L.push(`{ let m = m0 + ${i}u; if (laneRaw < params.lanes && m < M) {\n    let ob = (b * M + m) * params.OHs * params.OWs;\n    ${S.join('\n    ')}\n  } }`);
+  }
+  return {
+    name: s.name,
+    buffers: [
+      ...ins.map((name) => ({ name, type: 'f32' as const })),
+      { name: 'W', type: 'f32' },
+      ...(s.bias ? [{ name: 'bias', type: 'f32' as const }] : []),
+      ...(s.bias2 ? [{ name: 'bias2', type: 'f32' as const }] : []),
+      { name: 'Y', type: 'f32', access: 'read_write' },
+      ...(s.dual ? [{ name: 'Y2', type: 'f32' as const, access: 'read_write' as const }] : []),
+    ],
+    uniforms: ROW_CONV_UNIFORMS,
+    workgroupSize: [s.wg],
+    body: `
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
+  ${L.join('\n  ')}
+}`,
+  };
+}
+
+export interface WeightGradSpec {
+  /** Output channels per invocation (shared by the lanes; a multiple of the subgroup size in subgroup mode). */
+  tm: number;
+  /** Input channels per invocation; lanes run along (input-channel block, kernel row). */
+  tc: number;
+  /** Consecutive output columns per inner step. */
+  tp: number;
+  subgroup: number;
+  sw: number;
+  /** Column taps (d = kw − pad_left); kernel rows are spread over lanes, so code stays one row of taps. */
+  colTaps: Tap[];
+  wg: number;
+}
+
+export const WEIGHT_GRAD_UNIFORMS = ['Cout', 'Cin', 'H', 'W', 'OH', 'OW', 'rowsPerChunk', 'rows', 'lanes', 'KH', 'KW', 'sh', 'pt'] as const;
+
+/** partial[z, co, ci, kh, kw] = Σ over the rows (b, oh) of chunk z and all ow of gy[b, co, oh, ow] · x[b, ci, ·, ·]. */
+export function weightGradKernel(s: WeightGradSpec): KernelSource {
+  const { tm, tc, tp, sw } = s;
+  const sg = s.subgroup;
+  const rels = [...new Set(range(tp).flatMap((p) => s.colTaps.map((u) => p * sw + u.d)))].sort((a, b) => a - b);
+  const relOf = (p: number, u: number): number => rels.indexOf(p * sw + s.colTaps[u].d);
+  const nU = s.colTaps.length;
+  const acc = (i: number, c: number, u: number) => `a${i}_${c}_${u}`;
+  const L: string[] = [];
+  L.push('let Cout = params.Cout; let Cin = params.Cin; let H = params.H; let Wd = params.W; let OH = params.OH; let OW = params.OW;');
+  L.push(`let laneRaw = wg.x * ${s.wg}u + li; let lane = min(laneRaw, params.lanes - 1u);`);
+  L.push(`let kh = lane % params.KH; let ci0 = (lane / params.KH) * ${tc}u; let m0 = wg.y * ${tm}u;`);
+  for (let c = 0; c < tc; c++) L.push(`let cin${c} = min(ci0 + ${c}u, Cin - 1u);`);
+  if (sg) for (let g = 0; g < tm / sg; g++) L.push(`let ml${g} = min(m0 + ${g * sg}u + sl, Cout - 1u) * OH * OW;`);
+  else for (let i = 0; i < tm; i++) L.push(`let mg${i} = min(m0 + ${i}u, Cout - 1u) * OH * OW;`);
+  for (let i = 0; i < tm; i++) for (let c = 0; c < tc; c++) L.push(range(nU).map((u) => `var ${acc(i, c, u)} = 0.0;`).join(' '));
+  L.push('let rowBegin = wg.z * params.rowsPerChunk; let rowEnd = min(params.rows, rowBegin + params.rowsPerChunk);');
+  const inner: string[] = [];
+  // gy values for tp columns (zero past the row end, so clamped x reads contribute nothing).
+  for (let p = 0; p < tp; p++) {
+    const col = `min(ow0 + ${p}u, OW - 1u)`;
+    const okp = `ow0 + ${p}u < OW`;
+    if (sg) {
+      for (let g = 0; g < tm / sg; g++) inner.push(`let gl${g}_${p} = select(0.0, G[gb + ml${g} + ${col}], ${okp});`);
+      for (let i = 0; i < tm; i++) inner.push(`let g${i}_${p} = subgroupBroadcast(gl${Math.floor(i / sg)}_${p}, ${i % sg}u);`);
+    } else {
+      for (let i = 0; i < tm; i++) inner.push(`let g${i}_${p} = select(0.0, G[gb + mg${i} + ${col}], ${okp});`);
+    }
+  }
+  rels.forEach((rel, q) => {
+    inner.push(`let cc${q} = i32(ow0 * ${sw}u) + ${rel}; let cx${q} = u32(clamp(cc${q}, 0, i32(Wd) - 1)); let ok${q} = rok && cc${q} >= 0 && cc${q} < i32(Wd);`);
+  });
+  for (let c = 0; c < tc; c++) {
+    rels.forEach((_, q) => inner.push(`let x${c}_${q} = select(0.0, X[xr${c} + cx${q}], ok${q});`));
+    for (let i = 0; i < tm; i++) {
+      for (let u = 0; u < nU; u++) {
+        inner.push(`${acc(i, c, u)} += ${range(tp).map((p) => `g${i}_${p} * x${c}_${relOf(p, u)}`).join(' + ')};`);
+      }
+    }
+  }
+  const rowSetup = [
+    'let b = row / OH; let oh = row - b * OH;',
+    'let gb = b * Cout * OH * OW + oh * OW;',
+    'let rr = i32(oh * params.sh + kh) - i32(params.pt); let rok = rr >= 0 && rr < i32(H); let rx = u32(clamp(rr, 0, i32(H) - 1)) * Wd;',
+    ...range(tc).map((c) => `let xr${c} = (b * Cin + cin${c}) * H * Wd + rx;`),
+  ];
+  L.push(`for (var row = rowBegin; row < rowEnd; row++) {
+    ${rowSetup.join('\n    ')}
+    for (var ow0 = 0u; ow0 < OW; ow0 += ${tp}u) {
+      ${inner.join('\n      ')}
+    }
+  }`);
+  L.push('let part = wg.z * Cout * Cin * params.KH * params.KW;');
+  for (let i = 0; i < tm; i++) {
+    for (let c = 0; c < tc; c++) {
+      const S = range(nU).map((u) => `P[base + ${s.colTaps[u].w}u] = ${acc(i, c, u)};`);
+      L.push(`if (laneRaw < params.lanes && m0 + ${i}u < Cout && ci0 + ${c}u < Cin) {
+    let base = part + (((m0 + ${i}u) * Cin + ci0 + ${c}u) * params.KH + kh) * params.KW;
+    ${S.join(' ')}
+  }`);
+    }
+  }
+  return {
+    name: `conv2d.weight-grad.${sg ? 'subgroup' : 'register'}`,
+    buffers: [
+      { name: 'X', type: 'f32' },
+      { name: 'G', type: 'f32' },
+      { name: 'P', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: WEIGHT_GRAD_UNIFORMS.map((n) => [n, 'u32'] as [string, 'u32']),
+    workgroupSize: [s.wg],
+    body: `
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
+  ${L.join('\n  ')}
+}`,
+  };
+}
+
+// ---------------------------------------------------------------- GPU loaders for tiledGemmKernel
+
+/** Geometry uniforms shared by the three tiled conv kernels (pads as i32 so index math stays signed). */
+export const TILED_CONV_UNIFORMS: Array<[string, 'u32' | 'i32']> = [
+  ['M', 'u32'],
+  ['N', 'u32'],
+  ['K', 'u32'],
+  ['kChunk', 'u32'],
+  ['Cin', 'u32'],
+  ['Cout', 'u32'],
+  ['H', 'u32'],
+  ['W', 'u32'],
+  ['OH', 'u32'],
+  ['OW', 'u32'],
+  ['KH', 'u32'],
+  ['KW', 'u32'],
+  ['sh', 'u32'],
+  ['sw', 'u32'],
+  ['pt', 'i32'],
+  ['pl', 'i32'],
+];
+
+/** x[b, ci, oh·sh + kh − pt, ow·sw + kw − pl] for GEMM row k = (ci, kh, kw) and column n = (b, oh, ow). */
+const IM2COL = (name: string) => `
+fn im2col${name}(k: u32, n: u32) -> f32 {
+  let khw = params.KH * params.KW; let ci = k / khw; let tap = k - ci * khw; let kh = tap / params.KW; let kw = tap - kh * params.KW;
+  let ohw = params.OH * params.OW; let b = n / ohw; let p = n - b * ohw; let oh = p / params.OW; let ow = p - oh * params.OW;
+  let ih = i32(oh * params.sh + kh) - params.pt; let iw = i32(ow * params.sw + kw) - params.pl;
+  if (ih < 0 || iw < 0 || ih >= i32(params.H) || iw >= i32(params.W)) { return 0.0; }
+  return ${name}[((b * params.Cin + ci) * params.H + u32(ih)) * params.W + u32(iw)];
+}`;
+
+/** Forward (and dual): M = Cout, N = B·OH·OW, K = Cin·KH·KW. */
+export function tiledForwardHelpers(dual: boolean, bias: boolean, bias2: boolean): string {
+  const store = (y: string, acc: string, b: boolean) =>
+    `fn store${acc}(m: u32, n: u32, z: u32, v: f32) { let ohw = params.OH * params.OW; let b = n / ohw; ${y}[(b * params.M + m) * ohw + n - b * ohw] = v${b ? ` + ${acc === 'C' ? 'bias' : 'bias2'}[m]` : ''}; }`;
+  return [
+    IM2COL('X'),
+    dual ? IM2COL('X2') : '',
+    'fn loadA(m: u32, k: u32) -> f32 { return Wt[m * params.K + k]; }',
+    'fn loadB(k: u32, n: u32) -> f32 { return im2colX(k, n); }',
+    dual ? 'fn loadB2(k: u32, n: u32) -> f32 { return im2colX2(k, n); }' : '',
+    store('Y', 'C', bias),
+    dual ? store('Y2', 'C2', bias2) : '',
+  ].join('\n');
+}
+
+/** Input gradient: M = Cin, N = B·H·W, K = Cout·KH·KW; a tap contributes where (i + pad − k) is a stride multiple. */
+export function tiledInputGradHelpers(dual: boolean): string {
+  const gather = (name: string) => `
+fn gather${name}(k: u32, n: u32) -> f32 {
+  let khw = params.KH * params.KW; let co = k / khw; let tap = k - co * khw; let kh = tap / params.KW; let kw = tap - kh * params.KW;
+  let hw = params.H * params.W; let b = n / hw; let p = n - b * hw; let ih = p / params.W; let iw = p - ih * params.W;
+  let th = i32(ih) + params.pt - i32(kh); let tw = i32(iw) + params.pl - i32(kw);
+  if (th < 0 || tw < 0) { return 0.0; }
+  let oh = u32(th) / params.sh; let ow = u32(tw) / params.sw;
+  if (oh * params.sh != u32(th) || ow * params.sw != u32(tw) || oh >= params.OH || ow >= params.OW) { return 0.0; }
+  return ${name}[((b * params.Cout + co) * params.OH + oh) * params.OW + ow];
+}`;
+  const store = (y: string, acc: string) =>
+    `fn store${acc}(m: u32, n: u32, z: u32, v: f32) { let hw = params.H * params.W; let b = n / hw; ${y}[(b * params.M + m) * hw + n - b * hw] = v; }`;
+  return [
+    gather('G'),
+    dual ? gather('G2') : '',
+    'fn loadA(m: u32, k: u32) -> f32 { let khw = params.KH * params.KW; let co = k / khw; return Wt[(co * params.M + m) * khw + k - co * khw]; }',
+    'fn loadB(k: u32, n: u32) -> f32 { return gatherG(k, n); }',
+    dual ? 'fn loadB2(k: u32, n: u32) -> f32 { return gatherG2(k, n); }' : '',
+    store('Y', 'C'),
+    dual ? store('Y2', 'C2') : '',
+  ].join('\n');
+}
+
+/** Weight gradient: M = Cout, N = Cin·KH·KW, K = B·OH·OW (split over workgroup z into partial sums). */
+export function tiledWeightGradHelpers(): string {
+  return [
+    IM2COL('X'),
+    'fn loadA(m: u32, k: u32) -> f32 { let ohw = params.OH * params.OW; let b = k / ohw; return G[(b * params.M + m) * ohw + k - b * ohw]; }',
+    'fn loadB(k: u32, n: u32) -> f32 { return im2colX(n, k); }',
+    'fn storeC(m: u32, n: u32, z: u32, v: f32) { P[(z * params.M + m) * params.N + n] = v; }',
+  ].join('\n');
+}

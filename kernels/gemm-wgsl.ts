@@ -1,0 +1,369 @@
+/**
+ * WGSL generators for GEMM-shaped kernels, in the variants an adapter may pick:
+ *
+ * - 'register' (CPU adapters, barrier-free): each invocation keeps a TM×TN accumulator tile in registers and
+ *   loads its operands straight from storage, vec4 where the layout allows. lavapipe runs a workgroup as 8-lane
+ *   SIMD code in which every storage load is a per-lane scalarised access (~1.5 ns a lane) while an FMA costs
+ *   ~0.15 ns a lane, and a barrier is a coroutine switch: loads per FMA decide everything, shared memory does not
+ *   help (its loads are as slow, measured).
+ * - 'subgroup' (CPU adapters with the `subgroups` feature and a fixed subgroup size): as 'register', but the
+ *   operand that every lane of a SIMD group needs (the TM rows of A, conv weights) is loaded once across the
+ *   lanes — lane l fetches row l — and handed out with subgroupBroadcast, a register shuffle. That removes most
+ *   loads: 25–37 GFLOP/s for matmul 1024 on lavapipe against 8–10 without.
+ * - 'tiled' (GPUs): the classic workgroup-memory tiled GEMM (64×64 tiles, 16×16 threads with 4×4 outputs each),
+ *   written once over loader functions so matmul and the implicit-GEMM convolutions share it.
+ */
+import type { Engine } from '../engine/engine.js';
+import { generateWgsl, type BufferDecl, type KernelSource } from '../engine/kernel.js';
+
+export type GemmVariant = 'register' | 'subgroup' | 'tiled';
+
+const subgroupSupport = new WeakMap<Engine, number>();
+
+/**
+ * Subgroup size usable by the 'subgroup' variants, or 0: the device must have the `subgroups` feature, the kernel
+ * generator must emit `enable subgroups;`, and the adapter's subgroup size must be fixed (min = max), because the
+ * kernels unroll over it.
+ */
+export function subgroupSize(e: Engine): number {
+  const hit = subgroupSupport.get(e);
+  if (hit !== undefined) return hit;
+  let size = 0;
+  if (e.device.features.has('subgroups')) {
+    const probe = generateWgsl({
+      name: 'probe',
+      buffers: [],
+      workgroupSize: [1],
+      body: 'fn main(@builtin(subgroup_invocation_id) sl: u32) { _ = subgroupBroadcast(f32(sl), 0u); }',
+    });
+    const info = e.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    const min = info.subgroupMinSize ?? 0;
+    if (/enable\s+subgroups\s*;/.test(probe) && min > 0 && min === info.subgroupMaxSize && min <= 64) size = min;
+  }
+  subgroupSupport.set(e, size);
+  return size;
+}
+
+/** Variants this engine can run, best first for its adapter (before any tuning). */
+export function availableVariants(e: Engine): GemmVariant[] {
+  if (!e.info.isCpu) return ['tiled', 'register'];
+  return subgroupSize(e) ? ['subgroup', 'register', 'tiled'] : ['register', 'tiled'];
+}
+
+// ---------------------------------------------------------------- CPU matmul (register / subgroup)
+
+export interface CpuMatmulSpec {
+  /** Rows of C per invocation (a multiple of the subgroup size in subgroup mode). */
+  tm: number;
+  /** Columns of C per invocation, a multiple of 4. */
+  tn: number;
+  transA: boolean;
+  transB: boolean;
+  /** A bound as vec4: its contiguous dimension is a multiple of 4 (never with subgroup + transA). */
+  vecA: boolean;
+  vecB: boolean;
+  /** C (and bias) bound as vec4: N is a multiple of 4. */
+  vecC: boolean;
+  /** K is not a multiple of 4: one masked step after the main loop. */
+  kTail: boolean;
+  bias: boolean;
+  /** Subgroup size when A rows are shared by subgroupBroadcast, 0 for plain loads. */
+  subgroup: number;
+  wg: number;
+}
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+const C4 = ['x', 'y', 'z', 'w'];
+
+/**
+ * C[M,N] = op(A)·op(B) (+ bias[N]); A is [M,K] or [K,M] (transA), B is [K,N] or [N,K] (transB). Invocations run
+ * along N (tn columns each); a workgroup shares tm rows. Out-of-range rows/columns are clamped for loads (never an
+ * out-of-bounds read) and skipped for stores, so odd sizes and batch 1 need no padding.
+ */
+export function cpuMatmulKernel(s: CpuMatmulSpec): KernelSource {
+  const { tm, tn } = s;
+  const tn4 = tn / 4;
+  const sg = s.subgroup;
+  const L: string[] = [];
+  // Clamped row / column indices (element units), computed once per invocation.
+  L.push(`let M = params.M; let N = params.N; let K = params.K;`);
+  L.push(`let n0 = (wg.x * ${s.wg}u + li) * ${tn}u;`);
+  L.push(`let m0 = wg.y * ${tm}u;`);
+  if (sg) {
+    for (let g = 0; g < tm / sg; g++) L.push(`let ml${g} = min(m0 + ${g * sg}u + sl, M - 1u);`);
+  } else if (s.transA && s.vecA) {
+    for (let i4 = 0; i4 < tm / 4; i4++) L.push(`let mb${i4} = min(m0 / 4u + ${i4}u, M / 4u - 1u);`);
+    if (s.kTail) for (let i = 0; i < tm; i++) L.push(`let mr${i} = min(m0 + ${i}u, M - 1u);`);
+  } else {
+    for (let i = 0; i < tm; i++) L.push(`let mr${i} = min(m0 + ${i}u, M - 1u);`);
+  }
+  for (let j = 0; j < tn; j++) L.push(`let nc${j} = min(n0 + ${j}u, N - 1u);`);
+  if (s.vecB && !s.transB) for (let jv = 0; jv < tn4; jv++) L.push(`let nb${jv} = min(n0 / 4u + ${jv}u, N / 4u - 1u);`);
+
+  // Accumulators c{i}_{jv}: vec4 over 4 consecutive columns.
+  for (let i = 0; i < tm; i++) {
+    for (let jv = 0; jv < tn4; jv++) {
+      let init = 'vec4<f32>(0.0)';
+      if (s.bias) {
+        init = s.vecC
+          ? `bias[min(n0 / 4u + ${jv}u, N / 4u - 1u)]`
+          : `vec4<f32>(${range(4).map((c) => `bias[nc${4 * jv + c}]`).join(', ')})`;
+      }
+      L.push(`var c${i}_${jv} = ${init};`);
+    }
+  }
+
+  /** One quad of A for row expression `row` at k..k+3 as a vec4 (masked: k+q may pass K). */
+  const aQuadScalar = (row: string, masked: boolean): string =>
+    `vec4<f32>(${range(4)
+      .map((q) => {
+        const kq = masked ? `min(k + ${q}u, K - 1u)` : `k + ${q}u`;
+        const v = s.transA ? `A[(${kq}) * M + ${row}]` : `A[${row} * K + ${kq}]`;
+        return masked ? `select(0.0, ${v}, k + ${q}u < K)` : v;
+      })
+      .join(', ')})`;
+
+  const step = (masked: boolean): string[] => {
+    const B: string[] = [];
+    // A quads a{i} = (A[m_i, k..k+3]).
+    if (sg) {
+      for (let g = 0; g < tm / sg; g++) {
+        const own = !s.transA && s.vecA && !masked ? `A[ml${g} * (K / 4u) + k / 4u]` : aQuadScalar(`ml${g}`, masked);
+        B.push(`let al${g} = ${own};`);
+      }
+      for (let i = 0; i < tm; i++) B.push(`let a${i} = subgroupBroadcast(al${Math.floor(i / sg)}, ${i % sg}u);`);
+    } else if (s.transA && s.vecA && !masked) {
+      for (let i4 = 0; i4 < tm / 4; i4++) {
+        for (let q = 0; q < 4; q++) B.push(`let ac${i4}_${q} = A[(k + ${q}u) * (M / 4u) + mb${i4}];`);
+        for (let c = 0; c < 4; c++) {
+          B.push(`let a${4 * i4 + c} = vec4<f32>(${range(4).map((q) => `ac${i4}_${q}.${C4[c]}`).join(', ')});`);
+        }
+      }
+    } else if (s.transA && s.vecA) {
+      // masked tail of a vec4-bound transposed A: read components of the clamped vec4 rows
+      for (let i = 0; i < tm; i++) {
+        const comps = range(4).map((q) => {
+          const kq = `min(k + ${q}u, K - 1u)`;
+          return `select(0.0, A[(${kq}) * (M / 4u) + mr${i} / 4u][mr${i} % 4u], k + ${q}u < K)`;
+        });
+        B.push(`let a${i} = vec4<f32>(${comps.join(', ')});`);
+      }
+    } else if (s.vecA) {
+      for (let i = 0; i < tm; i++) B.push(`let a${i} = A[mr${i} * (K / 4u) + k / 4u];`);
+    } else {
+      for (let i = 0; i < tm; i++) B.push(`let a${i} = ${aQuadScalar(`mr${i}`, masked)};`);
+    }
+    // B rows b{q}_{jv} = (B[k+q, n0+4jv .. +3]). The masked tail reads clamped k: A is zero there.
+    const kq = (q: number): string => (masked ? `min(k + ${q}u, K - 1u)` : `k + ${q}u`);
+    if (!s.transB && s.vecB) {
+      for (let q = 0; q < 4; q++) for (let jv = 0; jv < tn4; jv++) B.push(`let b${q}_${jv} = B[(${kq(q)}) * (N / 4u) + nb${jv}];`);
+    } else if (!s.transB) {
+      for (let q = 0; q < 4; q++) {
+        for (let jv = 0; jv < tn4; jv++) {
+          B.push(`let b${q}_${jv} = vec4<f32>(${range(4).map((c) => `B[(${kq(q)}) * N + nc${4 * jv + c}]`).join(', ')});`);
+        }
+      }
+    } else {
+      for (let j = 0; j < tn; j++) {
+        const col = s.vecB && !masked
+          ? `B[nc${j} * (K / 4u) + k / 4u]`
+          : `vec4<f32>(${range(4).map((q) => (s.vecB ? `B[nc${j} * (K / 4u) + (${kq(q)}) / 4u][(${kq(q)}) % 4u]` : `B[nc${j} * K + ${kq(q)}]`)).join(', ')})`;
+        B.push(`let bc${j} = ${col};`);
+      }
+      for (let q = 0; q < 4; q++) {
+        for (let jv = 0; jv < tn4; jv++) {
+          B.push(`let b${q}_${jv} = vec4<f32>(${range(4).map((c) => `bc${4 * jv + c}.${C4[q]}`).join(', ')});`);
+        }
+      }
+    }
+    for (let i = 0; i < tm; i++) {
+      for (let jv = 0; jv < tn4; jv++) {
+        B.push(`c${i}_${jv} += a${i}.x * b0_${jv} + a${i}.y * b1_${jv} + a${i}.z * b2_${jv} + a${i}.w * b3_${jv};`);
+      }
+    }
+    return B;
+  };
+
+  L.push(`let K4 = K / 4u;`);
+  L.push(`for (var k4 = 0u; k4 < K4; k4++) {\n    let k = k4 * 4u;\n    ${step(false).join('\n    ')}\n  }`);
+  if (s.kTail) L.push(`{\n    let k = K4 * 4u;\n    ${step(true).join('\n    ')}\n  }`);
+
+  // Stores.
+  for (let i = 0; i < tm; i++) {
+    const S: string[] = [];
+    for (let jv = 0; jv < tn4; jv++) {
+      if (s.vecC) {
+        S.push(`if (n0 + ${4 * jv}u < N) { C[m * (N / 4u) + n0 / 4u + ${jv}u] = c${i}_${jv}; }`);
+      } else {
+        for (let c = 0; c < 4; c++) S.push(`if (n0 + ${4 * jv + c}u < N) { C[m * N + n0 + ${4 * jv + c}u] = c${i}_${jv}.${C4[c]}; }`);
+      }
+    }
+    L.push(`{ let m = m0 + ${i}u; if (m < M) {\n    ${S.join('\n    ')}\n  } }`);
+  }
+
+  const f = (v: boolean) => (v ? 'vec4<f32>' : 'f32') as BufferDecl['type'];
+  const buffers: BufferDecl[] = [
+    { name: 'A', type: f(s.vecA) },
+    { name: 'B', type: f(s.vecB) },
+  ];
+  if (s.bias) buffers.push({ name: 'bias', type: f(s.vecC) });
+  buffers.push({ name: 'C', type: f(s.vecC), access: 'read_write' });
+  const sgArg = sg ? ', @builtin(subgroup_invocation_id) sl: u32' : '';
+  return {
+    name: `matmul.${sg ? 'subgroup' : 'register'}`,
+    buffers,
+    uniforms: [
+      ['M', 'u32'],
+      ['N', 'u32'],
+      ['K', 'u32'],
+    ],
+    workgroupSize: [s.wg],
+    body: `
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sgArg}) {
+  ${L.join('\n  ')}
+}`,
+  };
+}
+
+// ---------------------------------------------------------------- GPU tiled GEMM over loader functions
+
+export interface TiledGemmSpec {
+  name: string;
+  /** Workgroup tile of C (bm × bn), k-slab bk; each thread computes rm × rn outputs. */
+  bm: number;
+  bn: number;
+  bk: number;
+  rm: number;
+  rn: number;
+  /** A second B operand and accumulator (the conv "dual": primal and tangent share the A loads). */
+  dual: boolean;
+  /** Split the reduction: workgroup z covers k in [z·kChunk, (z+1)·kChunk). */
+  splitK: boolean;
+  buffers: BufferDecl[];
+  /** Must include M, N, K (and kChunk when splitK). */
+  uniforms: Array<[string, 'u32' | 'i32' | 'f32']>;
+  /**
+   * WGSL defining fn loadA(m: u32, k: u32) -> f32, fn loadB(k: u32, n: u32) -> f32, fn storeC(m: u32, n: u32,
+   * z: u32, v: f32) (and loadB2 / storeC2 when dual). Loaders are only called with m < M, n < N, k < K.
+   */
+  helpers: string;
+}
+
+/** Workgroup-memory tiled GEMM: cooperative tile loads, two barriers per k-slab, strided thread tiles. */
+export function tiledGemmKernel(s: TiledGemmSpec): KernelSource {
+  const tx = s.bn / s.rn;
+  const ty = s.bm / s.rm;
+  const threads = tx * ty;
+  const acc = (p: string) => range(s.rm).flatMap((r) => range(s.rn).map((c) => `${p}${r}_${c}`));
+  const duals = s.dual ? ['', '2'] : [''];
+  const body = `
+var<workgroup> As: array<f32, ${s.bk * s.bm}>;
+${duals.map((d) => `var<workgroup> Bs${d}: array<f32, ${s.bk * s.bn}>;`).join('\n')}
+${s.helpers}
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let M = params.M; let N = params.N; let K = params.K;
+  let m0 = wg.y * ${s.bm}u; let n0 = wg.x * ${s.bn}u;
+  let kBegin = ${s.splitK ? 'wg.z * params.kChunk' : '0u'};
+  let kEnd = ${s.splitK ? 'min(K, kBegin + params.kChunk)' : 'K'};
+  ${duals.map((d) => acc(`c${d}_`).map((a) => `var ${a} = 0.0;`).join(' ')).join('\n  ')}
+  for (var kt = kBegin; kt < kEnd; kt += ${s.bk}u) {
+    for (var e = li; e < ${s.bk * s.bm}u; e += ${threads}u) {
+      let kk = e / ${s.bm}u; let mm = e % ${s.bm}u;
+      var v = 0.0;
+      if (m0 + mm < M && kt + kk < kEnd) { v = loadA(m0 + mm, kt + kk); }
+      As[e] = v;
+    }
+    for (var e = li; e < ${s.bk * s.bn}u; e += ${threads}u) {
+      let kk = e / ${s.bn}u; let nn = e % ${s.bn}u;
+      ${duals.map((d) => `var v${d} = 0.0;`).join(' ')}
+      if (n0 + nn < N && kt + kk < kEnd) { ${duals.map((d) => `v${d} = loadB${d}(kt + kk, n0 + nn);`).join(' ')} }
+      ${duals.map((d) => `Bs${d}[e] = v${d};`).join(' ')}
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${s.bk}u; kk++) {
+      ${range(s.rm).map((r) => `let a${r} = As[kk * ${s.bm}u + lid.y + ${r * ty}u];`).join(' ')}
+      ${duals
+        .map((d) =>
+          range(s.rn)
+            .map((c) => `let b${d}${c} = Bs${d}[kk * ${s.bn}u + lid.x + ${c * tx}u];`)
+            .join(' '),
+        )
+        .join('\n      ')}
+      ${duals
+        .map((d) =>
+          range(s.rm)
+            .flatMap((r) => range(s.rn).map((c) => `c${d}_${r}_${c} += a${r} * b${d}${c};`))
+            .join(' '),
+        )
+        .join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${range(s.rm)
+    .flatMap((r) =>
+      range(s.rn).map(
+        (c) =>
+          `{ let m = m0 + lid.y + ${r * ty}u; let n = n0 + lid.x + ${c * tx}u; if (m < M && n < N) { ${duals
+            .map((d) => `storeC${d}(m, n, wg.z, c${d}_${r}_${c});`)
+            .join(' ')} } }`,
+      ),
+    )
+    .join('\n  ')}
+}`;
+  return { name: s.name, buffers: s.buffers, uniforms: s.uniforms, workgroupSize: [tx, ty], body };
+}
+
+export interface TileConfig {
+  bm: number;
+  bn: number;
+  bk: number;
+  rm: number;
+  rn: number;
+}
+
+export const TILED_DEFAULT: TileConfig = { bm: 64, bn: 64, bk: 16, rm: 4, rn: 4 };
+/**
+ * On CPU adapters 'tiled' only runs when forced (tests): a shorter k-slab keeps lavapipe's JIT time down (LLVM
+ * unrolls the constant slab loop: ~5 s to compile at bk 16, ~1.7 s at bk 8).
+ */
+export const TILED_CPU_DEFAULT: TileConfig = { bm: 64, bn: 64, bk: 8, rm: 4, rn: 4 };
+
+export function tiledDefault(e: Engine): TileConfig {
+  return e.info.isCpu ? TILED_CPU_DEFAULT : TILED_DEFAULT;
+}
+export const TILED_CANDIDATES: TileConfig[] = [
+  TILED_DEFAULT,
+  { bm: 32, bn: 64, bk: 8, rm: 2, rn: 4 },
+  TILED_CPU_DEFAULT,
+  { bm: 32, bn: 64, bk: 16, rm: 2, rn: 4 },
+  { bm: 64, bn: 32, bk: 16, rm: 4, rn: 2 },
+  { bm: 32, bn: 32, bk: 32, rm: 2, rn: 2 },
+  { bm: 128, bn: 64, bk: 8, rm: 8, rn: 4 },
+];
+
+// ---------------------------------------------------------------- split-reduction finish
+
+/** out[i] = Σ_z partial[z·n + i], summed in z order (deterministic). */
+export function sumPartialsKernel(): KernelSource {
+  return {
+    name: 'gemm.sum-partials',
+    buffers: [
+      { name: 'partial', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['n', 'u32'],
+      ['parts', 'u32'],
+    ],
+    workgroupSize: [64],
+    body: `
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * 64u;
+  if (i >= params.n) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < params.parts; z++) { s += partial[z * params.n + i]; }
+  out[i] = s;
+}`,
+  };
+}
