@@ -1,0 +1,340 @@
+/**
+ * Kernels on a GPU-resident batch ODE state Y [B, N] (f32, row b = one independent system) and its Runge–Kutta
+ * stages. The stages K₀…K₆ live in ONE buffer (`StageBuffer`, 7 slots), so that a stage combination binds a
+ * fixed, small number of buffers (≤ 8 on every adapter) whatever the number of terms.
+ *
+ * None of these is differentiated: the solver state is outside every autodiff trace (the score VJP is taken
+ * inside the right-hand side, on a fresh x tensor).
+ *
+ * Operation order follows solvers/dormand-prince.ts (the host reference): a stage is y + (Σⱼ Kⱼaⱼ)·h with the sum
+ * left to right, the error (Σⱼ KⱼEⱼ)·h / (atol + max(|y|, |y_new|)·rtol). Non-finite values are detected from the
+ * bit pattern (exponent all ones), which no fast-math compilation can fold away, unlike `v != v`.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { ShapeError } from '../engine/errors.js';
+import { grid } from '../engine/rng.js';
+
+/** Elementwise workgroup size. */
+export const WG = 256;
+/** Threads per row in the per-row reductions. */
+export const ROW_WG = 64;
+
+const NONFINITE_WGSL = /* wgsl */ `
+fn nonfinite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u; }`;
+
+/** Slots a Dormand–Prince step needs: 6 stages and the FSAL stage. */
+export const STAGE_SLOTS = 7;
+
+/**
+ * K₀…K₆ of a batch state [B, N] in one buffer: slot s starts at element s·stride, stride = B·N rounded up to 64
+ * elements so that each slot's view starts on a 256-byte boundary (the storage-offset alignment of WebGPU).
+ */
+export class StageBuffer {
+  readonly stride: number;
+  readonly buffer: Tensor;
+  /** One [B, N] view per physical slot (what a right-hand side writes into). */
+  readonly views: Tensor[];
+
+  constructor(
+    e: Engine,
+    readonly batch: number,
+    readonly dim: number,
+  ) {
+    const n = batch * dim;
+    const align = Math.max(1, e.limits.minStorageBufferOffsetAlignment / 4);
+    this.stride = Math.max(align, Math.ceil(n / align) * align);
+    this.buffer = e.zeros([STAGE_SLOTS, this.stride], 'f32', 'rk.stages');
+    this.views = [];
+    for (let s = 0; s < STAGE_SLOTS; s++) {
+      // Each step makes a view sharing the storage; only the last one is kept.
+      const chain: Tensor[] = [this.buffer.slice0(s, s + 1)];
+      chain.push(chain[0].reshape([this.stride]));
+      chain.push(chain[1].slice0(0, n));
+      this.views.push(chain[2].reshape([batch, dim]));
+      for (const t of chain) t.dispose();
+    }
+  }
+
+  offset(slot: number): number {
+    return slot * this.stride;
+  }
+
+  dispose(): void {
+    for (const v of this.views) v.dispose();
+    this.buffer.dispose();
+  }
+}
+
+/** f32 with batch·dim elements (any shape). */
+export function checkState(what: string, t: Tensor, batch: number, dim: number): void {
+  t.assertDType('f32', what);
+  if (t.size !== batch * dim) throw new ShapeError(`${what}: ${t.describe()} is not a [${batch}, ${dim}] state`);
+}
+
+/** A linear combination term: physical stage slot and coefficient. */
+export interface StageTerm {
+  slot: number;
+  coef: number;
+}
+
+/**
+ * out = y + (Σⱼ K[slotⱼ]·coefⱼ)·h_b for every row b (h: [B] per-row step sizes). Rows with h_b = 0 are frozen:
+ * out = y exactly, even where their stages hold NaN. 1–7 terms, in the order given (left-to-right sum).
+ */
+export function combineStages(
+  e: Engine,
+  y: Tensor,
+  stages: StageBuffer,
+  terms: readonly StageTerm[],
+  h: Tensor,
+  out: Tensor,
+): void {
+  const { batch: B, dim: N } = stages;
+  checkState('rk.combine y', y, B, N);
+  checkState('rk.combine out', out, B, N);
+  checkState('rk.combine h', h, B, 1);
+  if (terms.length < 1 || terms.length > STAGE_SLOTS) {
+    throw new ShapeError(`rk.combine: 1..${STAGE_SLOTS} terms, got ${terms.length}`);
+  }
+  const nt = terms.length;
+  const uniforms: Array<[string, 'u32' | 'f32']> = [
+    ['n', 'u32'],
+    ['N', 'u32'],
+  ];
+  for (let j = 0; j < nt; j++) uniforms.push([`o${j}`, 'u32']);
+  for (let j = 0; j < nt; j++) uniforms.push([`a${j}`, 'f32']);
+  let sum = 'var acc = 0.0;';
+  for (let j = 0; j < nt; j++) sum += `\n  acc = acc + K[params.o${j} + i] * params.a${j};`;
+  const program = e.program({
+    name: `rk.combine${nt}`,
+    buffers: [
+      { name: 'y', type: 'f32' },
+      { name: 'K', type: 'f32' },
+      { name: 'h', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms,
+    workgroupSize: [WG],
+    body: `
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * ${WG}u;
+  if (i >= params.n) { return; }
+  let hb = h[i / params.N];
+  if (hb == 0.0) { out[i] = y[i]; return; }
+  ${sum}
+  out[i] = y[i] + acc * hb;
+}`,
+  });
+  const u: Record<string, number> = { n: B * N, N };
+  terms.forEach((t, j) => {
+    u[`o${j}`] = stages.offset(t.slot);
+    u[`a${j}`] = t.coef;
+  });
+  e.dispatch(program, { y, K: stages.buffer, h, out }, u, grid(e, B * N, WG));
+}
+
+/** Workgroups for one workgroup per row. */
+export function rowGrid(e: Engine, rows: number): [number, number] {
+  return grid(e, rows, 1);
+}
+
+const ROW_PREAMBLE = /* wgsl */ `
+var<workgroup> partS: array<f32, ${ROW_WG}>;
+var<workgroup> partBad: array<u32, ${ROW_WG}>;`;
+
+/** Sums partS / ORs partBad over the workgroup; thread 0 writes out[b] and out[B + b]. One barrier. */
+const ROW_FINISH = /* wgsl */ `
+  partS[lid] = s;
+  partBad[lid] = bad;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var tot = 0.0;
+    var anyBad = 0u;
+    for (var k = 0u; k < ${ROW_WG}u; k++) { tot = tot + partS[k]; anyBad = anyBad | partBad[k]; }
+    out[b] = tot;
+    out[params.B + b] = f32(anyBad);
+  }`;
+
+/**
+ * The fused error estimate of a step: per row b, S_b = Σᵢ ((Σⱼ K[slotⱼ]ᵢ·Eⱼ)·h_b / (atol + max(|yᵢ|, |y_newᵢ|)·rtol))²
+ * over the row's N components, and a non-finite flag (any stage or y_new entry NaN/±Inf). Writes out[0..B) = S,
+ * out[B..2B) = flag (0/1) — the only values read back per step.
+ */
+export function errorSumSquares(
+  e: Engine,
+  y: Tensor,
+  yNew: Tensor,
+  stages: StageBuffer,
+  terms: readonly StageTerm[],
+  h: Tensor,
+  rtol: number,
+  atol: number,
+  out: Tensor,
+): void {
+  const { batch: B, dim: N } = stages;
+  checkState('rk.error y', y, B, N);
+  checkState('rk.error yNew', yNew, B, N);
+  checkState('rk.error h', h, B, 1);
+  checkState('rk.error out', out, 2 * B, 1);
+  const nt = terms.length;
+  const uniforms: Array<[string, 'u32' | 'f32']> = [
+    ['B', 'u32'],
+    ['N', 'u32'],
+    ['rtol', 'f32'],
+    ['atol', 'f32'],
+  ];
+  for (let j = 0; j < nt; j++) uniforms.push([`o${j}`, 'u32']);
+  for (let j = 0; j < nt; j++) uniforms.push([`e${j}`, 'f32']);
+  let body = 'var acc = 0.0;';
+  for (let j = 0; j < nt; j++) {
+    body += `\n    let k${j} = K[params.o${j} + i];
+    if (nonfinite(k${j})) { bad = 1u; }
+    acc = acc + k${j} * params.e${j};`;
+  }
+  const program = e.program({
+    name: `rk.error${nt}`,
+    buffers: [
+      { name: 'y', type: 'f32' },
+      { name: 'ynew', type: 'f32' },
+      { name: 'K', type: 'f32' },
+      { name: 'h', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms,
+    workgroupSize: [ROW_WG],
+    body: `${NONFINITE_WGSL}
+${ROW_PREAMBLE}
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.x + wid.y * nwg.x;
+  let lid = l.x;
+  if (b >= params.B) { return; }
+  let hb = h[b];
+  var s = 0.0;
+  var bad = 0u;
+  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
+    let i = b * params.N + j;
+    let yn = ynew[i];
+    if (nonfinite(yn)) { bad = 1u; }
+    ${body}
+    let sc = params.atol + max(abs(y[i]), abs(yn)) * params.rtol;
+    let r = (acc * hb) / sc;
+    s = s + r * r;
+  }
+  ${ROW_FINISH}
+}`,
+  });
+  const u: Record<string, number> = { B, N, rtol, atol };
+  terms.forEach((t, j) => {
+    u[`o${j}`] = stages.offset(t.slot);
+    u[`e${j}`] = t.coef;
+  });
+  e.dispatch(program, { y, ynew: yNew, K: stages.buffer, h, out }, u, rowGrid(e, B));
+}
+
+/**
+ * For the initial step: per row b, S_b = Σᵢ ((aᵢ − bᵢ) / (atol + |yᵢ|·rtol))² (without `b`: aᵢ alone) and a flag
+ * for non-finite a (or b). Output layout as errorSumSquares: out[0..B) sums, out[B..2B) flags.
+ */
+export function scaledSumSquares(
+  e: Engine,
+  a: Tensor,
+  b: Tensor | null,
+  y: Tensor,
+  batch: number,
+  dim: number,
+  rtol: number,
+  atol: number,
+  out: Tensor,
+): void {
+  checkState('rk.scaledSumSq a', a, batch, dim);
+  if (b) checkState('rk.scaledSumSq b', b, batch, dim);
+  checkState('rk.scaledSumSq y', y, batch, dim);
+  checkState('rk.scaledSumSq out', out, 2 * batch, 1);
+  const diff = b !== null;
+  const program = e.program({
+    name: diff ? 'rk.scaledSumSqDiff' : 'rk.scaledSumSq',
+    buffers: [
+      { name: 'a', type: 'f32' },
+      ...(diff ? [{ name: 'bb', type: 'f32' as const }] : []),
+      { name: 'y', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['B', 'u32'],
+      ['N', 'u32'],
+      ['rtol', 'f32'],
+      ['atol', 'f32'],
+    ],
+    workgroupSize: [ROW_WG],
+    body: `${NONFINITE_WGSL}
+${ROW_PREAMBLE}
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.x + wid.y * nwg.x;
+  let lid = l.x;
+  if (b >= params.B) { return; }
+  var s = 0.0;
+  var bad = 0u;
+  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
+    let i = b * params.N + j;
+    let v = ${diff ? 'a[i] - bb[i]' : 'a[i]'};
+    if (nonfinite(v)) { bad = 1u; }
+    let r = v / (params.atol + abs(y[i]) * params.rtol);
+    s = s + r * r;
+  }
+  ${ROW_FINISH}
+}`,
+  });
+  const bindings: Record<string, Tensor> = { a, y, out };
+  if (b) bindings.bb = b;
+  e.dispatch(program, bindings, { B: batch, N: dim, rtol, atol }, rowGrid(e, batch));
+}
+
+/**
+ * Per-sample acceptance: for rows with accept[b] ≠ 0, y ← y_new and K[slot0] ← K[slot6] (FSAL); other rows keep
+ * their state and first stage (they retry, or are frozen).
+ */
+export function commitRows(
+  e: Engine,
+  y: Tensor,
+  yNew: Tensor,
+  stages: StageBuffer,
+  firstSlot: number,
+  lastSlot: number,
+  accept: Tensor,
+): void {
+  const { batch: B, dim: N } = stages;
+  checkState('rk.commit y', y, B, N);
+  checkState('rk.commit yNew', yNew, B, N);
+  checkState('rk.commit accept', accept, B, 1);
+  const program = e.program({
+    name: 'rk.commit',
+    buffers: [
+      { name: 'ynew', type: 'f32' },
+      { name: 'accept', type: 'f32' },
+      { name: 'y', type: 'f32', access: 'read_write' },
+      { name: 'K', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['n', 'u32'],
+      ['N', 'u32'],
+      ['o0', 'u32'],
+      ['o6', 'u32'],
+    ],
+    workgroupSize: [WG],
+    body: `
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * ${WG}u;
+  if (i >= params.n) { return; }
+  if (accept[i / params.N] == 0.0) { return; }
+  y[i] = ynew[i];
+  K[params.o0 + i] = K[params.o6 + i];
+}`,
+  });
+  e.dispatch(
+    program,
+    { ynew: yNew, accept, y, K: stages.buffer },
+    { n: B * N, N, o0: stages.offset(firstSlot), o6: stages.offset(lastSlot) },
+    grid(e, B * N, WG),
+  );
+}
