@@ -15,7 +15,8 @@ import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../mode
 import { loadDataset, DATASET_SPEC_HELP } from '../data/load.js';
 import { DEFAULT_ADAM } from '../train/optimizer.js';
 import { TIME_SAMPLINGS, type TimeSampling } from '../train/time-sampling.js';
-import { DEFAULT_TRAIN_OPTIONS, Trainer, type EvalWeights, type TrainOptions } from '../train/trainer.js';
+import { CHECKPOINT_FILE, DEFAULT_TRAIN_OPTIONS, Trainer, type EvalWeights, type TrainOptions } from '../train/trainer.js';
+import { readCheckpointState } from '../train/checkpoint.js';
 import { ncsnppTrainable } from '../train/ncsnpp-model.js';
 import { createEngine } from './context.js';
 
@@ -111,35 +112,46 @@ export async function parseTrainArgs(argv: string[]): Promise<TrainCliArgs> {
   const isMnist = config.channels === 1 && config.imageSize === 28;
   const dataSpec = values.data ?? (isMnist ? 'mnist:train' : undefined);
   if (!dataSpec) throw new SbgcError(`train: --data is required for config "${config.name}" (no default dataset)`);
-  const steps = num('steps', values.steps, isInt(1), 'a positive integer') ?? 2000;
-  const tSampling = (values['t-sampling'] ?? 'importance') as TimeSampling;
-  if (!TIME_SAMPLINGS.includes(tSampling)) throw new SbgcError(`train: --t-sampling must be one of ${TIME_SAMPLINGS.join(', ')}, got '${tSampling}'`);
-  const evalWeights = (values['eval-weights'] ?? 'auto') as EvalWeights;
-  if (!['auto', 'ema', 'raw'].includes(evalWeights)) throw new SbgcError(`train: --eval-weights must be auto, ema or raw, got '${evalWeights}'`);
-  const reduce = values.reduce ?? 'sum';
-  if (reduce !== 'sum' && reduce !== 'mean') throw new SbgcError(`train: --reduce must be sum or mean, got '${reduce}'`);
+  const tSamplingFlag = values['t-sampling'] as TimeSampling | undefined;
+  if (tSamplingFlag !== undefined && !TIME_SAMPLINGS.includes(tSamplingFlag)) {
+    throw new SbgcError(`train: --t-sampling must be one of ${TIME_SAMPLINGS.join(', ')}, got '${tSamplingFlag}'`);
+  }
+  const evalFlag = values['eval-weights'] as EvalWeights | undefined;
+  if (evalFlag !== undefined && !['auto', 'ema', 'raw'].includes(evalFlag)) throw new SbgcError(`train: --eval-weights must be auto, ema or raw, got '${evalFlag}'`);
+  const reduceFlag = values.reduce;
+  if (reduceFlag !== undefined && reduceFlag !== 'sum' && reduceFlag !== 'mean') throw new SbgcError(`train: --reduce must be sum or mean, got '${reduceFlag}'`);
   if (values.flip && values['no-flip']) throw new SbgcError('train: --flip and --no-flip contradict each other');
-  const seed = num('seed', values.seed, (x) => isInt(0)(x) && x <= 2 ** 32 - 1, 'an integer in [0, 2^32)') ?? 0;
+  const seedFlag = num('seed', values.seed, (x) => isInt(0)(x) && x <= 2 ** 32 - 1, 'an integer in [0, 2^32)');
+  const outDir = values.out ?? `runs/${config.name}-${tSamplingFlag ?? 'importance'}-s${seedFlag ?? 0}`;
+  // On --resume, every flag not given takes the checkpoint's value, so a plain `--resume` (or one that only
+  // raises --steps) continues bit-identically; a flag that contradicts the checkpoint is refused by the trainer.
+  const saved: Partial<TrainOptions> = values.resume
+    ? ((await readCheckpointState(`${outDir.replace(/\/+$/, '')}/${CHECKPOINT_FILE}`)).options as Partial<TrainOptions>)
+    : {};
+  const steps = num('steps', values.steps, isInt(1), 'a positive integer') ?? saved.steps ?? 2000;
+  const adam = { ...DEFAULT_ADAM, emaDecay: 0.999, warmupSteps: Math.min(5000, Math.round(steps / 10)), ...saved.adam };
   const options: TrainOptions = {
     ...DEFAULT_TRAIN_OPTIONS,
+    ...saved,
     steps,
-    batchSize: num('batch', values.batch, isInt(1), 'a positive integer') ?? 64,
+    batchSize: num('batch', values.batch, isInt(1), 'a positive integer') ?? saved.batchSize ?? 64,
     adam: {
-      ...DEFAULT_ADAM,
-      lr: num('lr', values.lr, (x) => x > 0, 'a positive number') ?? DEFAULT_ADAM.lr,
-      warmupSteps: num('warmup', values.warmup, isInt(0), 'a non-negative integer') ?? Math.min(5000, Math.round(steps / 10)),
-      gradClipNorm: num('clip', values.clip, (x) => x >= 0, 'a number >= 0 (0 = off)') ?? DEFAULT_ADAM.gradClipNorm,
-      emaDecay: num('ema', values.ema, (x) => x >= 0 && x < 1, 'in [0, 1)') ?? 0.999,
+      ...adam,
+      lr: num('lr', values.lr, (x) => x > 0, 'a positive number') ?? adam.lr,
+      warmupSteps: num('warmup', values.warmup, isInt(0), 'a non-negative integer') ?? adam.warmupSteps,
+      gradClipNorm: num('clip', values.clip, (x) => x >= 0, 'a number >= 0 (0 = off)') ?? adam.gradClipNorm,
+      emaDecay: num('ema', values.ema, (x) => x >= 0 && x < 1, 'in [0, 1)') ?? adam.emaDecay,
     },
-    tSampling,
-    epsT: num('eps-t', values['eps-t'], (x) => x > 0 && x < 1, 'in (0, 1)') ?? DEFAULT_TRAIN_OPTIONS.epsT,
-    reduce,
-    seed,
-    flip: values.flip ? true : values['no-flip'] ? false : !dataSpec.startsWith('mnist'),
-    logEvery: num('log-every', values['log-every'], isInt(1), 'a positive integer') ?? 10,
-    checkpointEvery: num('checkpoint-every', values['checkpoint-every'], isInt(0), 'a non-negative integer') ?? 500,
-    evalWeights,
-    outDir: values.out ?? `runs/${config.name}-${tSampling}-s${seed}`,
+    tSampling: tSamplingFlag ?? saved.tSampling ?? 'importance',
+    epsT: num('eps-t', values['eps-t'], (x) => x > 0 && x < 1, 'in (0, 1)') ?? saved.epsT ?? DEFAULT_TRAIN_OPTIONS.epsT,
+    reduce: reduceFlag ?? saved.reduce ?? 'sum',
+    seed: seedFlag ?? saved.seed ?? 0,
+    flip: values.flip ? true : values['no-flip'] ? false : (saved.flip ?? !dataSpec.startsWith('mnist')),
+    logEvery: num('log-every', values['log-every'], isInt(1), 'a positive integer') ?? saved.logEvery ?? 10,
+    checkpointEvery: num('checkpoint-every', values['checkpoint-every'], isInt(0), 'a non-negative integer') ?? saved.checkpointEvery ?? 500,
+    evalEvery: saved.evalEvery ?? 0,
+    evalWeights: evalFlag ?? saved.evalWeights ?? 'auto',
+    outDir,
     resume: values.resume ?? false,
     progress: !values['no-progress'],
   };
@@ -167,7 +179,8 @@ export async function trainCommand(argv: string[]): Promise<boolean> {
     console.log(
       JSON.stringify({
         step: summary.step,
-        stepsPerSecond: Number(summary.stepsPerSecond.toFixed(3)),
+        // null when the run was too short for a steady-state window (two log read-backs).
+        stepsPerSecond: summary.stepsPerSecond > 0 ? Number(summary.stepsPerSecond.toPrecision(4)) : null,
         lastLoss: summary.lastLoss,
         weights: summary.evalWeights,
         out: options.outDir,

@@ -68,19 +68,53 @@ export async function saveCheckpoint(path: string, arena: ParamArena, state: Tra
   await writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
 }
 
-/** Parses a checkpoint file; errors name the file and what is wrong. */
-export async function loadCheckpoint(path: string): Promise<CheckpointData> {
-  const file = parseSafetensors(await readFileBytes(path), path);
-  if (file.metadata.format !== CHECKPOINT_FORMAT) {
-    throw new SbgcError(`${path}: not a training checkpoint (metadata format is ${JSON.stringify(file.metadata.format)}, expected "${CHECKPOINT_FORMAT}")`);
+function stateFromMetadata(metadata: Record<string, string>, path: string): TrainingState {
+  if (metadata.format !== CHECKPOINT_FORMAT) {
+    throw new SbgcError(`${path}: not a training checkpoint (metadata format is ${JSON.stringify(metadata.format)}, expected "${CHECKPOINT_FORMAT}")`);
   }
   let state: TrainingState;
   try {
-    state = JSON.parse(file.metadata[META_KEY] ?? '') as TrainingState;
+    state = JSON.parse(metadata[META_KEY] ?? '') as TrainingState;
   } catch (e) {
     throw new SbgcError(`${path}: metadata "${META_KEY}" is not valid JSON: ${(e as Error).message}`);
   }
   if (!Number.isInteger(state.step) || state.step < 0) throw new SbgcError(`${path}: metadata step ${String(state.step)} is not a step count`);
+  return state;
+}
+
+/** The training state of a checkpoint from its header alone (no tensor data read). */
+export async function readCheckpointState(path: string): Promise<TrainingState> {
+  const { open } = await import('node:fs/promises');
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw new SbgcError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  try {
+    const head = new Uint8Array(8);
+    await fh.read(head, 0, 8, 0);
+    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
+    if (!(n > 0 && n < 100_000_000)) throw new SbgcError(`${path}: not a safetensors file (header length ${n})`);
+    const json = new Uint8Array(n);
+    const { bytesRead } = await fh.read(json, 0, n, 8);
+    if (bytesRead !== n) throw new SbgcError(`${path}: truncated header (${bytesRead} of ${n} bytes)`);
+    let header: { __metadata__?: Record<string, string> };
+    try {
+      header = JSON.parse(new TextDecoder().decode(json)) as typeof header;
+    } catch (e) {
+      throw new SbgcError(`${path}: header is not valid JSON: ${(e as Error).message}`);
+    }
+    return stateFromMetadata(header.__metadata__ ?? {}, path);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Parses a checkpoint file; errors name the file and what is wrong. */
+export async function loadCheckpoint(path: string): Promise<CheckpointData> {
+  const file = parseSafetensors(await readFileBytes(path), path);
+  const state = stateFromMetadata(file.metadata, path);
   const groups: Record<string, Map<string, Float32Array>> = { param: new Map(), ema: new Map(), m: new Map(), v: new Map() };
   for (const [name, t] of file.tensors) {
     const kind = (Object.keys(PREFIX) as Array<keyof typeof PREFIX>).find((k) => name.startsWith(PREFIX[k]));

@@ -295,10 +295,14 @@ export class Trainer {
       throw new SbgcError(`${path}: the checkpoint's model config differs from ${this.model.name}'s; resume with the same preset`);
     }
     const saved = ckpt.state.options as Partial<TrainOptions>;
+    const mismatch = (key: string, was: unknown, now: unknown) =>
+      new SbgcError(`${path}: the checkpoint was trained with ${key} = ${JSON.stringify(was)}, not ${JSON.stringify(now)}; resuming bit-identically needs the same value`);
     for (const key of ['batchSize', 'seed', 'tSampling', 'epsT', 'reduce', 'flip'] as const) {
-      if (saved[key] !== this.options[key]) {
-        throw new SbgcError(`${path}: the checkpoint was trained with ${key} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(this.options[key])}; resuming bit-identically needs the same value`);
-      }
+      if (saved[key] !== this.options[key]) throw mismatch(key, saved[key], this.options[key]);
+    }
+    // Only `steps` (and logging/IO options) may change: the schedule and the update rule must not.
+    for (const key of Object.keys(this.options.adam) as Array<keyof AdamOptions>) {
+      if (saved.adam?.[key] !== this.options.adam[key]) throw mismatch(`adam.${key}`, saved.adam?.[key], this.options.adam[key]);
     }
     restoreArena(this.arena, ckpt, path);
     this.optimizer.step = ckpt.state.step;

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseTrainArgs } from '../../cli/train.js';
+import { encodeSafetensors } from '../../model/safetensors.js';
+import { CHECKPOINT_FORMAT } from '../../train/checkpoint.js';
 
 describe('sbgc train flags', () => {
   it('defaults for mnist-small: MNIST train split, no flips, EMA 0.999, warm-up steps/10', async () => {
@@ -16,14 +21,33 @@ describe('sbgc train flags', () => {
   it('parses every flag', async () => {
     const a = await parseTrainArgs([
       '--preset', 'mnist-small', '--steps', '10', '--batch', '16', '--lr', '1e-3', '--warmup', '0', '--ema', '0.99',
-      '--t-sampling', 'mixture', '--seed', '7', '--out', '/tmp/x', '--resume', '--log-every', '2', '--checkpoint-every', '5',
+      '--t-sampling', 'mixture', '--seed', '7', '--out', '/tmp/x', '--log-every', '2', '--checkpoint-every', '5',
       '--clip', '0', '--eval-weights', 'raw', '--reduce', 'mean', '--eps-t', '1e-3', '--flip', '--no-progress',
     ]);
     expect(a.options).toMatchObject({
-      steps: 10, batchSize: 16, tSampling: 'mixture', seed: 7, outDir: '/tmp/x', resume: true, logEvery: 2,
+      steps: 10, batchSize: 16, tSampling: 'mixture', seed: 7, outDir: '/tmp/x', resume: false, logEvery: 2,
       checkpointEvery: 5, evalWeights: 'raw', reduce: 'mean', epsT: 1e-3, flip: true, progress: false,
     });
     expect(a.options.adam).toMatchObject({ lr: 1e-3, warmupSteps: 0, emaDecay: 0.99, gradClipNorm: 0 });
+  });
+
+  it('--resume takes every flag not given from the checkpoint (only --steps changes)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sbgc-cli-'));
+    try {
+      const saved = {
+        steps: 100, batchSize: 16, seed: 9, tSampling: 'mixture', reduce: 'mean', epsT: 1e-4, flip: false, logEvery: 5,
+        checkpointEvery: 20, evalEvery: 0, evalWeights: 'ema',
+        adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 7, gradClipNorm: 2, emaDecay: 0.99 },
+      };
+      const state = { step: 40, rng: {}, philox: {}, model: {}, options: saved };
+      const bytes = encodeSafetensors(new Map(), { format: CHECKPOINT_FORMAT, 'sbgc.train': JSON.stringify(state) });
+      writeFileSync(join(dir, 'checkpoint.safetensors'), bytes);
+      const a = await parseTrainArgs(['--preset', 'mnist-small', '--out', dir, '--resume', '--steps', '500']);
+      expect(a.options).toMatchObject({ ...saved, steps: 500, outDir: dir, resume: true });
+      await expect(parseTrainArgs(['--preset', 'mnist-small', '--out', join(dir, 'none'), '--resume'])).rejects.toThrow(/cannot read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([

@@ -118,6 +118,12 @@ describe('trainer', () => {
     a.dispose();
     await expect(Trainer.create(e, model, data, options({ outDir: dir, resume: true, seed: 5 }))).rejects.toThrow(/seed = 0, not 5/);
     await expect(Trainer.create(e, model, data, options({ outDir: dir, resume: true, batchSize: 4 }))).rejects.toThrow(/batchSize/);
+    const lr = { ...options({}).adam, lr: 1e-3 };
+    await expect(Trainer.create(e, model, data, options({ outDir: dir, resume: true, adam: lr }))).rejects.toThrow(/adam.lr = 0.003, not 0.001/);
+    // A longer run (only `steps` differs) resumes.
+    const more = await Trainer.create(e, model, data, options({ outDir: dir, resume: true, steps: 3 }));
+    expect(more.step).toBe(2);
+    more.dispose();
   });
 
   it('a failed checkpoint write leaves the previous file intact and no partial file behind', async () => {
