@@ -19,6 +19,10 @@ commands:
   smoke                   run a kernel smoke check against float64 references
   demo                    the main job on the bundled default (see README)
   profile <command …>     run a command with per-kernel GPU timing and print a table
+  forward --config C (--weights W | --init-seed N) --x x.npy --t t.npy [--y y.npy] --out out.npy
+                          raw network output, for interop checks
+  train --preset mnist-small [--steps N] [--batch B] [--t-sampling uniform|importance|mixture] [--resume] …
+                          maximum-likelihood training (sbgc train --help for all flags)
   convert --in X.pth --out W.safetensors [--entry ema|model] [--config C]
                           score_sde_pytorch checkpoint → safetensors
   help                    this text`;
@@ -30,6 +34,8 @@ const commands: Record<string, Command> = {
   smoke: () => smokeCommand(),
   demo: async () => (await import('./demo.js')).demoCommand(),
   profile: profileCommand,
+  forward: async (argv) => (await import('./forward.js')).forwardCommand(argv),
+  train: async (argv) => (await import('./train.js')).trainCommand(argv),
   convert: async (argv) => (await import('./convert.js')).convertCommand(argv),
 };
 
