@@ -41,6 +41,16 @@ export interface RowConvSpec {
    * a third of the code, and lavapipe's JIT time grows fast with code size (seconds per kernel).
    */
   colTaps: Tap[];
+  /**
+   * Weights pre-packed as vec4 per (k, kernel row, m) with the column taps as components (packWeightsKernel): one
+   * load instead of one per tap. Needs ≤ 4 column taps.
+   */
+  packedW: boolean;
+  /**
+   * Input row segments read as aligned vec4 blocks (a second binding X4 of the same tensor) plus scalar edges.
+   * Needs Wi % 4 = 0 and tn·inStepW % 4 = 0.
+   */
+  vecX: boolean;
   wg: number;
 }
 
@@ -51,6 +61,7 @@ export const ROW_CONV_UNIFORMS: Array<[string, 'u32' | 'i32']> = [
   ['M', 'u32'], ['KC', 'u32'], ['R', 'u32'], ['CC', 'u32'], ['Hi', 'u32'], ['Wi', 'u32'], ['OHs', 'u32'], ['OWs', 'u32'],
   ['ph', 'u32'], ['outStepH', 'u32'], ['lanes', 'u32'], ['nCb', 'u32'], ['wsM', 'u32'], ['wsK', 'u32'], ['KW', 'u32'],
   ['inStepH', 'u32'], ['nT', 'u32'], ['kh0', 'u32'], ['khStep', 'u32'], ['d0', 'i32'], ['dStep', 'i32'], ['pw', 'u32'],
+  ['KHp', 'u32'],
 ];
 
 /**
@@ -63,7 +74,6 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
   const { tm, tn, inStepW: inW } = s;
   const sg = s.subgroup;
   const rels = [...new Set(range(tn).flatMap((j) => s.colTaps.map((u) => j * inW + u.d)))].sort((a, b) => a - b);
-  const relOf = (j: number, u: number): number => rels.indexOf(j * inW + s.colTaps[u].d);
   const ins = s.dual ? ['X', 'X2'] : ['X'];
   const L: string[] = [];
   L.push('let M = params.M; let Hi = params.Hi; let Wi = params.Wi;');
@@ -72,12 +82,27 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
   L.push('let cb = lane % params.nCb; let t1 = lane / params.nCb; let r = t1 % params.R; let b = t1 / params.R;');
   L.push(`let c0 = cb * ${tn}u; let m0 = wg.y * ${tm}u;`);
   L.push(`let cBase = i32(c0 * ${inW}u);`);
-  rels.forEach((rel, q) => {
+  // Which rels come from aligned vec4 blocks (≥ 3 of the block's 4 columns used) and which are scalar loads.
+  const blockOf = (rel: number) => Math.floor(rel / 4);
+  const blocks = s.vecX
+    ? [...new Set(rels.map(blockOf))].filter((q) => rels.filter((rel) => blockOf(rel) === q).length >= 3)
+    : [];
+  const scalarRels = rels.filter((rel) => !blocks.includes(blockOf(rel)));
+  const xName = (n: number, rel: number) => {
+    const v = n ? 'y' : 'x';
+    return blocks.includes(blockOf(rel)) ? `${v}b${blockOf(rel) + 8}.${'xyzw'[rel - 4 * blockOf(rel)]}` : `${v}${rels.indexOf(rel)}`;
+  };
+  scalarRels.forEach((rel) => {
+    const q = rels.indexOf(rel);
     L.push(`let cc${q} = cBase + ${rel}; let cx${q} = u32(clamp(cc${q}, 0, i32(Wi) - 1)); let cok${q} = cc${q} >= 0 && cc${q} < i32(Wi);`);
   });
+  blocks.forEach((q) => {
+    L.push(`let cb${q + 8} = cBase + ${4 * q}; let cbx${q + 8} = u32(clamp(cb${q + 8}, 0, i32(Wi) - 4)) / 4u; let cbok${q + 8} = cb${q + 8} >= 0 && cb${q + 8} < i32(Wi);`);
+  });
   L.push('let rBase = i32(r * params.inStepH) + params.d0;');
-  if (sg) for (let g = 0; g < tm / sg; g++) L.push(`let wl${g} = min(m0 + ${g * sg}u + sl, M - 1u) * params.wsM;`);
-  else for (let i = 0; i < tm; i++) L.push(`let wb${i} = min(m0 + ${i}u, M - 1u) * params.wsM;`);
+  const wStride = s.packedW ? '1u' : 'params.wsM';
+  if (sg) for (let g = 0; g < tm / sg; g++) L.push(`let wl${g} = min(m0 + ${g * sg}u + sl, M - 1u) * ${wStride};`);
+  else for (let i = 0; i < tm; i++) L.push(`let wb${i} = min(m0 + ${i}u, M - 1u) * ${wStride};`);
   L.push('let xb = b * params.KC * Hi * Wi;');
   for (let i = 0; i < tm; i++) {
     const bm = `bias[min(m0 + ${i}u, M - 1u)]`;
@@ -86,25 +111,46 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
   }
   const B: string[] = [];
   B.push('let rr = rBase + i32(t) * params.dStep; let rok = rr >= 0 && rr < i32(Hi);');
-  B.push('let xr = xk + u32(clamp(rr, 0, i32(Hi) - 1)) * Wi; let wt = wk + (params.kh0 + t * params.khStep) * params.KW;');
-  rels.forEach((_, q) => {
+  B.push('let xr = xk + u32(clamp(rr, 0, i32(Hi) - 1)) * Wi;');
+  if (blocks.length) B.push('let xr4 = xr / 4u;');
+  B.push(s.packedW
+    ? 'let wt = (wk + params.kh0 + t * params.khStep) * M;'
+    : 'let wt = wk + (params.kh0 + t * params.khStep) * params.KW;');
+  scalarRels.forEach((rel) => {
+    const q = rels.indexOf(rel);
     B.push(`let ok${q} = rok && cok${q};`);
     ins.forEach((name, n) => B.push(`let ${n ? 'y' : 'x'}${q} = select(0.0, ${name}[xr + cx${q}], ok${q});`));
   });
-  s.colTaps.forEach((u, ui) => {
+  blocks.forEach((q) => {
+    B.push(`let okb${q + 8} = rok && cbok${q + 8};`);
+    ins.forEach((name, n) => B.push(`let ${n ? 'y' : 'x'}b${q + 8} = select(vec4<f32>(0.0), ${name}4[xr4 + cbx${q + 8}], okb${q + 8});`));
+  });
+  const C4 = 'xyzw';
+  if (s.packedW) {
+    // One vec4 per (k, kernel row, m): component ui is column tap ui.
     if (sg) {
+      for (let g = 0; g < tm / sg; g++) B.push(`let wl${g}_v = W[wt + wl${g}];`);
+      for (let i = 0; i < tm; i++) B.push(`let w${i}_v = subgroupBroadcast(wl${Math.floor(i / sg)}_v, ${i % sg}u);`);
+    } else {
+      for (let i = 0; i < tm; i++) B.push(`let w${i}_v = W[wt + wb${i}];`);
+    }
+  }
+  s.colTaps.forEach((u, ui) => {
+    if (s.packedW) {
+      for (let i = 0; i < tm; i++) B.push(`let w${i}_${ui} = w${i}_v.${C4[ui]};`);
+    } else if (sg) {
       for (let g = 0; g < tm / sg; g++) B.push(`let wl${g}_${ui} = W[wl${g} + wt + ${u.w}u];`);
       for (let i = 0; i < tm; i++) B.push(`let w${i}_${ui} = subgroupBroadcast(wl${Math.floor(i / sg)}_${ui}, ${i % sg}u);`);
     } else {
       for (let i = 0; i < tm; i++) B.push(`let w${i}_${ui} = W[wb${i} + wt + ${u.w}u];`);
     }
     for (let i = 0; i < tm; i++) {
-      B.push(range(tn).map((j) => `c${i}_${j} += w${i}_${ui} * x${relOf(j, ui)};`).join(' '));
-      if (s.dual) B.push(range(tn).map((j) => `d${i}_${j} += w${i}_${ui} * y${relOf(j, ui)};`).join(' '));
+      B.push(range(tn).map((j) => `c${i}_${j} += w${i}_${ui} * ${xName(0, j * inW + u.d)};`).join(' '));
+      if (s.dual) B.push(range(tn).map((j) => `d${i}_${j} += w${i}_${ui} * ${xName(1, j * inW + u.d)};`).join(' '));
     }
   });
   L.push(`for (var k = 0u; k < params.KC; k++) {
-    let xk = xb + k * Hi * Wi; let wk = k * params.wsK;
+    let xk = xb + k * Hi * Wi; let wk = ${s.packedW ? 'k * params.KHp' : 'k * params.wsK'};
     for (var t = 0u; t < params.nT; t++) {
       ${B.join('\n      ')}
     }
@@ -122,7 +168,8 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
     name: s.name,
     buffers: [
       ...ins.map((name) => ({ name, type: 'f32' as const })),
-      { name: 'W', type: 'f32' },
+      ...(blocks.length ? ins.map((name) => ({ name: `${name}4`, type: 'vec4<f32>' as const })) : []),
+      { name: 'W', type: s.packedW ? 'vec4<f32>' : 'f32' },
       ...(s.bias ? [{ name: 'bias', type: 'f32' as const }] : []),
       ...(s.bias2 ? [{ name: 'bias2', type: 'f32' as const }] : []),
       { name: 'Y', type: 'f32', access: 'read_write' },
@@ -133,6 +180,32 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
     body: `
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
   ${L.join('\n  ')}
+}`,
+  };
+}
+
+export const PACK_WEIGHTS_UNIFORMS = ['n', 'M', 'KHp', 'wsM', 'wsK', 'KW', 'nU', 'kw0', 'kw1', 'kw2', 'kw3'] as const;
+
+/** Wp[(k·KHp + kh)·M + m] = (W[m·wsM + k·wsK + kh·KW + kw_c] for the ≤ 4 column taps c), zero-padded. */
+export function packWeightsKernel(): KernelSource {
+  return {
+    name: 'conv2d.pack-weights',
+    buffers: [
+      { name: 'W', type: 'f32' },
+      { name: 'Wp', type: 'vec4<f32>', access: 'read_write' },
+    ],
+    uniforms: PACK_WEIGHTS_UNIFORMS.map((n) => [n, 'u32'] as [string, 'u32']),
+    workgroupSize: [64],
+    body: `
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = g.x + g.y * nwg.x * 64u;
+  if (i >= params.n) { return; }
+  let m = i % params.M; let kh = (i / params.M) % params.KHp; let k = i / (params.M * params.KHp);
+  let base = m * params.wsM + k * params.wsK + kh * params.KW;
+  let kw = vec4<u32>(params.kw0, params.kw1, params.kw2, params.kw3);
+  var v = vec4<f32>(0.0);
+  for (var c = 0u; c < params.nU; c++) { v[c] = W[base + kw[c]]; }
+  Wp[i] = v;
 }`,
   };
 }
@@ -148,6 +221,8 @@ export interface WeightGradSpec {
   sw: number;
   /** Column taps (d = kw − pad_left); kernel rows are spread over lanes, so code stays one row of taps. */
   colTaps: Tap[];
+  /** gy read as vec4 (a second binding G4 of the same tensor): needs OW % 4 = 0 and tp % 4 = 0. */
+  vecG: boolean;
   wg: number;
 }
 
@@ -172,7 +247,26 @@ export function weightGradKernel(s: WeightGradSpec): KernelSource {
   L.push('let rowBegin = wg.z * params.rowsPerChunk; let rowEnd = min(params.rows, rowBegin + params.rowsPerChunk);');
   const inner: string[] = [];
   // gy values for tp columns (zero past the row end, so clamped x reads contribute nothing).
-  for (let p = 0; p < tp; p++) {
+  if (s.vecG) {
+    for (let q = 0; q < tp / 4; q++) {
+      const at = (m: string) => `G4[(gb + ${m} + min(ow0 + ${4 * q}u, OW - 4u)) / 4u]`;
+      const ok = `ow0 + ${4 * q}u < OW`;
+      const comps = (v: string) => range(4).map((c) => `let ${v.replace('#', String(4 * q + c))} = `);
+      if (sg) {
+        for (let g = 0; g < tm / sg; g++) {
+          inner.push(`let glv${g}_${q} = select(vec4<f32>(0.0), ${at(`ml${g}`)}, ${ok});`);
+          inner.push(comps(`gl${g}_#`).map((d, c) => `${d}glv${g}_${q}.${'xyzw'[c]};`).join(' '));
+        }
+      } else {
+        for (let i = 0; i < tm; i++) {
+          inner.push(`let gv${i}_${q} = select(vec4<f32>(0.0), ${at(`mg${i}`)}, ${ok});`);
+          inner.push(comps(`g${i}_#`).map((d, c) => `${d}gv${i}_${q}.${'xyzw'[c]};`).join(' '));
+        }
+      }
+    }
+    if (sg) for (let p = 0; p < tp; p++) for (let i = 0; i < tm; i++) inner.push(`let g${i}_${p} = subgroupBroadcast(gl${Math.floor(i / sg)}_${p}, ${i % sg}u);`);
+  }
+  for (let p = 0; p < (s.vecG ? 0 : tp); p++) {
     const col = `min(ow0 + ${p}u, OW - 1u)`;
     const okp = `ow0 + ${p}u < OW`;
     if (sg) {
@@ -219,7 +313,7 @@ export function weightGradKernel(s: WeightGradSpec): KernelSource {
     name: `conv2d.weight-grad.${sg ? 'subgroup' : 'register'}`,
     buffers: [
       { name: 'X', type: 'f32' },
-      { name: 'G', type: 'f32' },
+      s.vecG ? { name: 'G4', type: 'vec4<f32>' } : { name: 'G', type: 'f32' },
       { name: 'P', type: 'f32', access: 'read_write' },
     ],
     uniforms: WEIGHT_GRAD_UNIFORMS.map((n) => [n, 'u32'] as [string, 'u32']),

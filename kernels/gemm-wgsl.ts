@@ -66,7 +66,15 @@ export interface CpuMatmulSpec {
   vecC: boolean;
   /** K is not a multiple of 4: one masked step after the main loop. */
   kTail: boolean;
+  /** bias[N] added to every row ('cols', dense layers) or bias[M] to every column ('rows', 1×1 convs). */
+  biasAxis: 'cols' | 'rows';
   bias: boolean;
+  /** With dual: bias2 (same axis) added to C2. */
+  bias2: boolean;
+  /** Workgroup z indexes a batch; element offsets z·sA, z·sB, z·sC (uniforms; sA = 0 shares A). */
+  batched: boolean;
+  /** A second B (B2 → C2) sharing every A load: the 1×1 conv dual. */
+  dual: boolean;
   /** Subgroup size when A rows are shared by subgroupBroadcast, 0 for plain loads. */
   subgroup: number;
   wg: number;
@@ -76,7 +84,7 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const C4 = ['x', 'y', 'z', 'w'];
 
 /**
- * C[M,N] = op(A)·op(B) (+ bias[N]); A is [M,K] or [K,M] (transA), B is [K,N] or [N,K] (transB). Invocations run
+ * C[M,N] = op(A)·op(B) (+ bias); A is [M,K] or [K,M] (transA), B is [K,N] or [N,K] (transB). Invocations run
  * along N (tn columns each); a workgroup shares tm rows. Out-of-range rows/columns are clamped for loads (never an
  * out-of-bounds read) and skipped for stores, so odd sizes and batch 1 need no padding.
  */
@@ -84,32 +92,38 @@ export function cpuMatmulKernel(s: CpuMatmulSpec): KernelSource {
   const { tm, tn } = s;
   const tn4 = tn / 4;
   const sg = s.subgroup;
+  const bs = s.dual ? [['B', 'b', 'c', 'C'], ['B2', 'e', 'f', 'C2']] : [['B', 'b', 'c', 'C']];
   const L: string[] = [];
   // Clamped row / column indices (element units), computed once per invocation.
   L.push(`let M = params.M; let N = params.N; let K = params.K;`);
+  if (s.batched) {
+    const off = (name: string, vec: boolean) => `let ${name}O = wg.z * params.s${name}${vec ? ' / 4u' : ''};`;
+    L.push(off('A', s.vecA), off('B', s.vecB), off('C', s.vecC));
+  }
   L.push(`let n0 = (wg.x * ${s.wg}u + li) * ${tn}u;`);
   L.push(`let m0 = wg.y * ${tm}u;`);
   if (sg) {
     for (let g = 0; g < tm / sg; g++) L.push(`let ml${g} = min(m0 + ${g * sg}u + sl, M - 1u);`);
   } else if (s.transA && s.vecA) {
     for (let i4 = 0; i4 < tm / 4; i4++) L.push(`let mb${i4} = min(m0 / 4u + ${i4}u, M / 4u - 1u);`);
-    if (s.kTail) for (let i = 0; i < tm; i++) L.push(`let mr${i} = min(m0 + ${i}u, M - 1u);`);
-  } else {
-    for (let i = 0; i < tm; i++) L.push(`let mr${i} = min(m0 + ${i}u, M - 1u);`);
   }
+  if (!sg) for (let i = 0; i < tm; i++) L.push(`let mr${i} = min(m0 + ${i}u, M - 1u);`);
   for (let j = 0; j < tn; j++) L.push(`let nc${j} = min(n0 + ${j}u, N - 1u);`);
   if (s.vecB && !s.transB) for (let jv = 0; jv < tn4; jv++) L.push(`let nb${jv} = min(n0 / 4u + ${jv}u, N / 4u - 1u);`);
 
-  // Accumulators c{i}_{jv}: vec4 over 4 consecutive columns.
+  // Accumulators c{i}_{jv} (and f{i}_{jv} for the dual): vec4 over 4 consecutive columns.
+  const biasInit = (name: string, i: number, jv: number): string =>
+    s.biasAxis === 'rows'
+      ? `vec4<f32>(${name}[min(m0 + ${i}u, M - 1u)])`
+      : s.vecC
+        ? `${name}[min(n0 / 4u + ${jv}u, N / 4u - 1u)]`
+        : `vec4<f32>(${range(4).map((c) => `${name}[nc${4 * jv + c}]`).join(', ')})`;
   for (let i = 0; i < tm; i++) {
     for (let jv = 0; jv < tn4; jv++) {
-      let init = 'vec4<f32>(0.0)';
-      if (s.bias) {
-        init = s.vecC
-          ? `bias[min(n0 / 4u + ${jv}u, N / 4u - 1u)]`
-          : `vec4<f32>(${range(4).map((c) => `bias[nc${4 * jv + c}]`).join(', ')})`;
+      for (const [, , acc] of bs) {
+        const has = acc === 'c' ? s.bias : s.bias2;
+        L.push(`var ${acc}${i}_${jv} = ${has ? biasInit(acc === 'c' ? 'bias' : 'bias2', i, jv) : 'vec4<f32>(0.0)'};`);
       }
-      L.push(`var c${i}_${jv} = ${init};`);
     }
   }
 
@@ -153,32 +167,35 @@ export function cpuMatmulKernel(s: CpuMatmulSpec): KernelSource {
     } else {
       for (let i = 0; i < tm; i++) B.push(`let a${i} = ${aQuadScalar(`mr${i}`, masked)};`);
     }
-    // B rows b{q}_{jv} = (B[k+q, n0+4jv .. +3]). The masked tail reads clamped k: A is zero there.
+    // B rows {b}{q}_{jv} = (B[k+q, n0+4jv .. +3]). The masked tail reads clamped k: A is zero there.
     const kq = (q: number): string => (masked ? `min(k + ${q}u, K - 1u)` : `k + ${q}u`);
-    if (!s.transB && s.vecB) {
-      for (let q = 0; q < 4; q++) for (let jv = 0; jv < tn4; jv++) B.push(`let b${q}_${jv} = B[(${kq(q)}) * (N / 4u) + nb${jv}];`);
-    } else if (!s.transB) {
-      for (let q = 0; q < 4; q++) {
-        for (let jv = 0; jv < tn4; jv++) {
-          B.push(`let b${q}_${jv} = vec4<f32>(${range(4).map((c) => `B[(${kq(q)}) * N + nc${4 * jv + c}]`).join(', ')});`);
+    for (const [buf, v] of bs) {
+      if (!s.transB && s.vecB) {
+        for (let q = 0; q < 4; q++) for (let jv = 0; jv < tn4; jv++) B.push(`let ${v}${q}_${jv} = ${buf}[(${kq(q)}) * (N / 4u) + nb${jv}];`);
+      } else if (!s.transB) {
+        for (let q = 0; q < 4; q++) {
+          for (let jv = 0; jv < tn4; jv++) {
+            B.push(`let ${v}${q}_${jv} = vec4<f32>(${range(4).map((c) => `${buf}[(${kq(q)}) * N + nc${4 * jv + c}]`).join(', ')});`);
+          }
+        }
+      } else {
+        for (let j = 0; j < tn; j++) {
+          const col = s.vecB && !masked
+            ? `${buf}[nc${j} * (K / 4u) + k / 4u]`
+            : `vec4<f32>(${range(4).map((q) => (s.vecB ? `${buf}[nc${j} * (K / 4u) + (${kq(q)}) / 4u][(${kq(q)}) % 4u]` : `${buf}[nc${j} * K + ${kq(q)}]`)).join(', ')})`;
+          B.push(`let ${v}c${j} = ${col};`);
+        }
+        for (let q = 0; q < 4; q++) {
+          for (let jv = 0; jv < tn4; jv++) {
+            B.push(`let ${v}${q}_${jv} = vec4<f32>(${range(4).map((c) => `${v}c${4 * jv + c}.${C4[q]}`).join(', ')});`);
+          }
         }
       }
-    } else {
-      for (let j = 0; j < tn; j++) {
-        const col = s.vecB && !masked
-          ? `B[nc${j} * (K / 4u) + k / 4u]`
-          : `vec4<f32>(${range(4).map((q) => (s.vecB ? `B[nc${j} * (K / 4u) + (${kq(q)}) / 4u][(${kq(q)}) % 4u]` : `B[nc${j} * K + ${kq(q)}]`)).join(', ')})`;
-        B.push(`let bc${j} = ${col};`);
-      }
-      for (let q = 0; q < 4; q++) {
+      const acc = v === 'b' ? 'c' : 'f';
+      for (let i = 0; i < tm; i++) {
         for (let jv = 0; jv < tn4; jv++) {
-          B.push(`let b${q}_${jv} = vec4<f32>(${range(4).map((c) => `bc${4 * jv + c}.${C4[q]}`).join(', ')});`);
+          B.push(`${acc}${i}_${jv} += a${i}.x * ${v}0_${jv} + a${i}.y * ${v}1_${jv} + a${i}.z * ${v}2_${jv} + a${i}.w * ${v}3_${jv};`);
         }
-      }
-    }
-    for (let i = 0; i < tm; i++) {
-      for (let jv = 0; jv < tn4; jv++) {
-        B.push(`c${i}_${jv} += a${i}.x * b0_${jv} + a${i}.y * b1_${jv} + a${i}.z * b2_${jv} + a${i}.w * b3_${jv};`);
       }
     }
     return B;
@@ -191,23 +208,28 @@ export function cpuMatmulKernel(s: CpuMatmulSpec): KernelSource {
   // Stores.
   for (let i = 0; i < tm; i++) {
     const S: string[] = [];
-    for (let jv = 0; jv < tn4; jv++) {
-      if (s.vecC) {
-        S.push(`if (n0 + ${4 * jv}u < N) { C[m * (N / 4u) + n0 / 4u + ${jv}u] = c${i}_${jv}; }`);
-      } else {
-        for (let c = 0; c < 4; c++) S.push(`if (n0 + ${4 * jv + c}u < N) { C[m * N + n0 + ${4 * jv + c}u] = c${i}_${jv}.${C4[c]}; }`);
+    for (const [, , acc, out] of bs) {
+      for (let jv = 0; jv < tn4; jv++) {
+        if (s.vecC) {
+          S.push(`if (n0 + ${4 * jv}u < N) { ${out}[m * (N / 4u) + n0 / 4u + ${jv}u] = ${acc}${i}_${jv}; }`);
+        } else {
+          for (let c = 0; c < 4; c++) S.push(`if (n0 + ${4 * jv + c}u < N) { ${out}[m * N + n0 + ${4 * jv + c}u] = ${acc}${i}_${jv}.${C4[c]}; }`);
+        }
       }
     }
     L.push(`{ let m = m0 + ${i}u; if (m < M) {\n    ${S.join('\n    ')}\n  } }`);
   }
+  let body = L.join('\n  ');
+  // Batch offsets on every operand access (the expressions above index within one batch item).
+  if (s.batched) body = body.replace(/\b(A|B2|B|C2|C)\[/g, (_, n: string) => `${n}[${n[0]}O + `);
 
   const f = (v: boolean) => (v ? 'vec4<f32>' : 'f32') as BufferDecl['type'];
-  const buffers: BufferDecl[] = [
-    { name: 'A', type: f(s.vecA) },
-    { name: 'B', type: f(s.vecB) },
-  ];
-  if (s.bias) buffers.push({ name: 'bias', type: f(s.vecC) });
-  buffers.push({ name: 'C', type: f(s.vecC), access: 'read_write' });
+  const buffers: BufferDecl[] = [{ name: 'A', type: f(s.vecA) }];
+  for (const [buf] of bs) buffers.push({ name: buf, type: f(s.vecB) });
+  const biasType = s.biasAxis === 'cols' ? f(s.vecC) : 'f32';
+  if (s.bias) buffers.push({ name: 'bias', type: biasType });
+  if (s.dual && s.bias2) buffers.push({ name: 'bias2', type: biasType });
+  for (const [, , , out] of bs) buffers.push({ name: out, type: f(s.vecC), access: 'read_write' });
   const sgArg = sg ? ', @builtin(subgroup_invocation_id) sl: u32' : '';
   return {
     name: `matmul.${sg ? 'subgroup' : 'register'}`,
@@ -216,11 +238,12 @@ export function cpuMatmulKernel(s: CpuMatmulSpec): KernelSource {
       ['M', 'u32'],
       ['N', 'u32'],
       ['K', 'u32'],
+      ...(s.batched ? ([['sA', 'u32'], ['sB', 'u32'], ['sC', 'u32']] as Array<[string, 'u32']>) : []),
     ],
     workgroupSize: [s.wg],
     body: `
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sgArg}) {
-  ${L.join('\n  ')}
+  ${body}
 }`,
   };
 }

@@ -166,7 +166,11 @@ fn storeC(m: u32, n: u32, z: u32, v: f32) { C[m * params.N + n] = v${bias ? ' + 
       vecB: transB ? K % 4 === 0 : N % 4 === 0,
       vecC: N % 4 === 0,
       kTail: K % 4 !== 0,
+      biasAxis: 'cols',
       bias: !!bias,
+      bias2: false,
+      batched: false,
+      dual: false,
       subgroup: sg,
       wg: CPU_WG,
     }),
@@ -182,6 +186,13 @@ export function matmulForward(e: Engine, a: Tensor, b: Tensor, bias: MaybeTensor
   const transB = !!params.transB;
   const s = shapeOf(op, a, b, bias, transA, transB);
   return launch(e, a, b, bias, transA, transB, s, resolveConfig(e, s, transA, transB, params.variant));
+}
+
+/** Stores a configuration for a shape class (what `tuneMatmul` does after timing; benchmarks reuse choices). */
+export function setMatmulConfig(e: Engine, M: number, N: number, K: number, config: MatmulConfig, transA = false, transB = false): void {
+  const key = tuneKey({ M, N, K }, transA, transB);
+  autotuner(e).set(key, config);
+  autotuner(e).set(`${key}|${config.variant}`, config);
 }
 
 /**

@@ -34,7 +34,8 @@ interface Case {
 const CASES: Case[] = [
   { name: '3×3 pad 1, batch 1, odd 7×9', x: [1, 3, 7, 9], w: [4, 3, 3, 3], p: { padding: 1 }, bias: true },
   { name: '3×3 stride 2, asymmetric pad (0,1,0,1)', x: [2, 5, 8, 8], w: [6, 5, 3, 3], p: { stride: 2, padding: [0, 1, 0, 1] }, bias: true },
-  { name: '1×1', x: [2, 6, 5, 3], w: [3, 6, 1, 1], p: {}, bias: false },
+  { name: '1×1 (batched-matmul path, scalar loads)', x: [2, 6, 5, 3], w: [3, 6, 1, 1], p: {}, bias: false },
+  { name: '1×1 (batched-matmul path, vec4 loads)', x: [2, 8, 4, 6], w: [12, 8, 1, 1], p: {}, bias: true },
   { name: '3×3 stride 2 pad 1, odd 9×7', x: [1, 4, 9, 7], w: [5, 4, 3, 3], p: { stride: 2, padding: 1 }, bias: false },
 ];
 
