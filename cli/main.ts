@@ -32,7 +32,7 @@ type Command = (argv: string[]) => Promise<boolean | void>;
 const commands: Record<string, Command> = {
   info: infoCommand,
   smoke: () => smokeCommand(),
-  demo: async () => (await import('./demo.js')).demoCommand(),
+  demo: async (argv) => (await import('./demo.js')).demoCommand(argv),
   profile: profileCommand,
   forward: async (argv) => (await import('./forward.js')).forwardCommand(argv),
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
