@@ -1,0 +1,181 @@
+/**
+ * Flag parsing shared by the evaluation commands (classify, likelihood, study): node:util parseArgs with errors
+ * that name the command and the flag, typed value readers, and the probability-flow solver flags of SPEC §3.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { SbgcError } from '../engine/errors.js';
+import type { ClassifyOptions, ProbeKind } from '../solvers/likelihood.js';
+import type { StatePlacement, StepControl } from '../solvers/gpu-rk45.js';
+
+type OptionTable = NonNullable<ParseArgsConfig['options']>;
+export type FlagValues = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+/** Reads and checks the flags of one command; every error names the command and the flag. */
+export class FlagReader {
+  constructor(
+    readonly command: string,
+    readonly usage: string,
+  ) {}
+
+  /** An error about the command line (usage appended). */
+  fail(message: string): never {
+    throw new SbgcError(`${this.command}: ${message}\n\n${this.usage}`);
+  }
+
+  /** An error about an input (file contents, model mismatch): no usage text. */
+  error(message: string): never {
+    throw new SbgcError(`${this.command}: ${message}`);
+  }
+
+  parse(argv: string[], options: OptionTable, allowPositionals = false): { values: FlagValues; positionals: string[] } {
+    try {
+      const r = parseArgs({ args: argv, options, strict: true, allowPositionals });
+      return { values: r.values as FlagValues, positionals: r.positionals };
+    } catch (e) {
+      this.fail((e as Error).message);
+    }
+  }
+
+  string(values: FlagValues, name: string): string | undefined {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') this.fail(`--${name} needs a value`);
+    return v;
+  }
+
+  strings(values: FlagValues, name: string): string[] {
+    const v = values[name];
+    if (v === undefined) return [];
+    return (Array.isArray(v) ? v : [v]).map(String);
+  }
+
+  int(values: FlagValues, name: string, fallback: number, min = 0): number {
+    const raw = this.string(values, name);
+    if (raw === undefined) return fallback;
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isSafeInteger(v) || v < min) this.fail(`--${name} must be an integer ≥ ${min}, got '${raw}'`);
+    return v;
+  }
+
+  positive(values: FlagValues, name: string, fallback: number): number {
+    const raw = this.string(values, name);
+    if (raw === undefined) return fallback;
+    const v = Number(raw);
+    if (raw.trim() === '' || !(v > 0) || !Number.isFinite(v)) this.fail(`--${name} must be a positive number, got '${raw}'`);
+    return v;
+  }
+
+  oneOf<T extends string>(values: FlagValues, name: string, choices: readonly T[], fallback: T): T {
+    const raw = this.string(values, name);
+    if (raw === undefined) return fallback;
+    if (!(choices as readonly string[]).includes(raw)) this.fail(`--${name} must be one of ${choices.join(', ')}, got '${raw}'`);
+    return raw as T;
+  }
+
+  /** A comma list of positive integers, e.g. --ns 1,4,16. */
+  intList(values: FlagValues, name: string, fallback: number[]): number[] {
+    const raw = this.string(values, name);
+    if (raw === undefined) return fallback;
+    const parts = raw.split(',').map((s) => s.trim());
+    const out = parts.map(Number);
+    if (parts.some((s) => s === '') || out.some((v) => !Number.isSafeInteger(v) || v < 1)) {
+      this.fail(`--${name} must be a comma list of positive integers, got '${raw}'`);
+    }
+    return out;
+  }
+}
+
+export const PROBE_KINDS = ['rademacher', 'gaussian', 'exact'] as const satisfies readonly ProbeKind[];
+export const PROBE_MODES = ['shared', 'independent'] as const;
+export type ProbeMode = (typeof PROBE_MODES)[number];
+export const STEP_CONTROLS = ['shared', 'per-sample'] as const satisfies readonly StepControl[];
+export const STATES = ['gpu-f32', 'host-f64'] as const satisfies readonly StatePlacement[];
+export const PRIORS = ['standard', 'exact'] as const;
+export type PriorKind = (typeof PRIORS)[number];
+
+/** The solver flags of classify / likelihood (parseArgs table). */
+export const SOLVER_FLAGS = {
+  rtol: { type: 'string' },
+  atol: { type: 'string' },
+  'eps-t': { type: 'string' },
+  probes: { type: 'string' },
+  n: { type: 'string' },
+  seed: { type: 'string' },
+  'probes-mode': { type: 'string' },
+  'step-control': { type: 'string' },
+  state: { type: 'string' },
+  prior: { type: 'string' },
+  'no-dequant': { type: 'boolean' },
+  'max-steps': { type: 'string' },
+} as const satisfies OptionTable;
+
+export const SOLVER_USAGE = `solver (SPEC §3; defaults are the paper's settings except n):
+  --rtol R --atol A       RK45 tolerances (default 1e-5, 1e-5)
+  --eps-t E               start time ε_t (default 1e-5)
+  --probes KIND           rademacher (default) | gaussian | exact (D score VJPs per evaluation: small images only)
+  --n N                   Hutchinson draws per image, averaged (default 1; the paper used 30)
+  --seed S                seed of the probes and the dequantisation noise (default 0)
+  --probes-mode MODE      shared (default: the same probes and noise for every class of an image) | independent
+  --step-control MODE     shared (default, the reference: one step size per solve) | per-sample
+  --state PLACE           gpu-f32 (default) | host-f64 (float64 state and error control, the reference)
+  --prior KIND            standard (default: N(0, I)) | exact (analytic models: their exact p_T)
+  --no-dequant            pixels/256 without U[0, 1/256) noise (deterministic; enables exact references)
+  --max-steps M           give up a solve after M steps`;
+
+/** Solver settings as recorded in output files (plain JSON values only). */
+export interface SolverSettings {
+  rtol: number;
+  atol: number;
+  epsT: number;
+  probes: ProbeKind;
+  nProbes: number;
+  seed: number;
+  probesMode: ProbeMode;
+  stepControl: StepControl;
+  state: StatePlacement;
+  prior: PriorKind;
+  dequantise: boolean;
+  maxSteps: number | null;
+}
+
+/** --eps-t: the start time, in (0, T = 1). */
+export function readEpsT(f: FlagReader, values: FlagValues): number {
+  const epsT = f.positive(values, 'eps-t', 1e-5);
+  if (epsT >= 1) f.fail(`--eps-t must be below T = 1, got ${epsT}`);
+  return epsT;
+}
+
+export function readSolverFlags(f: FlagReader, values: FlagValues): SolverSettings {
+  const maxSteps = f.int(values, 'max-steps', 0, 1);
+  return {
+    rtol: f.positive(values, 'rtol', 1e-5),
+    atol: f.positive(values, 'atol', 1e-5),
+    epsT: readEpsT(f, values),
+    probes: f.oneOf(values, 'probes', PROBE_KINDS, 'rademacher'),
+    nProbes: f.int(values, 'n', 1, 1),
+    seed: f.int(values, 'seed', 0, 0),
+    probesMode: f.oneOf(values, 'probes-mode', PROBE_MODES, 'shared'),
+    stepControl: f.oneOf(values, 'step-control', STEP_CONTROLS, 'shared'),
+    state: f.oneOf(values, 'state', STATES, 'gpu-f32'),
+    prior: f.oneOf(values, 'prior', PRIORS, 'standard'),
+    dequantise: values['no-dequant'] !== true,
+    maxSteps: maxSteps === 0 ? null : maxSteps,
+  };
+}
+
+/** The likelihood-module options of the settings (the prior density is supplied by the caller). */
+export function solverOptions(s: SolverSettings): ClassifyOptions {
+  return {
+    rtol: s.rtol,
+    atol: s.atol,
+    epsT: s.epsT,
+    probes: s.probes,
+    nProbes: s.nProbes,
+    seed: s.seed,
+    stepControl: s.stepControl,
+    state: s.state,
+    dequantise: s.dequantise,
+    sharedProbesAcrossClasses: s.probesMode === 'shared',
+    ...(s.maxSteps !== null ? { maxSteps: s.maxSteps } : {}),
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * What classify and likelihood share before their loops: flags (model, input, solver, run), the model, the input
+ * checked against it, the engine, the options of each chunk's solve, and the header of the results file.
+ */
+import type { Engine } from '../engine/engine.js';
+import { toModelSpace, describeModelSpace } from '../data/model-space.js';
+import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
+import type { ClassifyOptions, ImageInput } from '../solvers/likelihood.js';
+import { loadModelSource, MODEL_FLAGS, type LoadedModel } from '../cli/model-source.js';
+import type { CommandIo } from '../cli/progress.js';
+import { FlagReader, readSolverFlags, solverOptions, SOLVER_FLAGS, type FlagValues, type SolverSettings } from './cli-flags.js';
+import { INPUT_FLAGS, loadImageInput, type ImageSource } from './image-input.js';
+import type { JsonValue, RunHeader } from './run-file.js';
+
+export const RUN_FLAGS = {
+  batch: { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  overwrite: { type: 'boolean' },
+  'per-draw': { type: 'boolean' },
+  quiet: { type: 'boolean' },
+  'no-progress': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export const RUN_USAGE = `run:
+  --batch B               images per solve (default: as many as keep images·n·classes ≤ 256 rows)
+  --out FILE.json         write the results there instead of stdout (atomically: after batches, at most
+                          every 10 s, and at the end)
+  --resume                continue --out FILE: skip the images it holds (same flags required)
+  --overwrite             replace an existing --out file
+  --per-draw              also record log p of every draw
+  --quiet                 no per-image lines;  --no-progress: no progress display`;
+
+/** Rows a default batch aims at (images · draws · classes). */
+const DEFAULT_ROWS = 256;
+
+export interface EvalSetup {
+  f: FlagReader;
+  io: CommandIo;
+  values: FlagValues;
+  settings: SolverSettings;
+  loaded: LoadedModel;
+  source: ImageSource;
+  engine: Engine;
+  batch: number;
+  out: string | null;
+  resume: boolean;
+  overwrite: boolean;
+  perDraw: boolean;
+  quiet: boolean;
+  progress: boolean;
+}
+
+export type FlagTable = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
+
+/**
+ * Parses the flags and loads model and input. Returns null after printing the usage for --help.
+ * `classesPerRow` is the number of class rows per draw the command solves (for the default batch).
+ */
+export async function setupEvaluation(
+  command: string,
+  usage: string,
+  argv: string[],
+  io: CommandIo,
+  extraFlags: FlagTable,
+  classesPerRow: (model: LoadedModel, values: FlagValues) => number,
+  defaultEngine: () => Promise<Engine>,
+  /** Refuses an unsuitable model (before the input is read). */
+  checkModel?: (f: FlagReader, model: LoadedModel) => void,
+): Promise<EvalSetup | null> {
+  const f: FlagReader = new FlagReader(command, usage);
+  const { values, positionals } = f.parse(argv, { ...MODEL_FLAGS, ...INPUT_FLAGS, ...SOLVER_FLAGS, ...RUN_FLAGS, ...extraFlags }, true);
+  if (values.help) {
+    io.stdout.write(usage + '\n');
+    return null;
+  }
+  const settings = readSolverFlags(f, values);
+  const batchFlag = f.int(values, 'batch', 0, 1);
+  if (values.resume && values.overwrite) f.fail('--resume and --overwrite contradict each other');
+  let engine: Engine | undefined;
+  const getEngine = async () => (engine ??= await (io.engine ?? defaultEngine)());
+  const loaded = await loadModelSource(f, values, getEngine);
+  try {
+    checkModel?.(f, loaded);
+    if (settings.prior === 'exact' && !loaded.analytic) f.fail('--prior exact needs an analytic model (--model analytic:TYPE): a network has no exact p_T');
+    if (settings.probes === 'exact' && loaded.model.shape[0] * loaded.model.shape[1] * loaded.model.shape[2] > 4096) {
+      f.fail(`--probes exact costs D = ${loaded.model.shape.join('×')} score VJPs per evaluation; use rademacher or gaussian`);
+    }
+    const source = await loadImageInput(f, values, positionals, loaded.model);
+    const rowsPerImage = settings.nProbes * Math.max(1, classesPerRow(loaded, values));
+    const batch = batchFlag || Math.max(1, Math.floor(DEFAULT_ROWS / rowsPerImage));
+    if (loaded.untrained) io.stderr.write(`WARNING: ${loaded.description}\n`);
+    return {
+      f,
+      io,
+      values,
+      settings,
+      loaded,
+      source,
+      engine: await getEngine(),
+      batch,
+      out: f.string(values, 'out') ?? null,
+      resume: values.resume === true,
+      overwrite: values.overwrite === true,
+      perDraw: values['per-draw'] === true,
+      quiet: values.quiet === true,
+      progress: values['no-progress'] !== true,
+    };
+  } catch (e) {
+    loaded.dispose();
+    throw e;
+  }
+}
+
+/** The likelihood-module options for the chunk starting at entry p0. */
+export function chunkOptions(s: EvalSetup, p0: number, onProgress: ClassifyOptions['onProgress']): ClassifyOptions {
+  const a = s.loaded.analytic;
+  return {
+    ...solverOptions(s.settings),
+    centered: s.loaded.centered,
+    imageOffset: s.source.globalIndex(p0),
+    ...(s.settings.prior === 'exact' && a ? { priorLogDensity: (z: Float64Array, y: number | null) => a.logDensity(z, a.sde.T, a.numClasses ? y : null) } : {}),
+    ...(onProgress ? { onProgress } : {}),
+  };
+}
+
+/**
+ * The model-space points the solver integrates from, when they are deterministic (model-space input, or pixels
+ * without dequantisation noise): the x an exact reference is evaluated at. Null otherwise.
+ */
+export function exactPoints(input: ImageInput, dequantise: boolean, centered: boolean): Float64Array | null {
+  if ('x' in input) return Float64Array.from(input.x, Math.fround);
+  if (dequantise) return null;
+  return Float64Array.from(toModelSpace(input.pixels, { centered }));
+}
+
+/** Largest per-row NFE over rows [r0, r1) (rows of one image). */
+export function maxNfe(rows: ReadonlyArray<{ nfev: number }>, r0: number, r1: number): number {
+  let m = 0;
+  for (let r = r0; r < r1; r++) m = Math.max(m, rows[r].nfev);
+  return m;
+}
+
+/** First non-success status among rows [r0, r1). */
+export function rowStatus(rows: ReadonlyArray<{ status: string; message: string }>, r0: number, r1: number): { status: string; message?: string } {
+  for (let r = r0; r < r1; r++) if (rows[r].status !== 'success') return { status: rows[r].status, message: rows[r].message };
+  return { status: 'success' };
+}
+
+export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonValue }): RunHeader {
+  const m = s.loaded;
+  const st = s.settings;
+  return {
+    format,
+    model: {
+      source: m.source,
+      description: m.description,
+      kind: m.kind,
+      untrained: m.untrained,
+      shape: [...m.model.shape],
+      numClasses: m.model.numClasses,
+      ...(m.classNames ? { classNames: m.classNames } : {}),
+    },
+    input: { id: s.source.id, description: s.source.description, space: s.source.space },
+    settings: {
+      ...st,
+      probesMode: st.probesMode === 'shared' ? 'shared-across-classes' : 'independent',
+      T: m.model.sde.T,
+      sde: m.model.sde.kind,
+      modelSpace: describeModelSpace(m.centered),
+      precision: PRECISION_NOTE[st.state],
+      priorDensity: st.prior === 'exact' ? "the analytic model's exact p_T" : 'standard normal N(0, I)',
+      ...extra,
+      batch: s.batch,
+    },
+  };
+}
+
+/** Rounds for the file: 9 significant digits keeps nats at ~1e-9 relative, the f32 RHS gives ~1e-7. */
+export function round(v: number): number {
+  return Number.isFinite(v) ? Number(v.toPrecision(9)) : v;
+}
+
+export function roundAll(a: ArrayLike<number>): number[] {
+  return Array.from(a, round);
+}

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { formatDuration, Progress, type TextOut } from '../../cli/progress.js';
+
+class Sink implements TextOut {
+  text = '';
+  constructor(readonly isTTY: boolean) {}
+  write(s: string): void {
+    this.text += s;
+  }
+}
+
+const step = (nfev: number, t: number) => ({ step: nfev / 6, nfev, t, h: 0.01, running: 40 });
+
+describe('progress display', () => {
+  it('without a TTY: one plain line per interval with NFE, t, h, images and ETA', () => {
+    let now = 0;
+    const out = new Sink(false);
+    const p = new Progress(out, { label: 'classify', totalImages: 10, intervalMs: 5000, now: () => now });
+    p.chunkStarted(5, 1e-5, 1);
+    now = 1000;
+    p.solve(step(10, 0.1));
+    expect(out.text).toBe(''); // first line only after one interval
+    now = 5000;
+    p.solve(step(20, 0.5));
+    now = 6000;
+    p.solve(step(30, 0.6)); // throttled
+    expect(out.text.trim().split('\n')).toHaveLength(1);
+    // Half of the first chunk (by t) in 5 s: 2.5 of 10 images → 15 s to go.
+    expect(out.text).toBe('classify 0/10 images | NFE 20 | t 0.5000 | h 1.0e-2 | rows 40 | 00:05 elapsed | ETA 00:15\n');
+    now = 10000;
+    p.chunkDone(5, 60);
+    p.log('#0 a line');
+    expect(out.text).toMatch(/#0 a line\n$/);
+    // After a chunk, the current one is measured in NFE against the mean NFE per chunk: 30/60 of 5 images.
+    p.chunkStarted(5, 1e-5, 1);
+    now = 15000;
+    p.solve(step(30, 0.9));
+    expect(out.text).toMatch(/classify 5\/10 images \| NFE 30 \| .* 00:15 elapsed \| ETA 00:05\n$/);
+    p.finish();
+  });
+
+  it('on a TTY: redraws one bar line in place and clears it around log lines', () => {
+    let now = 0;
+    const out = new Sink(true);
+    const p = new Progress(out, { label: 'x', totalImages: 4, doneImages: 2, now: () => now });
+    p.chunkStarted(2, 0, 1);
+    now = 500;
+    p.solve(step(12, 0.5));
+    expect(out.text).toMatch(/^\r\x1b\[2K\[#{15}-{5}\] x 2\/4 images \| NFE 12/);
+    p.log('line');
+    expect(out.text).toMatch(/\r\x1b\[2Kline\n\r\x1b\[2K\[/);
+    p.finish();
+    expect(out.text.endsWith('\r\x1b[2K')).toBe(true);
+  });
+
+  it('disabled: nothing but log lines', () => {
+    const out = new Sink(true);
+    const p = new Progress(out, { label: 'x', totalImages: 1, enabled: false });
+    p.solve(step(1, 0.1));
+    p.log('kept');
+    p.finish();
+    expect(out.text).toBe('kept\n');
+  });
+
+  it('formats durations', () => {
+    expect(formatDuration(59.4)).toBe('00:59');
+    expect(formatDuration(3723)).toBe('1:02:03');
+    expect(formatDuration(NaN)).toBe('--:--');
+  });
+});

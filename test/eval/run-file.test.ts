@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { formatRunFile, planChunks, type ImageRecord, type RunFile } from '../../eval/run-file.js';
+import { arrayImageSource } from '../../eval/image-input.js';
+
+describe('run-file', () => {
+  const source = (count: number, offset = 0) => {
+    const s = arrayImageSource('t', 't', new Float64Array(count), null, [1, 1, 1]);
+    return { ...s, globalIndex: (p: number) => offset + p };
+  };
+
+  it('chunks are aligned to multiples of the batch in the global index and skip done images', () => {
+    expect(planChunks(source(7), 3, () => false)).toEqual([[0, 3], [3, 6], [6, 7]]);
+    // Entries 0..4 are global 10..14: the first block ends at global 12.
+    expect(planChunks(source(5, 10), 3, () => false)).toEqual([[0, 2], [2, 5]]);
+    // Done images split chunks; fully done blocks vanish.
+    expect(planChunks(source(7), 3, (g) => g === 1 || g === 3 || g === 4 || g === 5)).toEqual([[0, 1], [2, 3], [6, 7]]);
+    expect(planChunks(source(4), 2, () => true)).toEqual([]);
+  });
+
+  it('writes plain JSON with one line per image record', () => {
+    const file: RunFile<ImageRecord & { v: number }> = {
+      format: 'f/1',
+      model: { source: 's', description: 'd', kind: 'analytic', untrained: false, shape: [1, 1, 1], numClasses: 2 },
+      input: { id: 'i', description: 'd', space: 'model' },
+      settings: { a: 1 },
+      complete: true,
+      summary: { n: 2 },
+      images: [{ index: 0, source: 'a', v: NaN }, { index: 1, source: 'b', v: 2 }],
+      timing: { seconds: 1, parts: 1 },
+    };
+    const text = formatRunFile(file);
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(file)));
+    expect(text.split('\n').filter((l) => l.includes('"index"'))).toHaveLength(2);
+    expect(JSON.parse(formatRunFile({ ...file, images: [] })).images).toEqual([]);
+  });
+});
