@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { matmul, setMatmulConfig, tuneMatmul, type MatmulConfig } from '../kernels/matmul.js';
+import { matmul, setMatmulConfig, tuneMatmul } from '../kernels/matmul.js';
 import {
   conv2d,
   conv2dDual,

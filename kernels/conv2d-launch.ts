@@ -1,25 +1,13 @@
 /**
- * The conv kernels' launchers (one per kind: forward and its dual, input gradient, weight gradient), their
- * configurations per variant, and the autotuner entry point. The ops in conv2d.ts only pick a configuration and
- * call these.
+ * The conv kernels' launchers (forward and its dual, input gradient, weight gradient; 1×1 convs through the batched
+ * CPU matmul) and the autotuner entry point `tuneConv2d`. The ops in conv2d.ts pick a configuration and call these.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
-import { ShapeError } from '../engine/errors.js';
 import { grid } from '../engine/rng.js';
-import { autotuner, shapeClass, type TuneResult } from './autotune.js';
-import {
-  TILED_CANDIDATES,
-  availableVariants,
-  cpuMatmulKernel,
-  subgroupSize,
-  sumPartialsKernel,
-  tiledDefault,
-  tiledGemmKernel,
-  type GemmVariant,
-  type TileConfig,
-} from './gemm-wgsl.js';
+import { autotuner, type TuneResult } from './autotune.js';
+import { availableVariants, cpuMatmulKernel, subgroupSize, sumPartialsKernel, tiledGemmKernel, type GemmVariant } from './gemm-wgsl.js';
 import {
   TILED_CONV_UNIFORMS,
   packWeightsKernel,
@@ -30,146 +18,19 @@ import {
   weightGradKernel,
   type Tap,
 } from './conv2d-wgsl.js';
-
-export type Conv2dPadding = number | [number, number] | [number, number, number, number];
-
-export interface Conv2dParams {
-  /** n or [sh, sw]; default 1. */
-  stride?: number | [number, number];
-  /** n, [ph, pw] (per axis) or [top, bottom, left, right]; default 0. */
-  padding?: Conv2dPadding;
-  /** Force a kernel variant (tests, benchmarks); default: tuned, else the adapter's preferred one. */
-  variant?: GemmVariant;
-}
-
-export interface Conv2dInputGradParams extends Conv2dParams {
-  /** [H, W] of the convolution's input (several sizes give the same output size when the stride is > 1). */
-  inputSize: [number, number];
-}
-
-export interface Conv2dWeightGradParams extends Conv2dParams {
-  kernelSize: [number, number];
-}
-
-export interface ConvGeometry {
-  N: number;
-  Cin: number;
-  H: number;
-  W: number;
-  Cout: number;
-  KH: number;
-  KW: number;
-  sh: number;
-  sw: number;
-  pt: number;
-  pb: number;
-  pl: number;
-  pr: number;
-  OH: number;
-  OW: number;
-}
-
-/** Tiles of the CPU row-conv kernels: tm output channels × tn output columns per invocation. */
-export interface RowTile {
-  tm: number;
-  tn: number;
-  /** Pre-pack weights as vec4 over the column taps (kernels ≤ 4 wide). */
-  packW?: boolean;
-  /** Read input rows as aligned vec4 blocks where the width allows. */
-  vecX?: boolean;
-}
-/** Tiles of the CPU weight-gradient kernel: tm × tc (out × in channels) per invocation, tp columns per step. */
-export interface WeightGradTile {
-  tm: number;
-  tc: number;
-  tp: number;
-  /** Read gy as vec4 where OW allows. */
-  vecG?: boolean;
-}
-export type ConvKind = 'forward' | 'inputGrad' | 'weightGrad';
-export type ConvConfig =
-  | { variant: 'register' | 'subgroup'; tile: RowTile | WeightGradTile }
-  | { variant: 'tiled'; tile: TileConfig };
+import {
+  convCandidates,
+  convGeometry,
+  tuneKey,
+  type Conv2dParams,
+  type ConvConfig,
+  type ConvGeometry,
+  type ConvKind,
+  type RowTile,
+  type WeightGradTile,
+} from './conv2d-config.js';
 
 const WG = 64;
-
-export function convGeometry(op: string, xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): ConvGeometry {
-  if (xShape.length !== 4) throw new ShapeError(`${op}: input must be NCHW, got [${xShape.join('×')}]`);
-  if (wShape.length !== 4) throw new ShapeError(`${op}: weight must be [Cout, Cin, kh, kw], got [${wShape.join('×')}]`);
-  const [N, Cin, H, W] = xShape;
-  const [Cout, Cin2, KH, KW] = wShape;
-  if (Cin !== Cin2) throw new ShapeError(`${op}: input has ${Cin} channels, weight [${wShape.join('×')}] expects ${Cin2}`);
-  const s = p.stride ?? 1;
-  const [sh, sw] = typeof s === 'number' ? [s, s] : s;
-  const pad = p.padding ?? 0;
-  const [pt, pb, pl, pr] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad.length === 2 ? [pad[0], pad[0], pad[1], pad[1]] : pad;
-  const ints = [sh, sw, pt, pb, pl, pr, KH, KW];
-  if (!ints.every((v) => Number.isInteger(v) && v >= 0) || sh < 1 || sw < 1 || KH < 1 || KW < 1) {
-    throw new ShapeError(`${op}: bad stride [${sh}, ${sw}], padding [${pt}, ${pb}, ${pl}, ${pr}] or kernel ${KH}×${KW}`);
-  }
-  const OH = Math.floor((H + pt + pb - KH) / sh) + 1;
-  const OW = Math.floor((W + pl + pr - KW) / sw) + 1;
-  if (!(OH >= 1 && OW >= 1) || N < 1) throw new ShapeError(`${op}: empty output for input [${xShape.join('×')}] and kernel ${KH}×${KW}`);
-  return { N, Cin, H, W, Cout, KH, KW, sh, sw, pt, pb, pl, pr, OH, OW };
-}
-
-
-
-
-// ---------------------------------------------------------------- configuration
-
-function tuneKey(kind: ConvKind, g: ConvGeometry): string {
-  return `conv2d.${kind}|${shapeClass([g.N * g.OH * g.OW, g.Cout, g.Cin])}|${g.KH}x${g.KW}|s${g.sh}x${g.sw}`;
-}
-
-export function defaultConvConfig(e: Engine, kind: ConvKind, variant: GemmVariant, g: ConvGeometry): ConvConfig {
-  if (variant === 'tiled') return { variant, tile: tiledDefault(e) };
-  const sg = variant === 'subgroup' ? subgroupSize(e) : 1;
-  const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
-  if (kind === 'weightGrad') {
-    return { variant, tile: { tm: variant === 'subgroup' ? Math.min(2 * sg, roundUp(g.Cout, sg)) : Math.min(4, g.Cout), tc: 1, tp: 4, vecG: true } };
-  }
-  const M = kind === 'forward' ? g.Cout : g.Cin;
-  // Measured on lavapipe (conv3×3 64→64, 8×32×32): subgroup 16×4 packed ≈ 22 GFLOP/s, register 8×8 packed ≈ 13.
-  const tm = variant === 'subgroup' ? Math.min(2 * sg, roundUp(M, sg)) : Math.min(8, M);
-  return { variant, tile: { tm, tn: variant === 'subgroup' ? 4 : 8, packW: true } };
-}
-
-export function convCandidates(e: Engine, kind: ConvKind, variant: GemmVariant): ConvConfig[] {
-  if (variant === 'tiled') return TILED_CANDIDATES.map((tile) => ({ variant, tile }));
-  const sg = subgroupSize(e);
-  if (kind === 'weightGrad') {
-    const tiles: WeightGradTile[] =
-      variant === 'subgroup'
-        ? [{ tm: 2 * sg, tc: 1, tp: 4 }, { tm: sg, tc: 1, tp: 8 }, { tm: 2 * sg, tc: 1, tp: 8 }, { tm: sg, tc: 2, tp: 4 }]
-        : [{ tm: 4, tc: 1, tp: 4 }, { tm: 4, tc: 2, tp: 4 }, { tm: 8, tc: 1, tp: 4 }, { tm: 4, tc: 1, tp: 8 }];
-    return tiles.map((tile) => ({ variant, tile: { ...tile, vecG: true } }));
-  }
-  const tiles: RowTile[] =
-    variant === 'subgroup'
-      ? [{ tm: 2 * sg, tn: 4 }, { tm: sg, tn: 8 }, { tm: 2 * sg, tn: 8 }, { tm: 4 * sg, tn: 4 }]
-      : [{ tm: 8, tn: 8 }, { tm: 4, tn: 8 }, { tm: 8, tn: 4 }, { tm: 4, tn: 4 }];
-  return tiles.map((tile) => ({ variant, tile: { ...tile, packW: true } }));
-}
-
-export function resolveConvConfig(e: Engine, kind: ConvKind, g: ConvGeometry, forced?: GemmVariant): ConvConfig {
-  const key = tuneKey(kind, g);
-  const tuner = autotuner(e);
-  if (forced) {
-    if (forced === 'subgroup' && !subgroupSize(e)) {
-      throw new ShapeError(`conv2d: the 'subgroup' variant needs the subgroups feature with a fixed subgroup size`);
-    }
-    return tuner.choice<ConvConfig>(`${key}|${forced}`) ?? defaultConvConfig(e, kind, forced, g);
-  }
-  return tuner.choice<ConvConfig>(key) ?? defaultConvConfig(e, kind, availableVariants(e)[0], g);
-}
-
-/** Stores a configuration (what `tuneConv2d` does after timing). */
-export function setConvConfig(e: Engine, kind: ConvKind, g: ConvGeometry, config: ConvConfig, perVariantOnly = false): void {
-  const key = tuneKey(kind, g);
-  autotuner(e).set(`${key}|${config.variant}`, config);
-  if (!perVariantOnly) autotuner(e).set(key, config);
-}
 
 function tiledUniforms(g: ConvGeometry, M: number, N: number, K: number, kChunk: number): Record<string, number> {
   const { Cin, Cout, H, W, OH, OW, KH, KW, sh, sw, pt, pl } = g;

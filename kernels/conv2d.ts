@@ -8,7 +8,8 @@
  * - `conv2dInputGrad` (gy, W) → gx, the transposed convolution (per stride phase, see conv2d-wgsl.ts); linear in
  *   gy and in W, with its own dual (gy and ġy share the weight loads).
  * - `conv2dWeightGrad` (x, gy) → gW, a GEMM over N·OH·OW split into chunks of rows.
- * Bias gradients are `channelSum` (bias.ts). Kernels, configurations and tuning: conv2d-launch.ts.
+ * Bias gradients are `channelSum` (bias.ts). Configurations: conv2d-config.ts; launchers and tuning:
+ * conv2d-launch.ts; WGSL: conv2d-wgsl.ts.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -18,16 +19,15 @@ import { addMaybe } from './elementwise.js';
 import { channelBroadcast, channelSum } from './bias.js';
 import {
   convGeometry,
-  launchForward,
-  launchInputGrad,
-  launchWeightGrad,
   resolveConvConfig,
   type Conv2dInputGradParams,
   type Conv2dParams,
   type Conv2dWeightGradParams,
   type ConvGeometry,
-} from './conv2d-launch.js';
+} from './conv2d-config.js';
+import { launchForward, launchInputGrad, launchWeightGrad } from './conv2d-launch.js';
 
+export * from './conv2d-config.js';
 export * from './conv2d-launch.js';
 
 function req(t: MaybeTensor, what: string): Tensor {
