@@ -19,6 +19,12 @@ commands:
   smoke                   run a kernel smoke check against float64 references
   demo                    the main job on the bundled default (see README)
   profile <command …>     run a command with per-kernel GPU timing and print a table
+  classify MODEL INPUT [solver options] [--out F [--resume]]
+                          generative classifier, JSON results (sbgc classify --help)
+  likelihood MODEL INPUT [--label Y | --marginal] [...]
+                          log p(x|y) and bits/dim
+  study divergence [MODEL] [INPUT] [--out-dir D]
+                          variance and accuracy vs number and kind of Hutchinson draws (JSON + SVG)
   forward --config C (--weights W | --init-seed N) --x x.npy --t t.npy [--y y.npy] --out out.npy
                           raw network output, for interop checks
   train --preset mnist-small [--steps N] [--batch B] [--t-sampling uniform|importance|mixture] [--resume] …
@@ -34,6 +40,9 @@ const commands: Record<string, Command> = {
   smoke: () => smokeCommand(),
   demo: async (argv) => (await import('./demo.js')).demoCommand(argv),
   profile: profileCommand,
+  classify: async (argv) => (await import('./classify.js')).classifyCommand(argv),
+  likelihood: async (argv) => (await import('./likelihood.js')).likelihoodCommand(argv),
+  study: async (argv) => (await import('./study.js')).studyCommand(argv),
   forward: async (argv) => (await import('./forward.js')).forwardCommand(argv),
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
   convert: async (argv) => (await import('./convert.js')).convertCommand(argv),
