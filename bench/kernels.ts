@@ -2,11 +2,12 @@
  * `npm run bench -- kernels [--quick] [--no-tfjs] [--no-robustness-run]`: GEMM-shaped kernels (matmul, conv forward,
  * VJP and dual) against the same ops through @tensorflow/tfjs-backend-webgpu on the same adapter.
  *
- * Ours: tuned once per shape (few candidates, the adapter's variants), then the median of timed repeats between
- * `e.sync()` boundaries after a warm-up; run twice, with Dawn's default robustness and with 'disable_robustness'
- * (configurations carried over, not re-tuned). tfjs: tensors prepared outside the timing (NHWC, HWIO), each
- * repeat times the op, `submitQueue()` and `onSubmittedWorkDone()`. Writes bench/results/kernels-<adapter>.json
- * and .md (atomically).
+ * Ours is tuned once per shape (few candidates, the adapter's variants). Then every measured item runs as three
+ * contenders — ours, ours under Dawn's 'disable_robustness' toggle (same configuration, a second engine), and
+ * tfjs — each warmed up once (compiles) and then timed in interleaved rounds, so a slow spell of a shared machine
+ * hits all alike; the median per contender is kept. A repeat is one recorded op plus waiting for the queue
+ * (`e.sync()`; tfjs: endComputePassEncoder + submitQueue + onSubmittedWorkDone); tfjs tensors are prepared
+ * outside the timing (NHWC, HWIO). Writes bench/results/kernels-<adapter>.json and .md (atomically).
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -27,7 +28,7 @@ import {
   type ConvConfig,
   type ConvKind,
 } from '../kernels/conv2d.js';
-import { availableVariants, subgroupSize } from '../kernels/gemm-wgsl.js';
+import { availableVariants, subgroupSize, type GemmVariant } from '../kernels/gemm-wgsl.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
@@ -46,7 +47,7 @@ interface ConvCase {
   x: [number, number, number, number];
   w: [number, number, number, number];
   p: Conv2dParams;
-  /** Also time VJP (input + weight gradient) and the dual kernel. */
+  /** Also time the VJP (input + weight gradient) and the dual kernel. */
   derivatives: boolean;
 }
 type Case = MatmulCase | ConvCase;
@@ -81,36 +82,39 @@ export interface Entry {
   tfjsMs: number | null;
   tfjsGflops: number | null;
   speedupVsTfjs: number | null;
-  /** For conv2d.vjp / conv2d.dual: time relative to our forward of the same shape. */
+  /** conv2d.vjp / conv2d.dual: our time relative to our forward of the same shape. */
   ratioToForward?: number;
 }
+
+/** One timed repeat: record the work and wait until the device finished it. */
+type Runner = () => Promise<void>;
 
 function median(v: number[]): number {
   const s = [...v].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-/**
- * Median ms of `run` on each engine, repeats interleaved across engines (so a slow spell of a shared machine hits
- * both settings alike), after one untimed warm-up each (compiles).
- */
-async function timeInterleaved(engines: Engine[], runs: Array<() => void>, repeats = REPEATS): Promise<number[]> {
-  const once = (i: number) =>
-    engines[i].scope(async () => {
-      runs[i]();
-      await engines[i].sync();
-    });
-  for (let i = 0; i < engines.length; i++) await once(i);
-  const ms: number[][] = engines.map(() => []);
+/** Warm-up (compiles), then `repeats` interleaved rounds; median ms per runner (null runners stay null). */
+async function timeInterleaved(runners: Array<Runner | null>, repeats = REPEATS): Promise<Array<number | null>> {
+  for (const run of runners) await run?.();
+  const ms: number[][] = runners.map(() => []);
   for (let r = 0; r < repeats; r++) {
-    for (let i = 0; i < engines.length; i++) {
+    for (let i = 0; i < runners.length; i++) {
+      const run = runners[i];
+      if (!run) continue;
       const t0 = performance.now();
-      await once(i);
+      await run();
       ms[i].push(performance.now() - t0);
     }
   }
-  return ms.map(median);
+  return ms.map((m, i) => (runners[i] ? median(m) : null));
 }
+
+const ours = (e: Engine, record: () => void): Runner => () =>
+  e.scope(async () => {
+    record();
+    await e.sync();
+  });
 
 function random(e: Engine, shape: readonly number[], seed: number): Tensor {
   let s = seed >>> 0 || 1;
@@ -125,45 +129,123 @@ function random(e: Engine, shape: readonly number[], seed: number): Tensor {
   return e.keep(e.tensor(data, shape));
 }
 
-const convFlops = (c: ConvCase) => {
-  const g = convGeometry(c.name, c.x, c.w, c.p);
-  return 2 * g.N * g.OH * g.OW * g.Cout * g.Cin * g.KH * g.KW;
-};
-
 /** Few candidates per kind keep cold JIT compiles (1–5 s each on lavapipe) inside the time budget. */
-function benchCandidates(e: Engine, kind: ConvKind, variant: ReturnType<typeof availableVariants>[number]): ConvConfig[] {
+function benchCandidates(e: Engine, kind: ConvKind, variant: GemmVariant): ConvConfig[] {
   const all = convCandidates(e, kind, variant);
   return QUICK ? all.slice(0, 1) : all.slice(0, 3);
 }
 
-interface OurTime {
-  ms: number;
-  /** Same configuration with Dawn's disable_robustness toggle (null when that engine is not available). */
-  msNoRobustness: number | null;
-  variant: string;
-  config: string;
+// ---------------------------------------------------------------- the tfjs-backend-webgpu baseline
+
+interface TfjsBackend {
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  device: GPUDevice;
+}
+type TfModule = typeof import('@tensorflow/tfjs-core');
+interface Disposable {
+  dispose(): void;
+}
+interface TfjsItem {
+  run: Runner;
+  dispose(): void;
+}
+type TfjsOp = 'matmul' | 'conv' | 'conv-vjp' | 'conv-twice';
+
+/** tfjs takes its device from navigator.gpu, which Node 20 lacks: Dawn's is installed there (after ours exist). */
+async function setupTfjs(): Promise<(c: Case, op: TfjsOp) => TfjsItem> {
+  const name = 'webgpu';
+  const dawn = (await import(name)) as { create(flags: string[]): GPU; globals: Record<string, unknown> };
+  for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
+  const tf: TfModule = await import('@tensorflow/tfjs-core');
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs: the webgpu backend did not initialise');
+  await tf.ready();
+  const backend = tf.backend() as unknown as TfjsBackend;
+  const sync = async () => {
+    backend.endComputePassEncoder(); // what tfjs itself does before submitting
+    backend.submitQueue();
+    await backend.device.queue.onSubmittedWorkDone();
+  };
+  return (c, op) => {
+    const keep: Disposable[] = [];
+    const rnd = (shape: number[]) => {
+      const t = tf.randomUniform(shape, -1, 1);
+      keep.push(t);
+      return t;
+    };
+    let record: () => Disposable[];
+    if (c.kind === 'matmul') {
+      const [a, b] = [rnd([c.M, c.K]), rnd([c.K, c.N])] as [never, never];
+      record = () => [tf.matMul(a, b)];
+    } else {
+      const g = convGeometry(c.name, c.x, c.w, c.p);
+      const strides: [number, number] = [g.sh, g.sw];
+      const pad: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [g.pt, g.pb], [g.pl, g.pr], [0, 0]];
+      const x = rnd([g.N, g.H, g.W, g.Cin]) as never;
+      const f = rnd([g.KH, g.KW, g.Cin, g.Cout]) as never;
+      const dy = rnd([g.N, g.OH, g.OW, g.Cout]) as never;
+      const conv = () => tf.conv2d(x, f, strides, pad);
+      const kernel = (k: string, inputs: object, attrs: object) => tf.engine().runKernel(k, inputs as never, attrs as never) as unknown as Disposable;
+      if (op === 'conv') record = () => [conv()];
+      else if (op === 'conv-twice') record = () => [conv(), conv()];
+      else {
+        record = () => [
+          kernel('Conv2DBackpropInput', { dy, filter: f }, { strides, pad, dataFormat: 'NHWC', inputShape: [g.N, g.H, g.W, g.Cin] }),
+          kernel('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: [g.KH, g.KW, g.Cin, g.Cout] }),
+        ];
+      }
+    }
+    return {
+      run: async () => {
+        const ys = record();
+        await sync();
+        ys.forEach((y) => y.dispose());
+      },
+      dispose: () => keep.forEach((t) => t.dispose()),
+    };
+  };
 }
 
-/** Tunes on the first engine, applies the choice to the second (disable_robustness), times both interleaved. */
-async function runOurs(engines: Engine[]): Promise<Map<string, OurTime>> {
+// ---------------------------------------------------------------- measurement
+
+interface Measured {
+  name: string;
+  op: Entry['op'];
+  flops: number;
+  variant: string;
+  config: string;
+  ms: Array<number | null>;
+  forward?: string;
+}
+
+async function measure(engines: Engine[], tfjs: ((c: Case, op: TfjsOp) => TfjsItem) | null): Promise<Measured[]> {
   const [e] = engines;
-  const times = new Map<string, OurTime>();
+  const out: Measured[] = [];
   const variants = availableVariants(e).filter((v) => !(e.info.isCpu && v === 'tiled'));
-  const record = (name: string, ms: number[], variant: string, config: string) => {
-    times.set(name, { ms: ms[0], msNoRobustness: ms[1] ?? null, variant, config });
-    process.stderr.write(`  ${name}: ${ms.map((v) => v.toFixed(1)).join(' / ')} ms (${variant} ${config})\n`);
+  const timeItem = async (m: Omit<Measured, 'ms'>, recordOurs: Array<() => void>, tfItem: TfjsItem | null) => {
+    let ms: Array<number | null>;
+    try {
+      ms = await timeInterleaved([ours(engines[0], recordOurs[0]), engines[1] ? ours(engines[1], recordOurs[1]) : null, tfItem?.run ?? null]);
+    } finally {
+      tfItem?.dispose();
+    }
+    out.push({ ...m, ms });
+    process.stderr.write(`  ${m.name}: ${ms.map((v) => (v === null ? '—' : v.toFixed(1))).join(' / ')} ms (ours / no robustness / tfjs; ${m.variant} ${m.config})\n`);
   };
   for (const c of CASES) {
     if (c.kind === 'matmul') {
       const config = (await tuneMatmul(e, c.M, c.N, c.K, { variants, repeats: 2 })).best;
       engines.slice(1).forEach((o) => setMatmulConfig(o, c.M, c.N, c.K, config));
-      const t = engines.map((o) => ({ a: random(o, [c.M, c.K], 1), b: random(o, [c.K, c.N], 2) }));
-      const ms = await timeInterleaved(engines, engines.map((o, i) => () => void matmul(o, [t[i].a, t[i].b], {})));
-      record(c.name, ms, config.variant, JSON.stringify(config.tile));
-      t.forEach(({ a, b }) => [a, b].forEach((x) => x.dispose()));
+      const t = engines.map((o) => [random(o, [c.M, c.K], 1), random(o, [c.K, c.N], 2)]);
+      const meta = { name: c.name, op: 'matmul' as const, flops: 2 * c.M * c.N * c.K, variant: config.variant, config: JSON.stringify(config.tile) };
+      await timeItem(meta, engines.map((o, i) => () => void matmul(o, t[i], {})), tfjs?.(c, 'matmul') ?? null);
+      t.flat().forEach((x) => x.dispose());
       continue;
     }
     const g = convGeometry(c.name, c.x, c.w, c.p);
+    const flops = 2 * g.N * g.OH * g.OW * g.Cout * g.Cin * g.KH * g.KW;
     const kinds: ConvKind[] = c.derivatives ? ['forward', 'inputGrad', 'weightGrad'] : ['forward'];
     const r = await tuneConv2d(e, c.x, c.w, c.p, { kinds, variants, candidates: (k, v) => benchCandidates(e, k, v), repeats: 2 });
     for (const o of engines.slice(1)) for (const k of kinds) setConvConfig(o, k, g, r[k].best);
@@ -175,41 +257,31 @@ async function runOurs(engines: Engine[]): Promise<Map<string, OurTime>> {
       xDot: random(o, c.x, 7),
     }));
     const fwd = r.forward.best;
-    const ms = await timeInterleaved(engines, engines.map((o, i) => () => void conv2d(o, [t[i].x, t[i].w, t[i].b], c.p)));
-    record(c.name, ms, fwd.variant, JSON.stringify(fwd.tile));
+    const fwdMeta = { op: 'conv2d' as const, flops, variant: fwd.variant, config: JSON.stringify(fwd.tile) };
+    await timeItem({ name: c.name, ...fwdMeta }, engines.map((o, i) => () => void conv2d(o, [t[i].x, t[i].w, t[i].b], c.p)), tfjs?.(c, 'conv') ?? null);
     if (c.derivatives) {
-      const vjp = await timeInterleaved(
-        engines,
+      const ig = r.inputGrad.best;
+      const wg = r.weightGrad.best;
+      await timeItem(
+        { name: `${c.name} vjp`, op: 'conv2d.vjp', flops: 2 * flops, variant: ig.variant, config: `input ${JSON.stringify(ig.tile)}, weight ${JSON.stringify(wg.tile)}`, forward: c.name },
         engines.map((o, i) => () => {
           conv2dInputGrad(o, [t[i].gy, t[i].w], { ...c.p, inputSize: [g.H, g.W] });
           conv2dWeightGrad(o, [t[i].x, t[i].gy], { ...c.p, kernelSize: [g.KH, g.KW] });
         }),
+        tfjs?.(c, 'conv-vjp') ?? null,
       );
-      const ig = r.inputGrad.best;
-      const wg = r.weightGrad.best;
-      record(`${c.name} vjp`, vjp, ig.variant, `input ${JSON.stringify(ig.tile)}, weight ${JSON.stringify(wg.tile)}`);
-      const dual = await timeInterleaved(engines, engines.map((o, i) => () => void conv2dDual(o, t[i].x, t[i].xDot, t[i].w, t[i].b, null, c.p)));
-      record(`${c.name} dual`, dual, fwd.variant, JSON.stringify(fwd.tile));
+      await timeItem(
+        { name: `${c.name} dual`, ...fwdMeta, op: 'conv2d.dual', flops: 2 * flops, forward: c.name },
+        engines.map((o, i) => () => void conv2dDual(o, t[i].x, t[i].xDot, t[i].w, t[i].b, null, c.p)),
+        tfjs?.(c, 'conv-twice') ?? null,
+      );
     }
     t.forEach((ts) => Object.values(ts).forEach((x) => x.dispose()));
   }
-  return times;
+  return out;
 }
 
-function tfjsCases(): TfjsCase[] {
-  const cases: TfjsCase[] = [];
-  for (const c of CASES) {
-    if (c.kind === 'matmul') cases.push({ name: c.name, op: 'matmul', M: c.M, N: c.N, K: c.K });
-    else {
-      cases.push({ name: c.name, op: 'conv', x: c.x, w: c.w, p: c.p });
-      if (c.derivatives) {
-        cases.push({ name: `${c.name} vjp`, op: 'conv-vjp', x: c.x, w: c.w, p: c.p });
-        cases.push({ name: `${c.name} dual`, op: 'conv-twice', x: c.x, w: c.w, p: c.p });
-      }
-    }
-  }
-  return cases;
-}
+// ---------------------------------------------------------------- output
 
 function slug(info: Engine['info']): string {
   const base = info.isCpu ? info.description.split(/[:\s]/)[0] || info.vendor : `${info.vendor}-${info.architecture || info.device}`;
@@ -227,102 +299,22 @@ const fmt = (v: number | null | undefined, d = 1) => (v === null || v === undefi
 function markdown(adapter: string, entries: Entry[], meta: Record<string, unknown>): string {
   const rows = entries.map(
     (r) =>
-      `| ${r.name} | ${r.variant} \`${r.config}\` | ${fmt(r.ms, 2)} | ${fmt(r.gflops)} | ${fmt(r.gflopsNoRobustness)} | ${fmt(r.tfjsGflops)} | ${fmt(r.speedupVsTfjs, 2)}× |${r.ratioToForward ? ` ${r.ratioToForward.toFixed(2)} |` : ' |'}`,
+      `| ${r.name} | ${r.variant} \`${r.config}\` | ${fmt(r.ms, 2)} | ${fmt(r.gflops)} | ${fmt(r.gflopsNoRobustness)} | ${fmt(r.tfjsGflops)} | ${fmt(r.speedupVsTfjs, 2)}× | ${fmt(r.ratioToForward, 2)} |`,
   );
   return [
     `# Kernel benchmark: ${adapter}`,
     '',
-    `${meta.adapter} — ${meta.date}, node ${meta.node}, subgroups ${meta.subgroups || 'not enabled'}. GFLOP/s from the median of ${meta.repeats} repeats after a warm-up; `,
-    'flops counted as 2·MACs of the forward op (VJP: input + weight gradient = 2× forward; dual: 2× forward).',
-    '"no robustness" = Dawn toggle disable_robustness (same configurations). tfjs = @tensorflow/tfjs-backend-webgpu on the same adapter',
-    '(dual: two tf.conv2d calls; VJP: Conv2DBackpropInput + Conv2DBackpropFilter kernels).',
+    `${meta.adapter} — ${meta.date}, node ${meta.node}, subgroups: ${meta.subgroups || 'not enabled'}. GFLOP/s from the`,
+    `median of ${meta.repeats} interleaved repeats after a warm-up; flops = 2·MACs of the forward op (VJP = input + weight`,
+    'gradient = 2× forward; dual = 2× forward). "no robustness": Dawn toggle disable_robustness, same configuration.',
+    'tfjs: @tensorflow/tfjs-backend-webgpu on the same adapter (VJP: its Conv2DBackpropInput + Conv2DBackpropFilter',
+    'kernels; dual: two tf.conv2d calls).',
     '',
-    '| kernel | ours: variant `tile` | ms | GFLOP/s | GFLOP/s no robustness | tfjs GFLOP/s | speed-up vs tfjs | time / forward |',
+    '| kernel | ours: variant `tile` | ms | GFLOP/s | GFLOP/s no robustness | tfjs GFLOP/s | speed-up vs tfjs | time / our forward |',
     '|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
   ].join('\n');
-}
-
-// ---------------------------------------------------------------- the tfjs-backend-webgpu baseline
-
-type TfjsCase =
-  | { name: string; op: 'matmul'; M: number; N: number; K: number }
-  | { name: string; op: 'conv' | 'conv-vjp' | 'conv-twice'; x: number[]; w: number[]; p: Conv2dParams };
-
-interface TfjsBackend {
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  device: GPUDevice;
-}
-
-/** Median ms per case. tfjs picks its device from navigator.gpu, which Node 20 lacks: install Dawn's there. */
-async function runTfjs(cases: TfjsCase[], repeats: number, log: (m: string) => void): Promise<Map<string, number>> {
-  const name = 'webgpu';
-  const dawn = (await import(name)) as { create(flags: string[]): GPU; globals: Record<string, unknown> };
-  for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
-  const tf = await import('@tensorflow/tfjs-core');
-  await import('@tensorflow/tfjs-backend-webgpu');
-  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs: the webgpu backend did not initialise');
-  await tf.ready();
-  const backend = tf.backend() as unknown as TfjsBackend;
-  const sync = async () => {
-    backend.endComputePassEncoder(); // what tfjs itself does before submitting
-    backend.submitQueue();
-    await backend.device.queue.onSubmittedWorkDone();
-  };
-  const out = new Map<string, number>();
-  for (const c of cases) {
-    const keep: Array<{ dispose(): void }> = [];
-    const rnd = (shape: number[]) => {
-      const t = tf.randomUniform(shape, -1, 1);
-      keep.push(t);
-      return t;
-    };
-    let run: () => Array<{ dispose(): void }>;
-    if (c.op === 'matmul') {
-      const a = rnd([c.M, c.K]);
-      const b = rnd([c.K, c.N]);
-      run = () => [tf.matMul(a as never, b as never)];
-    } else {
-      const [N, Cin, H, W] = c.x;
-      const [Cout, , KH, KW] = c.w;
-      const g = convGeometry(c.name, c.x, c.w, c.p);
-      const strides: [number, number] = [g.sh, g.sw];
-      const pad: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [g.pt, g.pb], [g.pl, g.pr], [0, 0]];
-      const x = rnd([N, H, W, Cin]);
-      const f = rnd([KH, KW, Cin, Cout]);
-      const dy = rnd([N, g.OH, g.OW, Cout]);
-      const conv = () => tf.conv2d(x as never, f as never, strides, pad);
-      if (c.op === 'conv') run = () => [conv()];
-      else if (c.op === 'conv-twice') run = () => [conv(), conv()];
-      else {
-        run = () => [
-          tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides, pad, dataFormat: 'NHWC', inputShape: [N, H, W, Cin] } as never) as never,
-          tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: [KH, KW, Cin, Cout] } as never) as never,
-        ];
-      }
-    }
-    try {
-      for (const t of run()) t.dispose(); // warm-up: compiles tfjs's programs
-      await sync();
-      const ms: number[] = [];
-      for (let r = 0; r < repeats; r++) {
-        const t0 = performance.now();
-        const ys = run();
-        await sync();
-        ms.push(performance.now() - t0);
-        ys.forEach((y) => y.dispose());
-      }
-      out.set(c.name, median(ms));
-      log(`${c.name}: ${median(ms).toFixed(1)} ms`);
-    } catch (err) {
-      log(`${c.name}: failed (${(err as Error).message})`);
-    }
-    keep.forEach((t) => t.dispose());
-  }
-  return out;
 }
 
 async function main(): Promise<void> {
@@ -335,57 +327,41 @@ async function main(): Promise<void> {
       process.stderr.write(`disable_robustness rejected: ${(err as Error).message}\n`);
     }
   }
-  const adapterInfo = engines[0].info;
+  const info = engines[0].info;
   const subgroups = subgroupSize(engines[0]);
-  process.stderr.write(`ours (${engines.length > 1 ? 'default / disable_robustness, interleaved' : 'default robustness'})\n`);
-  let ours: Map<string, OurTime>;
+  const tfjs = args.has('--no-tfjs') ? null : await setupTfjs();
+  let measured: Measured[];
   try {
-    ours = await runOurs(engines);
+    measured = await measure(engines, tfjs);
   } finally {
     for (const o of engines) await o.destroy();
   }
-  let tf: Map<string, number> = new Map();
-  if (!args.has('--no-tfjs')) {
-    process.stderr.write('tfjs-backend-webgpu\n');
-    tf = await runTfjs(tfjsCases(), REPEATS, (m) => process.stderr.write(`  ${m}\n`));
-  }
-  const flopsOf = (name: string): { flops: number; op: Entry['op']; forward?: string } => {
-    for (const c of CASES) {
-      if (c.kind === 'matmul' && c.name === name) return { flops: 2 * c.M * c.N * c.K, op: 'matmul' };
-      if (c.kind !== 'conv') continue;
-      if (c.name === name) return { flops: convFlops(c), op: 'conv2d' };
-      if (`${c.name} vjp` === name) return { flops: 2 * convFlops(c), op: 'conv2d.vjp', forward: c.name };
-      if (`${c.name} dual` === name) return { flops: 2 * convFlops(c), op: 'conv2d.dual', forward: c.name };
-    }
-    throw new Error(name);
-  };
-  const entries: Entry[] = [...ours].map(([name, t]) => {
-    const { flops, op, forward } = flopsOf(name);
-    const nr = t.msNoRobustness;
-    const tfMs = tf.get(name) ?? null;
-    const gf = (ms: number | null) => (ms === null ? null : flops / ms / 1e6);
+  const entries: Entry[] = measured.map((m) => {
+    const [ms, nr, tf] = m.ms;
+    const gf = (v: number | null) => (v === null ? null : m.flops / v / 1e6);
     const entry: Entry = {
-      name,
-      op,
-      flops,
-      variant: t.variant,
-      config: t.config,
-      ms: t.ms,
-      gflops: gf(t.ms)!,
+      name: m.name,
+      op: m.op,
+      flops: m.flops,
+      variant: m.variant,
+      config: m.config,
+      ms: ms!,
+      gflops: gf(ms)!,
       msNoRobustness: nr,
       gflopsNoRobustness: gf(nr),
-      tfjsMs: tfMs,
-      tfjsGflops: gf(tfMs),
-      speedupVsTfjs: tfMs === null ? null : tfMs / t.ms,
+      tfjsMs: tf,
+      tfjsGflops: gf(tf),
+      speedupVsTfjs: tf === null ? null : tf / ms!,
     };
-    if (forward) entry.ratioToForward = t.ms / ours.get(forward)!.ms;
+    const fwd = m.forward ? measured.find((f) => f.name === m.forward) : undefined;
+    if (fwd) entry.ratioToForward = ms! / fwd.ms[0]!;
     return entry;
   });
-  const adapter = slug(adapterInfo);
+  const adapter = slug(info);
   const meta = {
-    adapter: `${adapterInfo.vendor} ${adapterInfo.architecture} ${adapterInfo.description}`.trim(),
-    isCpu: adapterInfo.isCpu,
-    /** Subgroup size the 'subgroup' variants use, 0 when unavailable (engine without the subgroups feature). */
+    adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(),
+    isCpu: info.isCpu,
+    /** Subgroup size the 'subgroup' variants use; 0 when the engine has no subgroups feature. */
     subgroups,
     robustnessToggle: engines.length > 1,
     date: new Date().toISOString(),
