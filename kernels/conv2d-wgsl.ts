@@ -7,9 +7,11 @@
  *   reuses it for every kernel column and output channel. The same generator serves the forward conv, its dual
  *   (x and ẋ share every weight load) and each stride phase of the input gradient (a transposed conv is, per
  *   output phase, a plain correlation with a subset of the taps — so stride 2 needs no scatter and no atomics).
+ *   Weights are packed per call as vec4 over the column taps (`packWeightsKernel`): one load per (channel, kernel
+ *   row) instead of one per tap, +50 % on 3×3 convs.
  * - `weightGradKernel`: gW = Σ_pixels gy ⊗ x-patch. Invocations own (TM output channels × TC input channels × one
- *   kernel row of taps); the pixel reduction is split into chunks of rows (workgroup z), each summed in its own partial buffer
- *   and then added in order: short f32 sums and parallelism over pixels.
+ *   kernel row of taps); the pixel reduction is split into chunks of rows (workgroup z), each summed in its own
+ *   partial buffer and then added in order: short f32 sums and parallelism over pixels.
  * GPU variant: loader functions for the tiled GEMM of gemm-wgsl.ts (all geometry in uniforms, one pipeline per
  * kind serves every shape).
  */
