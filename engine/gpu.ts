@@ -127,6 +127,8 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
   const requiredFeatures: GPUFeatureName[] = [];
   if (info.features.includes('timestamp-query')) requiredFeatures.push('timestamp-query');
   if ((options.f16 ?? true) && info.features.includes('shader-f16')) requiredFeatures.push('shader-f16');
+  // Subgroup broadcasts let SIMD lanes share loads: on lavapipe that is what makes GEMMs fast (see kernels/gemm-wgsl.ts).
+  if (info.features.includes('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'sbgc' });
   return { gpu, adapter, device, info };
 }

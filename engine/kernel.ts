@@ -44,6 +44,7 @@ export function generateWgsl(src: KernelSource): string {
   const lines: string[] = [`// sbgc kernel: ${src.name}`];
   const usesF16 = src.buffers.some((b) => b.type.includes('f16')) || /\bf16\b/.test(src.body);
   if (usesF16) lines.push('enable f16;');
+  if (/\bsubgroup[A-Z]\w*\s*\(|\bsubgroup_(invocation_id|size)\b/.test(src.body)) lines.push('enable subgroups;');
   src.buffers.forEach((b, i) => {
     const access = b.access === 'read_write' ? 'read_write' : 'read';
     lines.push(`@group(0) @binding(${i}) var<storage, ${access}> ${b.name}: array<${b.type}>;`);
