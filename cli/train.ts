@@ -175,7 +175,16 @@ export async function trainCommand(argv: string[]): Promise<boolean> {
         `EMA ${options.adam.emaDecay}, flips ${options.flip ? 'on' : 'off'}, ${e.info.description || e.info.device}` +
         (trainer.step > 0 ? `; resuming at step ${trainer.step}` : ''),
     );
+    // Ctrl-C / SIGTERM: finish the step, checkpoint, export weights, then exit — no work lost.
+    const stop = () => {
+      process.stderr.write('\nsbgc train: stopping after this step (checkpoint + weights)…\n');
+      trainer.requestStop();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
     const summary = await trainer.train();
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     console.log(
       JSON.stringify({
         step: summary.step,

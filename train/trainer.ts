@@ -109,6 +109,12 @@ export class Trainer {
   private readonly lossRing: Tensor;
   private readonly normRing: Tensor;
   private pending: Array<Omit<LogEntry, 'loss' | 'gradNorm'>> = [];
+  private stopRequested = false;
+
+  /** Ends `train()` after the current step, with the usual final checkpoint and weights export (for SIGINT/SIGTERM). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
   readonly history: LogEntry[] = [];
   evaluate: EvalHook | null = null;
   private steadyStart: { time: number; step: number } | null = null;
@@ -162,7 +168,7 @@ export class Trainer {
   async train(untilStep = this.options.steps): Promise<TrainSummary> {
     const o = this.options;
     const bar = o.progress ? new ProgressBar(o.steps) : null;
-    while (this.step < untilStep) {
+    while (this.step < untilStep && !this.stopRequested) {
       this.recordStep();
       await this.engine.flush();
       const k = this.step;
