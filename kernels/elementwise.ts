@@ -143,6 +143,41 @@ export const axpy: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
     tx ? (ty ? axpy(e, [tx, ty], params) : scale(e, [tx], params)) : ty,
 });
 
+/** a / b */
+export const divide: Op<NoParams> = defineOp<NoParams>({
+  name: 'divide',
+  forward(e, [a0, b0]) {
+    const a = req(a0, 'divide a');
+    const b = req(b0, 'divide b');
+    sameShape('divide', a, b);
+    const out = e.empty(a.shape, 'f32', 'divide');
+    launch(e, 'divide', [a, b], [out], 'out[i] = a[i] / b[i];');
+    return out;
+  },
+  // ∂(a/b)/∂a = 1/b; ∂(a/b)/∂b = −(a/b)/b.
+  vjp: (e, { inputs: [, b], output }, ct, needs) => [
+    needs[0] ? divide(e, [ct, b], {}) : null,
+    needs[1] ? scale(e, [divide(e, [mul(e, [ct, output], {}), b], {})], { alpha: -1 }) : null,
+  ],
+  jvp: (e, { inputs: [, b], output }, [ta, tb]) => {
+    const num = tb ? (ta ? sub(e, [ta, mul(e, [output, tb], {})], {}) : scale(e, [mul(e, [output, tb], {})], { alpha: -1 })) : ta;
+    return num ? divide(e, [num, b], {}) : null;
+  },
+});
+
+/** Natural logarithm (the Fourier time embedding takes log σ). */
+export const log: Op<NoParams> = defineOp<NoParams>({
+  name: 'log',
+  forward(e, [x0]) {
+    const x = req(x0, 'log');
+    const out = e.empty(x.shape, 'f32', 'log');
+    launch(e, 'log', [x], [out], 'out[i] = log(a[i]);');
+    return out;
+  },
+  vjp: (e, { inputs: [x] }, ct) => [divide(e, [ct, x], {})],
+  jvp: (e, { inputs: [x] }, [tx]) => (tx ? divide(e, [tx, x], {}) : null),
+});
+
 const SILU_GRAD = 'let s = sigmoid(x); let d1 = s * (1.0 + x * (1.0 - s));';
 
 /** g · silu'(x). Its own JVP is the fused HVP kernel `silu.backward.dual`. */

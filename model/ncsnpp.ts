@@ -13,7 +13,7 @@ import { SbgcError, ShapeError } from '../engine/errors.js';
 import { Tensor } from '../engine/tensor.js';
 import { addChannelBias, addScaled, concatChannels } from '../kernels/channels.js';
 import { dropout } from '../kernels/dropout.js';
-import { add, axpy, silu } from '../kernels/elementwise.js';
+import { add, axpy, log, silu } from '../kernels/elementwise.js';
 import { gaussianFourierProjection, oneHot, timestepEmbedding } from '../kernels/embeddings.js';
 import { groupNorm } from '../kernels/group-norm.js';
 import { downsample2x, upsample2x, type ResampleParams } from '../kernels/resample.js';
@@ -305,7 +305,7 @@ function scaleShift(e: Engine, x: Tensor): Tensor {
   return out;
 }
 
-/** log(t) for the Fourier embedding (score_sde feeds it log of the time input); kernels/ has no log op yet. */
-function logOf(_e: Engine, _t: Tensor): Tensor {
-  throw new SbgcError('ncsnpp: the Gaussian Fourier time embedding (embedding_type "fourier") needs a log op, which kernels/ does not provide yet');
+/** log of the time input for the Fourier embedding (score_sde feeds it log σ). */
+function logOf(e: Engine, t: Tensor): Tensor {
+  return log(e, [t], {});
 }

@@ -1,7 +1,7 @@
 import { describe, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { checkHvp, checkOp, randomHost, type Host64 } from '../helpers/check-op.js';
-import { add, axpy, mul, scale, silu, siluBackward, sub } from '../../kernels/elementwise.js';
+import { add, axpy, divide, log, mul, scale, silu, siluBackward, sub } from '../../kernels/elementwise.js';
 
 const map2 = (a: Host64, b: Host64, f: (x: number, y: number) => number): Host64 => ({
   shape: a.shape,
@@ -42,6 +42,18 @@ describe('elementwise ops', () => {
       });
     });
   }
+
+  it('divide and log (positive inputs away from 0, where 1/x and log are well conditioned)', async () => {
+    const e = engine();
+    const pos = (seed: number): Host64 => {
+      const h = randomHost([3, 17], seed);
+      return { shape: h.shape, data: h.data.map((v) => 0.5 + Math.abs(v)) };
+    };
+    const a = randomHost([3, 17], 9);
+    const b = pos(10);
+    await checkOp(e, { op: divide, params: {}, inputs: [a, b], reference: ([x, y]) => map2(x!, y!, (p, q) => p / q), tol: TOL });
+    await checkOp(e, { op: log, params: {}, inputs: [b], reference: ([x]) => ({ shape: x!.shape, data: x!.data.map(Math.log) }), tol: TOL });
+  });
 
   it('silu and its backward (whose JVP is the fused HVP kernel)', async () => {
     const e = engine();

@@ -16,7 +16,7 @@ const getEngine = useEngine();
 const tiny = loadPreset('tiny');
 const variant = (name: string, patch: Partial<NcsnppConfig>): NcsnppConfig => parseConfig({ ...tiny, ...patch, name }, `test ${name}`);
 
-/** Plan branches beyond the presets': uncentred + unconditional, FIR resampling, DDPM blocks, progressive paths. */
+/** Plan branches beyond the presets': uncentred + unconditional, FIR resampling, DDPM blocks, progressive paths, Fourier time features. */
 const VARIANTS: NcsnppConfig[] = [
   tiny,
   variant('tiny-uncentred-uncond', { centered: false, numClasses: 0 }),
@@ -24,6 +24,7 @@ const VARIANTS: NcsnppConfig[] = [
   variant('tiny-ddpm', { resblockType: 'ddpm' }),
   variant('tiny-progressive', { progressive: 'output_skip', progressiveInput: 'input_skip', progressiveCombine: 'cat' }),
   variant('tiny-residual', { progressive: 'residual', progressiveInput: 'residual' }),
+  variant('tiny-fourier', { embeddingType: 'fourier', fourierScale: 16 }),
 ];
 
 function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -94,7 +95,9 @@ describe('NCSN++ GPU forward vs the float64 reference network', () => {
         const got = await gpuForward(s, x, tNet, labels);
         // f32 through ~20 conv/norm/attention layers with ≤ 16·9 = 144-term sums: measured 4e-7…1.4e-6 (max-norm
         // relative); 1e-5 leaves ~7× headroom for other adapters' summation orders (the issue's bound is 1e-4).
-        expect(relErr(got, want)).toBeLessThan(1e-5);
+        // Fourier features: sin(2π·16·W·log t) in f32 has angles up to ~10³ rad, whose f32 rounding alone is ~6e-5
+        // rad — the issue's 1e-4 bound applies there.
+        expect(relErr(got, want)).toBeLessThan(cfg.embeddingType === 'fourier' ? 1e-4 : 1e-5);
         expect(maxAbs(want)).toBeGreaterThan(0.05); // initScale 1: the output is not trivially ~0
       }
       s.weights.dispose();
