@@ -1,19 +1,22 @@
 /**
  * sbgc classify: the generative classifier of SPEC §3 on images — ŷ = argmax_y log p₀(x|y), p(y|x) by softmax,
- * log p(x) and bits/dim — with the probability-flow ODE solved for all classes of a batch of images at once.
+ * log p(x) and bits/dim — with the probability-flow ODE solved for all classes of a batch of images at once
+ * (--estimator ode, the default), or with the continuous-time ELBO (--estimator elbo, eval/elbo.ts).
  * Output: JSON (stdout, or --out FILE written atomically after every batch and resumable with --resume).
  */
 import { createEngine } from './context.js';
 import { processIo, type CommandIo } from './progress.js';
 import { MODEL_USAGE, type LoadedModel } from './model-source.js';
 import { bitsPerDim } from '../data/model-space.js';
-import { classify } from '../solvers/likelihood.js';
+import { classify, type ImageInput } from '../solvers/likelihood.js';
+import { elboClassify } from '../eval/elbo.js';
+import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
 import { SOLVER_USAGE } from '../eval/cli-flags.js';
 import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation } from '../eval/eval-setup.js';
+import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, type EvalSetup } from '../eval/eval-setup.js';
 import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
 
-export const CLASSIFY_USAGE = `usage: sbgc classify MODEL INPUT [solver options] [--out results.json [--resume]]
+export const CLASSIFY_USAGE = `usage: sbgc classify MODEL INPUT [--estimator ode|elbo] [solver options] [--out results.json [--resume]]
 
 Classifies images with a class-conditional score model: log p(x|y) for every class by the probability-flow ODE
 (SPEC §3), p(y|x) = softmax, ŷ = argmax. Prints a line per image (predicted class, p(y|x) of it, bits/dim, the
@@ -23,6 +26,14 @@ image and log p(x|y) of every class.
 ${MODEL_USAGE}
 
 ${INPUT_USAGE}
+
+estimator:
+  --estimator ode         log p(x|y) by the probability-flow ODE (default; the paper's method)
+  --estimator elbo        the continuous-time ELBO of log p(x|y) instead (eval/elbo.ts): K stratified t and the
+                          same noise for every class; K·classes network forward passes per image, no ODE solve.
+                          Uses --eps-t, --seed, --no-dequant; the other solver flags are refused
+  --k K                   ELBO time samples per image (default 64); "logpStdPerClass" is then its Monte-Carlo
+                          standard error and "nfe" is K (network evaluations per class)
 
 ${SOLVER_USAGE}
 
@@ -38,13 +49,19 @@ export interface ClassifyRecord extends ImageRecord {
   bitsPerDim: number;
   /** bits/dim of log p(x|label) when the label is known. */
   bitsPerDimGivenLabel?: number;
-  /** log p₀(x|y) per class (mean over draws), its sample std over draws, and p(y|x). */
+  /**
+   * log p₀(x|y) per class (mean over draws), its sample std over draws, and p(y|x). With --estimator elbo:
+   * the ELBO per class and its Monte-Carlo standard error.
+   */
   logpPerClass: number[];
   logpStdPerClass: number[];
   posterior: number[];
-  /** Std over draws of log p(x|ŷ). */
+  /** Std over draws of log p(x|ŷ) (ELBO: its standard error). */
   logpSpread: number;
-  /** RHS evaluations of this image's solve (per row: the network calls along one trajectory). */
+  /**
+   * RHS evaluations of this image's solve (per row: the network calls along one trajectory, each a forward pass
+   * and a VJP). ELBO: K, the forward passes per class.
+   */
   nfe: number;
   status: string;
   message?: string;
@@ -79,14 +96,103 @@ function summarize(records: ClassifyRecord[], model: LoadedModel): { [k: string]
   };
 }
 
+const ESTIMATORS = ['ode', 'elbo'] as const;
+type Estimator = (typeof ESTIMATORS)[number];
+
+const ESTIMATOR_FLAGS = {
+  estimator: { type: 'string' },
+  k: { type: 'string' },
+} as const;
+
+/** Network rows per class and image of the default batch: K for the ELBO (checked later; 64 if unparsable), 1 else. */
+function elboRowsPerClass(values: FlagValues): number {
+  if (values.estimator !== 'elbo') return 1;
+  const k = Number(values.k ?? 64);
+  return Number.isSafeInteger(k) && k >= 1 ? k : 64;
+}
+
+/** The solver flags that only the ODE uses (refused with --estimator elbo rather than silently ignored). */
+const ODE_ONLY_FLAGS = ['rtol', 'atol', 'probes', 'n', 'probes-mode', 'step-control', 'state', 'max-steps', 'per-draw'];
+/** Settings of the ODE that do not describe an ELBO run (dropped from its header). */
+const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'probes', 'nProbes', 'stepControl', 'state', 'maxSteps', 'precision'];
+
+function readEstimator(f: FlagReader, values: FlagValues, s: EvalSetup): { estimator: Estimator; k: number } {
+  const estimator = f.oneOf(values, 'estimator', ESTIMATORS, 'ode');
+  if (estimator === 'ode') {
+    if (values.k !== undefined) f.fail('--k sets the ELBO sample size; it needs --estimator elbo');
+    return { estimator, k: 0 };
+  }
+  for (const flag of ODE_ONLY_FLAGS) if (values[flag] !== undefined) f.fail(`--${flag} applies to the ODE estimator, not to --estimator elbo`);
+  if (s.settings.prior === 'exact') f.fail('--prior exact applies to the ODE estimator; the ELBO uses its closed-form N(0, I) prior term');
+  return { estimator, k: f.int(values, 'k', 64, 1) };
+}
+
+/** One chunk's per-image numbers, whichever estimator produced them. */
+interface ChunkNumbers {
+  dim: number;
+  predicted: Uint32Array;
+  posterior: Float64Array;
+  logpPerClass: Float64Array;
+  logpStdPerClass: Float64Array;
+  logpMarginal: Float64Array;
+  bitsPerDimMarginal: Float64Array;
+  /** Batched evaluations of the chunk (progress display). */
+  nfev: number;
+  nfe(i: number): number;
+  /** The spread shown per image: std over draws (ODE, n > 1), the Monte-Carlo standard error (ELBO), else 0. */
+  spread(i: number, y: number): number;
+  status(i: number): { status: string; message?: string };
+  perDraw?(i: number): number[][];
+}
+
+async function solveChunkNumbers(
+  s: EvalSetup,
+  input: ImageInput,
+  p0: number,
+  est: { estimator: Estimator; k: number },
+  onProgress: Parameters<typeof chunkOptions>[2],
+): Promise<ChunkNumbers> {
+  const { loaded, settings } = s;
+  const C = loaded.model.numClasses;
+  if (est.estimator === 'elbo') {
+    const r = await elboClassify(s.engine, loaded.model, input, {
+      k: est.k,
+      epsT: settings.epsT,
+      seed: settings.seed,
+      imageOffset: s.source.globalIndex(p0),
+      dequantise: settings.dequantise,
+      centered: loaded.centered,
+    });
+    return {
+      ...r,
+      logpStdPerClass: r.logpStdErrPerClass,
+      nfe: () => r.k,
+      spread: (i, y) => r.logpStdErrPerClass[i * C + y],
+      status: (i) =>
+        r.logpPerClass.subarray(i * C, (i + 1) * C).every(Number.isFinite) ? { status: 'success' } : { status: 'non-finite', message: 'the network output is not finite' },
+    };
+  }
+  const n = settings.nProbes;
+  const r = await classify(s.engine, loaded.model, input, chunkOptions(s, p0, onProgress));
+  return {
+    ...r,
+    nfe: (i) => maxNfe(r.rows, i * n * C, (i + 1) * n * C),
+    spread: (i, y) => (n > 1 ? r.logpStdPerClass[i * C + y] : 0),
+    status: (i) => rowStatus(r.rows, i * n * C, (i + 1) * n * C),
+    perDraw: (i) => Array.from({ length: n }, (_, k) => roundAll(r.logpPerDraw.subarray((i * n + k) * C, (i * n + k + 1) * C))),
+  };
+}
+
 /** Runs `sbgc classify`; returns the results (also written to --out or stdout), or null for --help. */
 export async function runClassify(argv: string[], io: CommandIo = processIo): Promise<RunFile<ClassifyRecord> | null> {
-  const s = await setupEvaluation('classify', CLASSIFY_USAGE, argv, io, {}, (m) => m.model.numClasses, createEngine, (f, m) => {
+  const s = await setupEvaluation('classify', CLASSIFY_USAGE, argv, io, ESTIMATOR_FLAGS, (m, v) => m.model.numClasses * elboRowsPerClass(v), createEngine, (f, m) => {
     if (m.model.numClasses < 1) f.error(`the model is unconditional (${m.description}); classification needs class-conditional scores — use sbgc likelihood`);
   });
   if (!s) return null;
   const { loaded, source, settings } = s;
   try {
+    const est = readEstimator(s.f, s.values, s);
+    const elbo = est.estimator === 'elbo';
     const K = loaded.model.numClasses;
     const n = settings.nProbes;
     const names = loaded.classNames ?? source.classNames;
@@ -98,10 +204,13 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
       labelled++;
       if (r.predicted === r.label) correct++;
     };
+    // ODE runs keep the header they had before --estimator existed (so their --out files still --resume).
+    const head = header(s, 'sbgc.classify/1', elbo ? { estimator: 'elbo', k: est.k, timeSampling: 'stratified importance quantiles, q(t) ∝ g²/σ²' } : {});
+    if (elbo) for (const key of ODE_ONLY_SETTINGS) delete head.settings[key];
     const file = await runEvaluation<ClassifyRecord>({
       f: s.f,
       io,
-      header: header(s, 'sbgc.classify/1', {}),
+      header: head,
       source,
       batch: s.batch,
       out: s.out,
@@ -112,15 +221,13 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
       tSpan: [settings.epsT, loaded.model.sde.T],
       async solveChunk(p0, p1, progress) {
         const input = source.input(p0, p1);
-        const r = await classify(s.engine, loaded.model, input, chunkOptions(s, p0, progress.solve));
+        const r = await solveChunkNumbers(s, input, p0, est, progress.solve);
         const D = r.dim;
         const xs = loaded.analytic ? exactPoints(input, settings.dequantise, loaded.centered) : null;
         const records = Array.from({ length: p1 - p0 }, (_, i): ClassifyRecord => {
           const p = p0 + i;
           const label = source.labels ? source.labels[p] : null;
           const y = r.predicted[i];
-          const row0 = i * n * K;
-          const spread = n > 1 ? r.logpStdPerClass[i * K + y] : 0;
           const rec: ClassifyRecord = {
             index: source.globalIndex(p),
             source: source.name(p),
@@ -132,17 +239,15 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
             logpPerClass: roundAll(r.logpPerClass.subarray(i * K, (i + 1) * K)),
             logpStdPerClass: roundAll(r.logpStdPerClass.subarray(i * K, (i + 1) * K)),
             posterior: roundAll(r.posterior.subarray(i * K, (i + 1) * K)),
-            logpSpread: round(spread),
-            nfe: maxNfe(r.rows, row0, row0 + n * K),
-            ...rowStatus(r.rows, row0, row0 + n * K),
+            logpSpread: round(r.spread(i, y)),
+            nfe: r.nfe(i),
+            ...r.status(i),
           };
           if (label !== null && Number.isFinite(r.logpPerClass[i * K + label])) {
             const l = r.logpPerClass[i * K + label];
             rec.bitsPerDimGivenLabel = round(bitsPerDim(l, D, loaded.centered));
           }
-          if (s.perDraw) {
-            rec.logpPerDraw = Array.from({ length: n }, (_, k) => roundAll(r.logpPerDraw.subarray(row0 + k * K, row0 + (k + 1) * K)));
-          }
+          if (s.perDraw && r.perDraw) rec.logpPerDraw = r.perDraw(i);
           if (xs && loaded.analytic) {
             const b = loaded.analytic.bayes(xs.subarray(i * D, (i + 1) * D), settings.epsT);
             rec.exact = { logpPerClass: roundAll(b.logp), predicted: b.predicted, pTop: round(b.posterior[b.predicted]) };
@@ -161,7 +266,8 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
         ];
         if (rec.label !== null) parts.push(`y ${className(rec.label)} ${rec.predicted === rec.label ? 'ok' : 'WRONG'}`);
         parts.push(`${rec.bitsPerDim.toFixed(4)} bits/dim`);
-        if (n > 1) parts.push(`±${rec.logpSpread.toPrecision(3)} nats over ${n} draws`);
+        if (elbo) parts.push(`±${rec.logpSpread.toPrecision(3)} nats (ELBO, K = ${est.k})`);
+        else if (n > 1) parts.push(`±${rec.logpSpread.toPrecision(3)} nats over ${n} draws`);
         parts.push(`NFE ${rec.nfe}`);
         if (rec.exact) parts.push(`exact ŷ ${rec.exact.predicted}`);
         if (labelled > 0) parts.push(`acc ${correct}/${labelled} = ${((100 * correct) / labelled).toFixed(1)}%`);
