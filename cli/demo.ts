@@ -32,9 +32,10 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      images: { type: 'string', default: '10' },
+      images: { type: 'string', default: '5' },
       offset: { type: 'string', default: '0' },
-      rtol: { type: 'string', default: '1e-3' },
+      rtol: { type: 'string', default: '1e-2' },
+      'eps-t': { type: 'string', default: '1e-5' },
       n: { type: 'string', default: '1' },
       seed: { type: 'string', default: '0' },
       weights: { type: 'string' },
@@ -49,6 +50,7 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
   const images = Math.floor(num('images', values.images!, 1));
   const offset = Math.floor(num('offset', values.offset!, 0));
   const rtol = num('rtol', values.rtol!, 1e-12);
+  const epsT = num('eps-t', values['eps-t']!, 1e-12);
   const nProbes = Math.floor(num('n', values.n!, 1));
   const seed = Math.floor(num('seed', values.seed!, 0));
   const weightsPath = values.weights ?? resolve(repoRoot(), BUNDLED_WEIGHTS);
@@ -67,7 +69,7 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
   console.log(`  adapter  ${e.info.description || e.info.device} (${e.info.backend}${e.info.isCpu ? ', CPU' : ''})`);
   console.log(`  model    mnist-small (${weights.numParams.toLocaleString('en')} parameters) from ${weightsPath}`);
   console.log(
-    `  settings probability-flow ODE, RK45 rtol = atol = ${rtol}, ε_t = 1e-5, Hutchinson n = ${nProbes} ` +
+    `  settings probability-flow ODE, RK45 rtol = atol = ${rtol}, ε_t = ${epsT}, Hutchinson n = ${nProbes} ` +
       `(Rademacher, probes and dequantisation shared across the 10 classes), seed ${seed}; ` +
       `images ${offset}..${offset + count - 1} of the 2 000 held out`,
   );
@@ -80,6 +82,7 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
     const r = await classify(e, model, { pixels }, {
       rtol,
       atol: rtol,
+      epsT,
       nProbes,
       seed,
       imageOffset: i,
