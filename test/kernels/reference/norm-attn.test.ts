@@ -26,59 +26,7 @@ import {
 } from '../../../kernels/reference/group-norm.js';
 import { t64, type T64 } from '../../../kernels/reference/norm-types.js';
 
-// ---- local helpers (finite-diff.ts belongs to another file set; these stay self-contained) ----
-
-function normalSampler(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = (): number => {
-    // mulberry32
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
-function randT(shape: number[], randn: () => number, scale = 1): T64 {
-  const t = t64(shape);
-  for (let i = 0; i < t.data.length; i++) t.data[i] = scale * randn();
-  return t;
-}
-function flat(ts: T64[]): Float64Array {
-  const out = new Float64Array(ts.reduce((a, t) => a + t.data.length, 0));
-  let o = 0;
-  for (const t of ts) {
-    out.set(t.data, o);
-    o += t.data.length;
-  }
-  return out;
-}
-function dot(a: Float64Array, b: Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-}
-const norm = (a: Float64Array): number => Math.sqrt(dot(a, a));
-const maxAbs = (a: Float64Array): number => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-/** max|a − b| relative to the larger of the two vectors' max-abs. */
-function relErr(a: Float64Array, b: Float64Array): number {
-  expect(a.length).toBe(b.length);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d / Math.max(maxAbs(a), maxAbs(b), 1e-300);
-}
-function centralDiff(f: (s: number) => Float64Array, h = 1e-5): Float64Array {
-  const p = f(h);
-  const m = f(-h);
-  return p.map((v, i) => (v - m[i]) / (2 * h));
-}
-function axpy(a: T64, t: T64, s: number): T64 {
-  return t64(a.shape, a.data.map((v, i) => v + s * t.data[i]));
-}
-function expectDotIdentity(jv: Float64Array, u: Float64Array, v: Float64Array, jtu: Float64Array): void {
-  const scale = Math.max(norm(jv) * norm(u), norm(v) * norm(jtu));
-  expect(Math.abs(dot(jv, u) - dot(v, jtu))).toBeLessThanOrEqual(1e-12 * scale);
-}
+import { normalSampler, randT, flat, dot, norm, relErr, centralDiff, axpy, expectDotIdentity } from '../../helpers/reference-fd.js';
 
 const FD_TOL = 1e-6;
 
