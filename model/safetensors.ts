@@ -125,7 +125,8 @@ function dataMatchesDtype(dtype: SafetensorsDtype, data: unknown): boolean {
   }
 }
 
-function viewAs(dtype: SafetensorsDtype, buf: ArrayBuffer, count: number): SafetensorsTypedArray {
+/** The typed array that holds `count` elements of `dtype` at the start of `buf` (F16/BF16 as raw bits). */
+export function viewAs(dtype: SafetensorsDtype, buf: ArrayBuffer, count: number): SafetensorsTypedArray {
   switch (dtype) {
     case 'F64': return new Float64Array(buf, 0, count);
     case 'F32': return new Float32Array(buf, 0, count);

@@ -19,7 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { unzipSync } from 'fflate';
 
 import { SbgcError } from '../engine/errors.js';
-import type { SafetensorsDataMap, SafetensorsDtype, SafetensorsTypedArray } from './safetensors.js';
+import { viewAs, type SafetensorsDataMap, type SafetensorsDtype, type SafetensorsTypedArray } from './safetensors.js';
 
 /** A malformed or unsupported checkpoint; the message starts with the file (and record) at fault. */
 export class TorchCheckpointError extends SbgcError {
@@ -165,28 +165,13 @@ function isRowMajor(shape: readonly number[], stride: readonly number[]): boolea
   return true;
 }
 
-function typedView(dtype: TorchDtype, buf: ArrayBuffer, count: number): SafetensorsTypedArray {
-  switch (dtype) {
-    case 'F64': return new Float64Array(buf, 0, count);
-    case 'F32': return new Float32Array(buf, 0, count);
-    case 'F16': case 'BF16': case 'U16': return new Uint16Array(buf, 0, count);
-    case 'I64': return new BigInt64Array(buf, 0, count);
-    case 'I32': return new Int32Array(buf, 0, count);
-    case 'I16': return new Int16Array(buf, 0, count);
-    case 'I8': return new Int8Array(buf, 0, count);
-    case 'U64': return new BigUint64Array(buf, 0, count);
-    case 'U32': return new Uint32Array(buf, 0, count);
-    case 'U8': case 'BOOL': return new Uint8Array(buf, 0, count);
-  }
-}
-
 /** The view's elements from its storage bytes `src`; `ownsSrc`: src is a private copy this tensor may keep. */
 function materialise(t: TorchTensor, src: Uint8Array, ownsSrc: boolean): SafetensorsTypedArray {
   const isz = ITEMSIZE[t.dtype];
   const n = t.numel;
   if (ownsSrc && t.storageOffset === 0 && n === t.storage.numel && isRowMajor(t.shape, t.stride)) {
     // The extraction is already a private, 0-offset copy of exactly this view.
-    return typedView(t.dtype, src.buffer as ArrayBuffer, n);
+    return viewAs(t.dtype, src.buffer as ArrayBuffer, n);
   }
   const out = new Uint8Array(n * isz);
   // Copy in 1-, 2- or 4-byte lanes (8-byte elements as two 4-byte lanes: exact bits, no float canonicalisation).
@@ -210,7 +195,7 @@ function materialise(t: TorchTensor, src: Uint8Array, ownsSrc: boolean): Safeten
       idx[k] = 0;
     }
   }
-  return typedView(t.dtype, out.buffer, n);
+  return viewAs(t.dtype, out.buffer, n);
 }
 
 /** Where a storage's bytes live; kept outside the class so the public type exposes no zip internals. */

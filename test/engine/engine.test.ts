@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
-import type { Engine } from '../../engine/engine.js';
+import type { Engine, Program } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { DeviceLimitError, DTypeError, ShapeError } from '../../engine/errors.js';
 import { grid } from '../../engine/rng.js';
 
-function axpy(e: Engine, a: number, x: Tensor, y: Tensor): Tensor {
-  const out = e.empty(x.shape, 'f32', 'axpy.out');
-  const p = e.program({
+function axpyProgram(e: Engine): Program {
+  return e.program({
     name: 'test.axpy',
     buffers: [
       { name: 'x', type: 'f32' },
@@ -24,6 +23,11 @@ function axpy(e: Engine, a: number, x: Tensor, y: Tensor): Tensor {
       if (i < params.n) { out[i] = params.a * x[i] + y[i]; }
     }`,
   });
+}
+
+function axpy(e: Engine, a: number, x: Tensor, y: Tensor): Tensor {
+  const out = e.empty(x.shape, 'f32', 'axpy.out');
+  const p = axpyProgram(e);
   e.dispatch(p, { x, y, out }, { n: x.size, a }, grid(e, x.size, 64));
   return out;
 }
@@ -172,22 +176,6 @@ describe('engine', () => {
 });
 
 function axpyUnbound(e: Engine, x: Tensor): void {
-  const p = e.program({
-    name: 'test.axpy',
-    buffers: [
-      { name: 'x', type: 'f32' },
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['a', 'f32'],
-    ],
-    workgroupSize: [64],
-    body: `fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-      let i = g.x + g.y * nwg.x * 64u;
-      if (i < params.n) { out[i] = params.a * x[i] + y[i]; }
-    }`,
-  });
+  const p = axpyProgram(e);
   e.dispatch(p, { x, out: x }, { n: 1, a: 1 }, [1]);
 }
