@@ -9,7 +9,7 @@ import { processIo, type CommandIo } from './progress.js';
 import { MODEL_USAGE, type LoadedModel } from './model-source.js';
 import { bitsPerDim } from '../data/model-space.js';
 import { classify, type ImageInput } from '../solvers/likelihood.js';
-import { elboClassify } from '../eval/elbo.js';
+import { ELBO_TIMES, ELBO_TIMES_DESCRIPTION, elboClassify, type ElboTimes } from '../eval/elbo.js';
 import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
 import { SOLVER_USAGE } from '../eval/cli-flags.js';
 import { INPUT_USAGE } from '../eval/image-input.js';
@@ -34,6 +34,9 @@ estimator:
                           Uses --eps-t, --seed, --no-dequant; the other solver flags are refused
   --k K                   ELBO time samples per image (default 64); "logpStdPerClass" is then its Monte-Carlo
                           standard error and "nfe" is K (network evaluations per class)
+  --elbo-times T          importance (default: quantiles of q(t) ∝ g²/σ², the bound's own proposal) | uniform
+                          (stratified uniform t, weighted: where a uniform-t-trained model tells classes apart;
+                          heavy-tailed, bits/dim read optimistic) | mixture (half each, balance-heuristic weights)
 
 ${SOLVER_USAGE}
 
@@ -102,6 +105,7 @@ type Estimator = (typeof ESTIMATORS)[number];
 const ESTIMATOR_FLAGS = {
   estimator: { type: 'string' },
   k: { type: 'string' },
+  'elbo-times': { type: 'string' },
 } as const;
 
 /** Network rows per class and image of the default batch: K for the ELBO (checked later; 64 if unparsable), 1 else. */
@@ -116,15 +120,22 @@ const ODE_ONLY_FLAGS = ['rtol', 'atol', 'probes', 'n', 'probes-mode', 'step-cont
 /** Settings of the ODE that do not describe an ELBO run (dropped from its header). */
 const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'probes', 'nProbes', 'stepControl', 'state', 'maxSteps', 'precision'];
 
-function readEstimator(f: FlagReader, values: FlagValues, s: EvalSetup): { estimator: Estimator; k: number } {
+interface EstimatorChoice {
+  estimator: Estimator;
+  k: number;
+  times: ElboTimes;
+}
+
+function readEstimator(f: FlagReader, values: FlagValues, s: EvalSetup): EstimatorChoice {
   const estimator = f.oneOf(values, 'estimator', ESTIMATORS, 'ode');
   if (estimator === 'ode') {
     if (values.k !== undefined) f.fail('--k sets the ELBO sample size; it needs --estimator elbo');
-    return { estimator, k: 0 };
+    if (values['elbo-times'] !== undefined) f.fail('--elbo-times needs --estimator elbo');
+    return { estimator, k: 0, times: 'importance' };
   }
   for (const flag of ODE_ONLY_FLAGS) if (values[flag] !== undefined) f.fail(`--${flag} applies to the ODE estimator, not to --estimator elbo`);
   if (s.settings.prior === 'exact') f.fail('--prior exact applies to the ODE estimator; the ELBO uses its closed-form N(0, I) prior term');
-  return { estimator, k: f.int(values, 'k', 64, 1) };
+  return { estimator, k: f.int(values, 'k', 64, 1), times: f.oneOf(values, 'elbo-times', ELBO_TIMES, 'importance') };
 }
 
 /** One chunk's per-image numbers, whichever estimator produced them. */
@@ -149,7 +160,7 @@ async function solveChunkNumbers(
   s: EvalSetup,
   input: ImageInput,
   p0: number,
-  est: { estimator: Estimator; k: number },
+  est: EstimatorChoice,
   onProgress: Parameters<typeof chunkOptions>[2],
 ): Promise<ChunkNumbers> {
   const { loaded, settings } = s;
@@ -162,6 +173,7 @@ async function solveChunkNumbers(
       imageOffset: s.source.globalIndex(p0),
       dequantise: settings.dequantise,
       centered: loaded.centered,
+      times: est.times,
     });
     return {
       ...r,
@@ -205,7 +217,13 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
       if (r.predicted === r.label) correct++;
     };
     // ODE runs keep the header they had before --estimator existed (so their --out files still --resume).
-    const head = header(s, 'sbgc.classify/1', elbo ? { estimator: 'elbo', k: est.k, timeSampling: 'stratified importance quantiles, q(t) ∝ g²/σ²' } : {});
+    const head = header(s, 'sbgc.classify/1', elbo
+        ? {
+            estimator: 'elbo',
+            k: est.k,
+            timeSampling: ELBO_TIMES_DESCRIPTION[est.times],
+          }
+        : {});
     if (elbo) for (const key of ODE_ONLY_SETTINGS) delete head.settings[key];
     const file = await runEvaluation<ClassifyRecord>({
       f: s.f,

@@ -29,6 +29,8 @@ commands:
                           raw network output, for interop checks
   train --preset mnist-small [--steps N] [--batch B] [--t-sampling uniform|importance|mixture] [--resume] …
                           maximum-likelihood training (sbgc train --help for all flags)
+  export-weights CHECKPOINT --out W.safetensors [--which auto|ema|raw]
+                          one weight set of a training checkpoint, for evaluation commands
   convert --in X.pth --out W.safetensors [--entry ema|model] [--config C]
                           score_sde_pytorch checkpoint → safetensors
   help                    this text`;
@@ -46,6 +48,7 @@ const commands: Record<string, Command> = {
   forward: async (argv) => (await import('./forward.js')).forwardCommand(argv),
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
   convert: async (argv) => (await import('./convert.js')).convertCommand(argv),
+  'export-weights': async (argv) => (await import('./export-weights.js')).exportWeightsCommand(argv),
 };
 
 async function profileCommand(argv: string[]): Promise<boolean | void> {

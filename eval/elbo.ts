@@ -38,6 +38,14 @@
  * Cost: K·classes network forward passes per image (no VJP, no step control), batched batchRows at a time; the
  * ODE costs nfe × classes × (forward + VJP) per draw.
  *
+ * Uniform times (`times: 'uniform'`): t_k stratified uniform on [ε, T] with the weight (T − ε)·g²(t_k)/σ²(t_k) — the
+ * same unbiased estimate of J, with its samples where a model trained with uniform t (ε-MSE) learned the most and
+ * where classes differ (moderate t), instead of crowding them near ε where q(t) ∝ 1/t puts them and the class
+ * signal is nil. Its variance is larger at small t (the weight ~1/t), and it is heavy-tailed there: a typical
+ * estimate misses the small-t mass, so its bits/dim read optimistic (the mean is still right). Shared noise cancels
+ * most of that in class differences. `mixture` takes half its samples each way (balance-heuristic weights, bounded
+ * by 2Z): honest bits/dim and samples at moderate t.
+ *
  * Common random numbers: every class of an image sees the same dequantisation noise, t_k and z_k, so class
  * differences carry no noise from the draws that the classes share. All draws are Philox keyed by
  * (seed, global image index): results do not depend on batching. The dequantisation stream is the one
@@ -77,6 +85,38 @@ export interface ElboOptions {
   logPrior?: ArrayLike<number>;
   /** Network rows (image × stratum × class) per call (default 256). */
   batchRows?: number;
+  /** Where the K times go: quantiles of q(t) ∝ g²/σ² ('importance', default) or uniform on [ε, T] ('uniform'). */
+  times?: ElboTimes;
+}
+
+export type ElboTimes = 'importance' | 'uniform' | 'mixture';
+export const ELBO_TIMES: readonly ElboTimes[] = ['importance', 'uniform', 'mixture'];
+
+export const ELBO_TIMES_DESCRIPTION: Record<ElboTimes, string> = {
+  importance: 'stratified quantiles of the likelihood-importance proposal q(t) ∝ g²/σ² on [ε, T]',
+  uniform: 'stratified uniform t on [ε, T], weight (T − ε)·g²/σ²',
+  mixture: 'half importance quantiles, half uniform strata; balance-heuristic weights',
+};
+
+/** Mixture times: the first ⌈K/2⌉ samples are importance quantiles, the rest uniform strata. */
+function mixtureSplit(K: number): [number, number] {
+  const n1 = Math.ceil(K / 2);
+  return [n1, K - n1];
+}
+
+/**
+ * The weight w(t) of one sample, so that J ≈ (1/K)·Σ_k ½·w(t_k)‖ε̂ − z_k‖² is unbiased: (g²/σ²)/q(t) for the
+ * density q the times come from — Z for importance, (T − ε)·g²/σ² for uniform, and for the mixture the balance
+ * heuristic of multiple importance sampling, (g²/σ²)/((n₁/K)·q_imp + (n₂/K)·q_unif), which stays ≤ K/n₁·Z.
+ */
+export function elboWeight(sde: Sde, times: ElboTimes, t: number, k: number, epsT: number): number {
+  const Z = importanceNormaliser(sde, epsT);
+  const ratio = sde.diffusionSquared(t) / sde.marginalStd(t) ** 2;
+  if (times === 'importance') return Z;
+  const span = sde.T - epsT;
+  if (times === 'uniform') return span * ratio;
+  const [n1, n2] = mixtureSplit(k);
+  return ratio / ((n1 / k) * (ratio / Z) + (n2 / k) / span);
 }
 
 export interface ElboClassifyResult {
@@ -118,10 +158,20 @@ export function elboConstant(sde: Sde, dim: number, normSquared: number, epsT: n
 }
 
 /** The draws of one image: stratified times t_k and the noise z_k (f32, [K, D], the values x_t is built from). */
-export function elboDraws(sde: Sde, o: { k: number; dim: number; seed: number; imageKey: number; epsT: number }): { t: Float64Array; z: Float32Array } {
+export function elboDraws(
+  sde: Sde,
+  o: { k: number; dim: number; seed: number; imageKey: number; epsT: number; times?: ElboTimes },
+): { t: Float64Array; z: Float32Array } {
   const { k: K, dim: D, seed, imageKey, epsT } = o;
   const v = drawHost(K, 'uniform', { seed, stream: STREAM_TIMES, offset: imageKey * blocksFor(K, 'uniform') });
-  const t = Float64Array.from(v, (vk, k) => invertImportanceCdf(sde, (k + vk) / K, epsT));
+  const uniform = (u: number) => epsT + u * (sde.T - epsT);
+  const [n1, n2] = mixtureSplit(K);
+  const t =
+    o.times === 'uniform'
+      ? Float64Array.from(v, (vk, k) => uniform((k + vk) / K))
+      : o.times === 'mixture'
+        ? Float64Array.from(v, (vk, k) => (k < n1 ? invertImportanceCdf(sde, (k + vk) / n1, epsT) : uniform((k - n1 + vk) / n2)))
+        : Float64Array.from(v, (vk, k) => invertImportanceCdf(sde, (k + vk) / K, epsT));
   const z = drawHost(K * D, 'normal', { seed, stream: STREAM_NOISE, offset: imageKey * blocksFor(K * D, 'normal') }) as Float32Array;
   return { t, z };
 }
@@ -187,14 +237,16 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
     }
   }
 
-  const Z = importanceNormaliser(sde, epsT);
-  // terms[(i·K + k)·C + y] = ½Z‖ε̂ − z‖²: stratum k's estimate of J for class y.
+  const times = options.times ?? 'importance';
+  if (!ELBO_TIMES.includes(times)) throw new RangeError(`elboClassify: times must be ${ELBO_TIMES.join(' or ')}, got ${String(times)}`);
+  const weightAt = (t: number): number => elboWeight(sde, times, t, K, epsT);
+  // terms[(i·K + k)·C + y] = ½w(t_k)‖ε̂ − z‖²: stratum k's estimate of J for class y.
   const terms = new Float64Array(I * K * C);
   const draws = new Map<number, ImageDraws>();
   const drawsOf = (i: number): ImageDraws => {
     let d = draws.get(i);
     if (!d) {
-      const { t, z } = elboDraws(sde, { k: K, dim: D, seed, imageKey: imageOffset + i, epsT });
+      const { t, z } = elboDraws(sde, { k: K, dim: D, seed, imageKey: imageOffset + i, epsT, times });
       const xt = new Float32Array(K * D);
       for (let k = 0; k < K; k++) {
         const m = sde.meanCoefficient(t[k]);
@@ -213,31 +265,32 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
     const r1 = Math.min(totalRows, r0 + batchRows);
     const B = r1 - r0;
     const xt = new Float32Array(B * D);
-    const times = new Float64Array(B);
+    const rowTimes = new Float64Array(B);
     const labels = new Uint32Array(B);
     for (let r = r0; r < r1; r++) {
       const i = Math.floor(r / (K * C));
       const k = Math.floor(r / C) % K;
       const d = drawsOf(i);
       xt.set(d.xt.subarray(k * D, (k + 1) * D), (r - r0) * D);
-      times[r - r0] = d.t[k];
+      rowTimes[r - r0] = d.t[k];
       labels[r - r0] = r % C;
     }
     const eps = await e.scope(async () => {
       const x = e.tensor(xt, [B, ch, h, w], 'f32', 'elbo.x_t');
-      return (await model.epsilon(e, x, times, labels).read()) as Float32Array;
+      return (await model.epsilon(e, x, rowTimes, labels).read()) as Float32Array;
     });
     nfev++;
     for (let r = r0; r < r1; r++) {
       const i = Math.floor(r / (K * C));
       const k = Math.floor(r / C) % K;
-      const z = drawsOf(i).z;
+      const d = drawsOf(i);
+      const z = d.z;
       let sq = 0;
       for (let j = 0; j < D; j++) {
         const diff = eps[(r - r0) * D + j] - z[k * D + j];
         sq += diff * diff;
       }
-      terms[r] = 0.5 * Z * sq;
+      terms[r] = 0.5 * weightAt(d.t[k]) * sq;
     }
     // Images whose rows are all done.
     for (const i of draws.keys()) if ((i + 1) * K * C <= r1) draws.delete(i);
@@ -289,7 +342,7 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
     k: K,
     epsT,
     probeSharing: 'shared-across-classes',
-    timeSampling: 'stratified quantiles of the likelihood-importance proposal q(t) ∝ g²/σ² on [ε, T]',
+    timeSampling: ELBO_TIMES_DESCRIPTION[times],
     modelSpace: describeModelSpace(centered),
     logpPerClass,
     logpStdErrPerClass,

@@ -161,6 +161,11 @@ export async function saveWeightsFile(
   await writeFileAtomic(path, encodeSafetensors(tensors, { ...metadata, weights: which === 'ema' ? 'ema' : 'raw' }, path));
 }
 
+/** The weights `--eval-weights auto` picks at `step` for an EMA of `decay` (null: none): EMA once decay^step < 1 %. */
+export function autoEvalWeights(step: number, decay: number | null): 'ema' | 'raw' {
+  return decay !== null && decay ** step < 0.01 ? 'ema' : 'raw';
+}
+
 /** Stable JSON equality (key order ignored), for checking a checkpoint's config against the current one. */
 export function sameJson(a: unknown, b: unknown): boolean {
   const norm = (v: unknown): unknown =>

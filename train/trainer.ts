@@ -19,7 +19,7 @@ import { ParamArena } from './param-arena.js';
 import { denoisingLossWithGradients, type LossReduce } from './loss.js';
 import { DEFAULT_EPS_T, importanceNormaliser, sampleTimes, type TimeSampling } from './time-sampling.js';
 import { DataStream, STREAMS } from './data-stream.js';
-import { loadCheckpoint, restoreArena, sameJson, saveCheckpoint, saveWeightsFile, type TrainingState } from './checkpoint.js';
+import { autoEvalWeights, loadCheckpoint, restoreArena, sameJson, saveCheckpoint, saveWeightsFile, type TrainingState } from './checkpoint.js';
 import { lossCurveSvg, ProgressBar } from './progress.js';
 import type { TrainableModel } from './model.js';
 
@@ -248,7 +248,7 @@ export class Trainer {
     const d = this.options.adam.emaDecay;
     if (d === null || this.options.evalWeights === 'raw') return 'raw';
     if (this.options.evalWeights === 'ema') return 'ema';
-    return d ** this.step < 0.01 ? 'ema' : 'raw';
+    return autoEvalWeights(this.step, d);
   }
 
   async runEval(): Promise<Record<string, number>> {

@@ -10,6 +10,8 @@ import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/t
 import { ncsnppTrainable } from '../../train/ncsnpp-model.js';
 import type { ImageDataset } from '../../data/dataset.js';
 import '../../kernels/elementwise.js';
+import { exportWeightsCommand } from '../../cli/export-weights.js';
+import { loadHostWeights } from '../../model/weights.js';
 
 // The `tiny` preset (8×8×3, 3 classes, attention at 4×4) with dropout on, so dropout masks are part of the state.
 const config = parseConfig({ ...loadPreset('tiny'), dropout: 0.1 }, 'tiny+dropout');
@@ -80,5 +82,31 @@ describe('training the NCSN++ network (tiny preset + dropout)', () => {
     expect(c.history.map((h) => h.loss)).toEqual(a.history.map((h) => h.loss));
     a.dispose();
     c.dispose();
+  });
+
+  it('sbgc export-weights: the raw or EMA weights of a checkpoint, bit for bit, loadable by evaluation commands', async () => {
+    const e = engine();
+    const dir = mkdtempSync(join(tmpdir(), 'sbgc-export-'));
+    dirs.push(dir);
+    const t = await Trainer.create(e, model, data, options({ outDir: dir, steps: 2 }));
+    await t.train(2);
+    const raw = await t.arena.read('param');
+    const ema = await t.arena.read('ema');
+    const exported = await t.exportWeights(); // auto at step 2 with decay 0.9 (0.81 of the init left): raw
+    t.dispose();
+    const ckpt = join(dir, 'checkpoint.safetensors');
+    for (const [which, want] of [['raw', raw], ['ema', ema], ['auto', raw]] as const) {
+      const out = join(dir, `w-${which}.safetensors`);
+      expect(await exportWeightsCommand([ckpt, '--out', out, '--which', which])).toBe(true);
+      const { params, metadata } = await loadHostWeights(config, out);
+      expect(metadata).toMatchObject({ step: '2', weights: which === 'ema' ? 'ema' : 'raw' });
+      for (const p of model.params) expect(new Uint32Array(params.get(p.name)!.buffer), `${which} ${p.name}`).toEqual(new Uint32Array(want.get(p.name)!.buffer));
+    }
+    const trainerExport = await loadHostWeights(config, exported);
+    const auto = await loadHostWeights(config, join(dir, 'w-auto.safetensors'));
+    for (const p of model.params) expect(auto.params.get(p.name)).toEqual(trainerExport.params.get(p.name));
+    await expect(exportWeightsCommand([ckpt, '--out', join(dir, 'x'), '--which', 'best'])).rejects.toThrow(/--which must be auto, ema or raw, got 'best'/);
+    await expect(exportWeightsCommand([ckpt])).rejects.toThrow(/--out W.safetensors is required/);
+    await expect(exportWeightsCommand([exported, '--out', join(dir, 'y')])).rejects.toThrow(new RegExp(exported.replace(/[.]/g, '\\.')));
   });
 });
