@@ -31,6 +31,8 @@ commands:
                           maximum-likelihood training (sbgc train --help for all flags)
   export-weights CHECKPOINT --out W.safetensors [--which auto|ema|raw]
                           one weight set of a training checkpoint, for evaluation commands
+  report RESULTS.json… [--out-dir DIR]
+                          accuracy table (Wilson intervals, paired counts) and accuracy-vs-steps plot
   convert --in X.pth --out W.safetensors [--entry ema|model] [--config C]
                           score_sde_pytorch checkpoint → safetensors
   help                    this text`;
@@ -48,6 +50,7 @@ const commands: Record<string, Command> = {
   forward: async (argv) => (await import('./forward.js')).forwardCommand(argv),
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
   convert: async (argv) => (await import('./convert.js')).convertCommand(argv),
+  report: async (argv) => (await import('./report.js')).reportCommand(argv),
   'export-weights': async (argv) => (await import('./export-weights.js')).exportWeightsCommand(argv),
 };
 

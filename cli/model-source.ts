@@ -22,7 +22,7 @@ import { HostRng } from '../engine/rng.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { NetworkScoreModel, type ScoreModel } from '../model/score.js';
 import { createSde } from '../model/sde.js';
-import { initWeights, loadWeights } from '../model/weights.js';
+import { initWeights, loadHostWeights, uploadWeights } from '../model/weights.js';
 import { GaussianMixtureScoreModel, type GaussianComponent, type GaussianMixtureSpec } from '../solvers/analytic-models.js';
 import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
 
@@ -63,6 +63,8 @@ export interface LoadedModel {
   classNames?: string[];
   /** The analytic model (exact log p_t, Bayes posterior), or null for a network. */
   analytic: GaussianMixtureScoreModel | null;
+  /** Provenance recorded in a weights file (training step, raw/EMA, …; the model config is left out). */
+  weightsInfo?: Record<string, string>;
   dispose(): void;
 }
 
@@ -228,7 +230,14 @@ export async function loadModelSource(f: FlagReader, values: FlagValues, engine:
     const seed = untrained ? f.int(values, 'init-seed', 0, 0) : 0;
     const cfg = await resolveConfig(f, config);
     const e = await engine();
-    const w = untrained ? initWeights(e, cfg, seed) : await loadWeights(e, cfg, weights!);
+    let weightsInfo: Record<string, string> | undefined;
+    let w;
+    if (untrained) w = initWeights(e, cfg, seed);
+    else {
+      const host = await loadHostWeights(cfg, weights!);
+      weightsInfo = Object.fromEntries(Object.entries(host.metadata).filter(([k]) => k !== 'model'));
+      w = uploadWeights(e, cfg, host.params, weights!);
+    }
     const model = new NetworkScoreModel(w);
     const [C, S] = [cfg.channels, cfg.imageSize];
     const description = untrained
@@ -242,6 +251,7 @@ export async function loadModelSource(f: FlagReader, values: FlagValues, engine:
       untrained,
       centered: cfg.centered,
       analytic: null,
+      ...(weightsInfo ? { weightsInfo } : {}),
       dispose: () => w.dispose(),
     };
   }

@@ -161,6 +161,7 @@ export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonV
       shape: [...m.model.shape],
       numClasses: m.model.numClasses,
       ...(m.classNames ? { classNames: m.classNames } : {}),
+      ...(m.weightsInfo ? { weights: m.weightsInfo } : {}),
     },
     input: { id: s.source.id, description: s.source.description, space: s.source.space },
     settings: {

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { pairedCounts, pairedMarkdown, reportFigure, reportMarkdown, reportRow, settingLabel, wilsonInterval, type ClassifyRunFile } from '../../eval/results-report.js';
+import { checkXmlWellFormed } from '../../eval/xml-check.js';
+
+function run(settings: Record<string, unknown>, step: string | null, outcomes: Array<[number, number, number]>): ClassifyRunFile {
+  return {
+    format: 'sbgc.classify/1',
+    model: { source: 'mnist-small + w', ...(step ? { weights: { step, weights: 'raw' } } : {}) },
+    input: { id: 'data:mnist:test', description: '' },
+    settings,
+    summary: {},
+    timing: { seconds: 20, parts: 1 },
+    images: outcomes.map(([index, label, predicted]) => ({ index, label, predicted, bitsPerDim: 1.5, nfe: 60, status: 'success' })),
+  };
+}
+
+const ode = { estimator: undefined, rtol: 0.01, atol: 0.01, nProbes: 1, probes: 'rademacher', probesMode: 'shared-across-classes', epsT: 1e-5 };
+const elbo = { estimator: 'elbo', k: 16, timeSampling: 'stratified uniform t, weight (T − ε)·g²/σ²', epsT: 1e-5 };
+
+describe('classify result reports', () => {
+  it('Wilson interval: known values, clamped, contains the estimate', () => {
+    // 14/20 at z = 1.96: [0.481, 0.855] (standard tables).
+    const [lo, hi] = wilsonInterval(14, 20);
+    expect(lo).toBeCloseTo(0.4810, 3);
+    expect(hi).toBeCloseTo(0.8545, 3);
+    expect(wilsonInterval(0, 10)[0]).toBe(0);
+    expect(wilsonInterval(10, 10)[1]).toBe(1);
+    expect(wilsonInterval(0, 0)).toEqual([0, 1]);
+  });
+
+  it('labels the settings that distinguish runs', () => {
+    expect(settingLabel(ode)).toBe('ODE rtol=atol 0.01, n 1 shared, ε 0.00001');
+    expect(settingLabel({ ...ode, probesMode: 'independent', probes: 'gaussian', nProbes: 4, atol: 0.001 })).toBe('ODE rtol 0.01 atol 0.001, n 4 gaussian independent, ε 0.00001');
+    expect(settingLabel(elbo)).toBe('ELBO K 16, uniform t, ε 0.00001');
+    expect(settingLabel({ ...elbo, timeSampling: 'stratified quantiles of the likelihood-importance proposal' })).toBe('ELBO K 16, importance t, ε 0.00001');
+    expect(settingLabel({ ...elbo, timeSampling: 'half importance quantiles, half uniform strata' })).toBe('ELBO K 16, mixture t, ε 0.00001');
+  });
+
+  it('rows: accuracy, step from the weights metadata, paired counts on common images; table and well-formed SVG', () => {
+    const a = reportRow('a.json', run(ode, '1360', [[0, 0, 0], [1, 7, 2], [2, 1, 1], [3, 4, 4]]));
+    const b = reportRow('b.json', run(elbo, '1360', [[1, 7, 7], [2, 1, 1], [3, 4, 9], [5, 2, 2]]));
+    const c = reportRow('c.json', run(elbo, '2000', [[0, 0, 0]]));
+    expect(a).toMatchObject({ step: 1360, images: 4, correct: 3, accuracy: 0.75, meanNfe: 60, secondsPerImage: 5 });
+    expect(reportRow('x', run(ode, null, [[0, 1, 1]])).step).toBeNull();
+    // Common images 1, 2, 3: only a right on 3, only b right on 1.
+    expect(pairedCounts(a, b)).toEqual({ onlyA: 1, onlyB: 1, common: 3 });
+    const md = reportMarkdown([c, b, a]);
+    expect(md.split('\n')).toHaveLength(5);
+    expect(md.split('\n')[2]).toMatch(/^\| 1360 \| ELBO K 16, uniform t/); // sorted by step, then setting
+    expect(md).toMatch(/75 % \(3\/4\)/);
+    expect(pairedMarkdown([a, b, c])).toMatch(/\| 1360 \| ODE .* \| ELBO .* \| 3 \| 1 \| 1 \|/);
+    expect(pairedMarkdown([a, c])).toBe('');
+    expect(checkXmlWellFormed(reportFigure([a, b, c], 'accuracy'))[0]).toBe('svg');
+    expect(() => reportRow('bad.json', { ...run(ode, null, []), format: 'other' })).toThrow(/bad.json: not an sbgc classify result/);
+  });
+});
