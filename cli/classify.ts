@@ -13,7 +13,7 @@ import { ELBO_TIMES, ELBO_TIMES_DESCRIPTION, elboClassify, type ElboTimes } from
 import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
 import { SOLVER_USAGE } from '../eval/cli-flags.js';
 import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, type EvalSetup } from '../eval/eval-setup.js';
+import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from '../eval/eval-setup.js';
 import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
 
 export const CLASSIFY_USAGE = `usage: sbgc classify MODEL INPUT [--estimator ode|elbo] [solver options] [--out results.json [--resume]]
@@ -293,14 +293,14 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
       },
     });
     const sum = file.summary;
-    const doneLine =
-      `classify: ${sum.images} images` +
+    writeClosingLine(
+      io,
+      'classify',
       (sum.accuracy !== null ? `, accuracy ${(100 * (sum.accuracy as number)).toFixed(2)}% (${sum.correct}/${sum.labelled})` : '') +
-      (sum.meanBitsPerDim !== null ? `, mean ${(sum.meanBitsPerDim as number).toFixed(4)} bits/dim` : '') +
-      `, mean NFE ${sum.meanNfe}` +
-      (Number(sum.failed) > 0 ? `, ${sum.failed} FAILED` : '') +
-      (s.out ? ` → ${s.out}${file.complete ? '' : ' (incomplete)'}` : '');
-    (s.out ? io.stdout : io.stderr).write(doneLine + '\n');
+        (sum.meanBitsPerDim !== null ? `, mean ${(sum.meanBitsPerDim as number).toFixed(4)} bits/dim` : ''),
+      file,
+      s.out,
+    );
     return file;
   } finally {
     loaded.dispose();
@@ -308,11 +308,4 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
 }
 
 /** The CLI entry (cli/main.ts): false (exit status 1) when some image failed to solve. */
-export async function classifyCommand(argv: string[]): Promise<boolean> {
-  const file = await runClassify(argv);
-  if (file && Number(file.summary.failed) > 0) {
-    process.stderr.write(`classify: ${file.summary.failed} image(s) failed to solve (see "status" in the output)\n`);
-    return false;
-  }
-  return true;
-}
+export const classifyCommand = failingImagesCommand('classify', runClassify);

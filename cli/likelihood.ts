@@ -10,7 +10,7 @@ import { bitsPerDim } from '../data/model-space.js';
 import { classify, logLikelihood } from '../solvers/likelihood.js';
 import { SOLVER_USAGE, type FlagReader, type FlagValues } from '../eval/cli-flags.js';
 import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation } from '../eval/eval-setup.js';
+import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from '../eval/eval-setup.js';
 import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
 
 export const LIKELIHOOD_USAGE = `usage: sbgc likelihood MODEL INPUT [--label Y | --marginal] [solver options] [--out results.json [--resume]]
@@ -193,14 +193,15 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
       },
     });
     const sum = file.summary;
-    const line =
-      `likelihood: ${sum.images} images (${mode})` +
-      (sum.meanBitsPerDim !== null ? `, mean ${(sum.meanBitsPerDim as number).toFixed(4)} bits/dim` : '') +
-      (sum.bitsPerDimStdError !== null ? ` ± ${(sum.bitsPerDimStdError as number).toPrecision(2)}` : '') +
-      `, mean NFE ${sum.meanNfe}` +
-      (Number(sum.failed) > 0 ? `, ${sum.failed} FAILED` : '') +
-      (s.out ? ` → ${s.out}${file.complete ? '' : ' (incomplete)'}` : '');
-    (s.out ? io.stdout : io.stderr).write(line + '\n');
+    writeClosingLine(
+      io,
+      'likelihood',
+      ` (${mode})` +
+        (sum.meanBitsPerDim !== null ? `, mean ${(sum.meanBitsPerDim as number).toFixed(4)} bits/dim` : '') +
+        (sum.bitsPerDimStdError !== null ? ` ± ${(sum.bitsPerDimStdError as number).toPrecision(2)}` : ''),
+      file,
+      s.out,
+    );
     return file;
   } finally {
     loaded.dispose();
@@ -208,11 +209,4 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
 }
 
 /** The CLI entry (cli/main.ts): false (exit status 1) when some image failed to solve. */
-export async function likelihoodCommand(argv: string[]): Promise<boolean> {
-  const file = await runLikelihood(argv);
-  if (file && Number(file.summary.failed) > 0) {
-    process.stderr.write(`likelihood: ${file.summary.failed} image(s) failed to solve (see "status" in the output)\n`);
-    return false;
-  }
-  return true;
-}
+export const likelihoodCommand = failingImagesCommand('likelihood', runLikelihood);

@@ -186,3 +186,34 @@ export function round(v: number): number {
 export function roundAll(a: ArrayLike<number>): number[] {
   return Array.from(a, round);
 }
+
+/**
+ * The closing line of an evaluation command: "<command>: N images<what>, mean NFE …[, k FAILED][ → out]", written
+ * to stdout when the JSON went to a file (so stdout stays parseable otherwise) and to stderr when it went to stdout.
+ */
+export function writeClosingLine(
+  io: CommandIo,
+  command: string,
+  what: string,
+  file: { summary: { [k: string]: JsonValue }; complete: boolean },
+  out: string | null | undefined,
+): void {
+  const sum = file.summary;
+  const line =
+    `${command}: ${sum.images} images${what}, mean NFE ${sum.meanNfe}` +
+    (Number(sum.failed) > 0 ? `, ${sum.failed} FAILED` : '') +
+    (out ? ` → ${out}${file.complete ? '' : ' (incomplete)'}` : '');
+  (out ? io.stdout : io.stderr).write(line + '\n');
+}
+
+/** A CLI entry for cli/main.ts: exit status 1 (false) when some image failed to solve. */
+export function failingImagesCommand(command: string, run: (argv: string[]) => Promise<{ summary: { [k: string]: JsonValue } } | null>) {
+  return async (argv: string[]): Promise<boolean> => {
+    const file = await run(argv);
+    if (file && Number(file.summary.failed) > 0) {
+      process.stderr.write(`${command}: ${file.summary.failed} image(s) failed to solve (see "status" in the output)\n`);
+      return false;
+    }
+    return true;
+  };
+}
