@@ -127,6 +127,23 @@ export const scale: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
   jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], params) : null),
 });
 
+/**
+ * alpha·x + beta with a constant beta (e.g. 2x − 1 to centre data). beta is baked into the WGSL as a literal
+ * (one pipeline per distinct beta; callers use a handful), so no constant tensor is uploaded per call.
+ */
+export const affine: Op<{ alpha: number; beta: number }> = defineOp<{ alpha: number; beta: number }>({
+  name: 'affine',
+  forward(e, [a0], { alpha, beta }) {
+    const a = req(a0, 'affine');
+    if (!Number.isFinite(beta)) throw new RangeError(`affine: beta must be finite, got ${beta}`);
+    const out = e.empty(a.shape, 'f32', 'affine');
+    launch(e, 'affine', [a], [out], `out[i] = params.alpha * a[i] + f32(${Math.fround(beta).toExponential()});`, alpha);
+    return out;
+  },
+  vjp: (e, { params }, ct) => [scale(e, [ct], { alpha: params.alpha })],
+  jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], { alpha: params.alpha }) : null),
+});
+
 /** alpha·x + y */
 export const axpy: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
   name: 'axpy',

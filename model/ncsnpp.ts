@@ -13,7 +13,7 @@ import { SbgcError, ShapeError } from '../engine/errors.js';
 import { Tensor } from '../engine/tensor.js';
 import { addChannelBias, addScaled, concatChannels } from '../kernels/channels.js';
 import { dropout } from '../kernels/dropout.js';
-import { add, axpy, log, silu } from '../kernels/elementwise.js';
+import { add, affine, log, silu } from '../kernels/elementwise.js';
 import { gaussianFourierProjection, oneHot, timestepEmbedding } from '../kernels/embeddings.js';
 import { groupNorm } from '../kernels/group-norm.js';
 import { downsample2x, upsample2x, type ResampleParams } from '../kernels/resample.js';
@@ -296,13 +296,9 @@ export function ncsnppForward(
   return out;
 }
 
-/** 2x − 1 (uncentred data enters the network this way): one axpy with a constant −1 tensor. */
+/** 2x − 1 (uncentred data enters the network this way). */
 function scaleShift(e: Engine, x: Tensor): Tensor {
-  const minusOne = e.tensor(new Float32Array(x.size).fill(-1), x.shape, 'f32', '−1');
-  const out = axpy(e, [x, minusOne], { alpha: 2 });
-  // axpy's derivative rules never read their inputs, so the constant can go even under a trace.
-  minusOne.dispose();
-  return out;
+  return affine(e, [x], { alpha: 2, beta: -1 });
 }
 
 /** log of the time input for the Fourier embedding (score_sde feeds it log σ). */

@@ -1,7 +1,7 @@
 import { describe, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { checkHvp, checkOp, randomHost, type Host64 } from '../helpers/check-op.js';
-import { add, axpy, divide, log, mul, scale, silu, siluBackward, sub } from '../../kernels/elementwise.js';
+import { add, affine, axpy, divide, log, mul, scale, silu, siluBackward, sub } from '../../kernels/elementwise.js';
 
 const map2 = (a: Host64, b: Host64, f: (x: number, y: number) => number): Host64 => ({
   shape: a.shape,
@@ -19,7 +19,7 @@ const TOL = { forward: 2e-6, jvp: 5e-6, vjp: 5e-6 };
 describe('elementwise ops', () => {
   const engine = useEngine();
   for (const shape of [[1], [3, 5, 7], [2, 3, 17, 19]]) {
-    it(`add / sub / mul / scale / axpy on [${shape}]`, async () => {
+    it(`add / sub / mul / scale / affine / axpy on [${shape}]`, async () => {
       const e = engine();
       const a = randomHost(shape, 1);
       const b = randomHost(shape, 2);
@@ -31,6 +31,13 @@ describe('elementwise ops', () => {
         params: { alpha: -2.5 },
         inputs: [a],
         reference: ([x]) => ({ shape: x!.shape, data: x!.data.map((p) => Math.fround(-2.5) * p) }),
+        tol: TOL,
+      });
+      await checkOp(e, {
+        op: affine,
+        params: { alpha: 2, beta: -1.3 },
+        inputs: [a],
+        reference: ([x]) => ({ shape: x!.shape, data: x!.data.map((p) => 2 * p + Math.fround(-1.3)) }),
         tol: TOL,
       });
       await checkOp(e, {
