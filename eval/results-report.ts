@@ -48,7 +48,12 @@ export function wilsonInterval(k: number, n: number, z = 1.96): [number, number]
   return [Math.max(0, centre - half), Math.min(1, centre + half)];
 }
 
-const num = (v: unknown): string => (typeof v === 'number' ? String(v) : String(v ?? '?'));
+/** Numbers as written on a command line: 1e-5, 0.5, 16. */
+const num = (v: unknown): string => {
+  if (typeof v !== 'number') return String(v ?? '?');
+  if (v !== 0 && Math.abs(v) < 0.01) return v.toExponential().replace(/\.?0+e/, 'e');
+  return String(v);
+};
 
 /** A short label of the settings that matter for a comparison. */
 export function settingLabel(s: Record<string, unknown>): string {

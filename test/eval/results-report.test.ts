@@ -29,11 +29,11 @@ describe('classify result reports', () => {
   });
 
   it('labels the settings that distinguish runs', () => {
-    expect(settingLabel(ode)).toBe('ODE rtol=atol 0.01, n 1 shared, ε 0.00001');
-    expect(settingLabel({ ...ode, probesMode: 'independent', probes: 'gaussian', nProbes: 4, atol: 0.001 })).toBe('ODE rtol 0.01 atol 0.001, n 4 gaussian independent, ε 0.00001');
-    expect(settingLabel(elbo)).toBe('ELBO K 16, uniform t, ε 0.00001');
-    expect(settingLabel({ ...elbo, timeSampling: 'stratified quantiles of the likelihood-importance proposal' })).toBe('ELBO K 16, importance t, ε 0.00001');
-    expect(settingLabel({ ...elbo, timeSampling: 'half importance quantiles, half uniform strata' })).toBe('ELBO K 16, mixture t, ε 0.00001');
+    expect(settingLabel(ode)).toBe('ODE rtol=atol 0.01, n 1 shared, ε 1e-5');
+    expect(settingLabel({ ...ode, probesMode: 'independent', probes: 'gaussian', nProbes: 4, atol: 0.001 })).toBe('ODE rtol 0.01 atol 1e-3, n 4 gaussian independent, ε 1e-5');
+    expect(settingLabel(elbo)).toBe('ELBO K 16, uniform t, ε 1e-5');
+    expect(settingLabel({ ...elbo, timeSampling: 'stratified quantiles of the likelihood-importance proposal' })).toBe('ELBO K 16, importance t, ε 1e-5');
+    expect(settingLabel({ ...elbo, timeSampling: 'half importance quantiles, half uniform strata' })).toBe('ELBO K 16, mixture t, ε 1e-5');
   });
 
   it('rows: accuracy, step from the weights metadata, paired counts on common images; table and well-formed SVG', () => {
