@@ -57,7 +57,9 @@ export interface ProgressOptions {
 
 /**
  * The ETA extrapolates this run's speed: finished chunks count fully, the current chunk by NFE relative to the
- * mean NFE of finished chunks (by t before the first chunk finishes, a rough guess since steps shrink near ε_t).
+ * mean NFE of finished chunks. Before the first chunk finishes, by log t (the probability-flow ODE's steps grow
+ * roughly in proportion to t, so its NFE spread evenly over log t far better than over t), and no ETA until 5 % of
+ * that is done: the first steps (step-size search at ε_t) say nothing about the rest.
  */
 export class Progress {
   private readonly now: () => number;
@@ -129,8 +131,9 @@ export class Progress {
       const mean = this.chunkNfe.reduce((a, b) => a + b, 0) / this.chunkNfe.length;
       return Math.min(0.99, this.last.nfev / mean);
     }
-    const span = this.chunk.t1 - this.chunk.t0;
-    return span > 0 ? Math.min(0.99, Math.max(0, (this.last.t - this.chunk.t0) / span)) : 0;
+    const { t0, t1 } = this.chunk;
+    const f = t0 > 0 && t1 > t0 ? Math.log(this.last.t / t0) / Math.log(t1 / t0) : t1 > t0 ? (this.last.t - t0) / (t1 - t0) : 0;
+    return Math.min(0.99, Math.max(0, f));
   }
 
   /** The status line (without control characters). */
@@ -140,7 +143,8 @@ export class Progress {
     const workDone = this.done - this.doneAtStart + inChunk;
     const elapsed = (this.now() - this.start) / 1000;
     const remaining = total - this.done - inChunk;
-    const eta = workDone > 0 ? (elapsed / workDone) * remaining : NaN;
+    const guessing = this.chunkNfe.length === 0 && this.done === this.doneAtStart;
+    const eta = workDone > 0 && !(guessing && this.chunkFraction() < 0.05) ? (elapsed / workDone) * remaining : NaN;
     const parts = [`${this.o.label} ${this.done}/${total} images`];
     const p = this.last;
     if (p) {

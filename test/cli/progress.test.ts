@@ -25,8 +25,8 @@ describe('progress display', () => {
     now = 6000;
     p.solve(step(30, 0.6)); // throttled
     expect(out.text.trim().split('\n')).toHaveLength(1);
-    // Half of the first chunk (by t) in 5 s: 2.5 of 10 images → 15 s to go.
-    expect(out.text).toBe('classify 0/10 images | NFE 20 | t 0.5000 | h 1.0e-2 | rows 40 | 00:05 elapsed | ETA 00:15\n');
+    // The first chunk by log t: ln(0.5/1e-5)/ln(1/1e-5) = 0.940 of 5 images in 5 s → 5.6 s to go.
+    expect(out.text).toBe('classify 0/10 images | NFE 20 | t 0.5000 | h 1.0e-2 | rows 40 | 00:05 elapsed | ETA 00:06\n');
     now = 10000;
     p.chunkDone(5, 60);
     p.log('#0 a line');
@@ -37,6 +37,19 @@ describe('progress display', () => {
     p.solve(step(30, 0.9));
     expect(out.text).toMatch(/classify 5\/10 images \| NFE 30 \| .* 00:15 elapsed \| ETA 00:05\n$/);
     p.finish();
+  });
+
+  it('no ETA from the first steps at ε_t (under 5 % of the first chunk by log t)', () => {
+    let now = 0;
+    const out = new Sink(false);
+    const p = new Progress(out, { label: 'study', totalImages: 4, intervalMs: 1000, now: () => now });
+    p.chunkStarted(1, 1e-3, 1);
+    now = 115000;
+    p.solve(step(8, 1.1e-3)); // ln(1.1)/ln(1000) = 1.4 %
+    expect(out.text).toMatch(/ETA --:--\n$/);
+    now = 200000;
+    p.solve(step(20, 0.01)); // 33 %
+    expect(out.text).toMatch(/ETA \d\d:\d\d\n$/);
   });
 
   it('on a TTY: redraws one bar line in place and clears it around log lines', () => {
