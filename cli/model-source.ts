@@ -17,6 +17,7 @@
  * Hutchinson noise visibly changes decisions.
  */
 import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import type { Engine } from '../engine/engine.js';
 import { HostRng } from '../engine/rng.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
@@ -63,7 +64,7 @@ export interface LoadedModel {
   classNames?: string[];
   /** The analytic model (exact log p_t, Bayes posterior), or null for a network. */
   analytic: GaussianMixtureScoreModel | null;
-  /** Provenance recorded in a weights file (training step, raw/EMA, …; the model config is left out). */
+  /** Provenance of a weights file: its metadata (training step, raw/EMA, …; not the config) and sha256. */
   weightsInfo?: Record<string, string>;
   dispose(): void;
 }
@@ -235,7 +236,12 @@ export async function loadModelSource(f: FlagReader, values: FlagValues, engine:
     if (untrained) w = initWeights(e, cfg, seed);
     else {
       const host = await loadHostWeights(cfg, weights!);
-      weightsInfo = Object.fromEntries(Object.entries(host.metadata).filter(([k]) => k !== 'model'));
+      // The file's metadata (minus the config) and its SHA-256: a result file names exactly the weights it used,
+      // so --resume refuses weights retrained under the same path.
+      weightsInfo = {
+        ...Object.fromEntries(Object.entries(host.metadata).filter(([k]) => k !== 'model')),
+        sha256: createHash('sha256').update(await readFile(weights!)).digest('hex'),
+      };
       w = uploadWeights(e, cfg, host.params, weights!);
     }
     const model = new NetworkScoreModel(w);

@@ -30,7 +30,17 @@ export interface ImageRecord {
 export interface RunHeader {
   /** e.g. "sbgc.classify/1". */
   format: string;
-  model: { source: string; description: string; kind: string; untrained: boolean; shape: number[]; numClasses: number; classNames?: string[] };
+  model: {
+    source: string;
+    description: string;
+    kind: string;
+    untrained: boolean;
+    shape: number[];
+    numClasses: number;
+    classNames?: string[];
+    /** Metadata and sha256 of the weights file (networks loaded from one). */
+    weights?: Record<string, string>;
+  };
   input: { id: string; description: string; space: string };
   /** Everything that changes the numbers (checked on resume), plus `batch` (warned about). */
   settings: { [k: string]: JsonValue };
@@ -121,6 +131,9 @@ export async function readForResume<R extends ImageRecord>(
   }
   if (old.model?.source !== header.model.source || old.model?.description !== header.model.description) {
     diffs.push(`model: "${old.model?.source}" in the file, "${header.model.source}" now`);
+  }
+  if (canonical(old.model?.weights) !== canonical(header.model.weights)) {
+    diffs.push(`weights: ${canonical(old.model?.weights)} in the file, ${canonical(header.model.weights)} now`);
   }
   if (old.input?.id !== header.input.id) diffs.push(`input: "${old.input?.id}" in the file, "${header.input.id}" now`);
   if (diffs.length) f.error(`--resume: ${path} was written by a different run:\n  ${diffs.join('\n  ')}\n(use the same flags, or another --out)`);

@@ -8,6 +8,8 @@ import { parseAnalyticSpec } from '../../cli/model-source.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
 import type { RunFile } from '../../eval/run-file.js';
 import { useEngine } from '../helpers/engine.js';
+import { loadPreset } from '../../model/config.js';
+import { initWeights, saveWeights } from '../../model/weights.js';
 import { f4, i8, MIXTURE_SPEC, tempDir, testIo, withoutTiming, writeModelFile, writeNpyFile } from './cli-fixtures.js';
 
 const EPS_T = 1e-5;
@@ -195,5 +197,23 @@ describe('sbgc classify', () => {
     expect(file!.summary.warning).toMatch(/UNTRAINED/);
     expect(file!.images[0].logpPerClass).toHaveLength(3);
     expect(file!.images[0].status).toBe('success');
+  });
+
+  it('weights files: results record their metadata and sha256; --resume refuses other weights under the same path', async () => {
+    const e = engine();
+    const tiny = loadPreset('tiny');
+    const wPath = join(dir, 'tiny-w.safetensors');
+    const w1 = initWeights(e, tiny, 1);
+    await saveWeights(wPath, w1, { step: '7', weights: 'raw' });
+    w1.dispose();
+    const x = f4(join(dir, 'tiny-x2.npy'), [2, 3, 8, 8], Array.from({ length: 384 }, (_, i) => Math.cos(i) * 0.5));
+    const out = join(dir, 'tiny-run.json');
+    const flags = ['--config', 'tiny', '--weights', wPath, '--npy', x, '--npy-space', 'model', '--rtol', '1e-2', '--atol', '1e-2', '--eps-t', '0.5', '--no-progress', '--quiet', '--out', out];
+    const first = await runClassify([...flags, '--limit', '1'], testIo(engine));
+    expect(first!.model.weights).toMatchObject({ step: '7', weights: 'raw', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const w2 = initWeights(e, tiny, 2);
+    await saveWeights(wPath, w2, { step: '7', weights: 'raw' });
+    w2.dispose();
+    await expect(runClassify([...flags, '--resume'], testIo(engine))).rejects.toThrow(/--resume: .*tiny-run\.json was written by a different run:\n {2}weights: .*sha256/);
   });
 });
