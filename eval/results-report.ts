@@ -141,7 +141,9 @@ export function reportFigure(rows: ReportRow[], title: string): string {
   }));
   return plotSvg({
     title,
-    panels: [{ title: 'Held-out accuracy vs training steps', xLabel: 'training steps (batch 32)', yLabel: 'accuracy', series, yRange: [0, 1] }],
+    // Wide enough for a title of ~60 characters and the settings labels in the legend.
+    panelWidth: 560,
+    panels: [{ title: 'accuracy (dashed: ELBO, solid: ODE)', xLabel: 'training steps', yLabel: 'accuracy', series, yRange: [0, 1] }],
   });
 }
 
