@@ -58,7 +58,7 @@ import { blocksFor, drawHost } from '../engine/rng.js';
 import { bitsPerDim, describeModelSpace, toModelSpace } from '../data/model-space.js';
 import type { ScoreModel } from '../model/score.js';
 import type { Sde } from '../model/sde.js';
-import type { ImageInput, ProbeSharing } from '../solvers/likelihood.js';
+import { classLogPrior, classPosterior, type ImageInput, type ProbeSharing } from '../solvers/likelihood.js';
 import { importanceNormaliser, invertImportanceCdf } from '../train/time-sampling.js';
 
 /** solvers/likelihood.ts's dequantisation stream (draw 0, shared slot): the same x as the ODE classifier. */
@@ -210,8 +210,7 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
   if (!(epsT > 0 && epsT < sde.T)) throw new RangeError(`elboClassify: need 0 < epsT < T = ${sde.T}, got ${epsT}`);
   const centered = options.centered ?? modelCentered(model);
   const dequantise = options.dequantise ?? true;
-  const logPrior = options.logPrior ? Float64Array.from(options.logPrior) : new Float64Array(C).fill(-Math.log(C));
-  if (logPrior.length !== C || logPrior.some((v) => Number.isNaN(v))) throw new RangeError(`elboClassify: logPrior needs ${C} values (one per class), not NaN`);
+  const logPrior = classLogPrior(options.logPrior, C, 'elboClassify');
 
   const [ch, h, w] = model.shape;
   const D = ch * h * w;
@@ -299,9 +298,6 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
   const logpPerClass = new Float64Array(I * C);
   const logpStdErrPerClass = new Float64Array(I * C);
   const constantPerImage = new Float64Array(I);
-  const posterior = new Float64Array(I * C);
-  const logpMarginal = new Float64Array(I);
-  const predicted = new Uint32Array(I);
   const pairs = Math.floor(K / 2);
   for (let i = 0; i < I; i++) {
     let norm = 0;
@@ -319,21 +315,8 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
       for (let j = 0; j < pairs; j++) v += (term(2 * j) - term(2 * j + 1)) ** 2;
       logpStdErrPerClass[i * C + y] = pairs > 0 ? Math.sqrt((v * K) / (2 * pairs)) / K : NaN;
     }
-    let best = 0;
-    let mx = -Infinity;
-    for (let y = 0; y < C; y++) {
-      const j = logpPerClass[i * C + y] + logPrior[y];
-      if (j > mx) {
-        mx = j;
-        best = y;
-      }
-    }
-    let s = 0;
-    for (let y = 0; y < C; y++) s += Math.exp(logpPerClass[i * C + y] + logPrior[y] - mx);
-    logpMarginal[i] = mx + Math.log(s);
-    for (let y = 0; y < C; y++) posterior[i * C + y] = Math.exp(logpPerClass[i * C + y] + logPrior[y] - logpMarginal[i]);
-    predicted[i] = best;
   }
+  const { posterior, logpMarginal, predicted } = classPosterior(logpPerClass, logPrior, I, C);
   return {
     estimator: 'elbo',
     nImages: I,

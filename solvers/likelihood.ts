@@ -351,6 +351,47 @@ export async function logLikelihood(
   };
 }
 
+/** log p(y) for `classes` classes: the given values (checked: one per class, no NaN) or uniform. */
+export function classLogPrior(given: ArrayLike<number> | undefined, classes: number, what: string): Float64Array {
+  const logPrior = given ? Float64Array.from(given) : new Float64Array(classes).fill(-Math.log(classes));
+  if (logPrior.length !== classes || logPrior.some((v) => Number.isNaN(v))) {
+    throw new RangeError(`${what}: logPrior needs ${classes} values (one per class), not NaN`);
+  }
+  return logPrior;
+}
+
+/**
+ * Bayes' rule per image from log p(x|y) ([images, classes]) and log p(y): p(y|x), log p(x) = logsumexp_y and
+ * ŷ = argmax_y (the first on ties), shared by every classifier estimate (ODE, ELBO).
+ */
+export function classPosterior(
+  logpPerClass: Float64Array,
+  logPrior: Float64Array,
+  images: number,
+  classes: number,
+): { posterior: Float64Array; logpMarginal: Float64Array; predicted: Uint32Array } {
+  const posterior = new Float64Array(images * classes);
+  const logpMarginal = new Float64Array(images);
+  const predicted = new Uint32Array(images);
+  for (let i = 0; i < images; i++) {
+    const joint = (y: number) => logpPerClass[i * classes + y] + logPrior[y];
+    let mx = -Infinity;
+    let best = 0;
+    for (let y = 0; y < classes; y++) {
+      if (joint(y) > mx) {
+        mx = joint(y);
+        best = y;
+      }
+    }
+    let z = 0;
+    for (let y = 0; y < classes; y++) z += Math.exp(joint(y) - mx);
+    logpMarginal[i] = mx + Math.log(z);
+    for (let y = 0; y < classes; y++) posterior[i * classes + y] = Math.exp(joint(y) - logpMarginal[i]);
+    predicted[i] = best;
+  }
+  return { posterior, logpMarginal, predicted };
+}
+
 /**
  * The generative classifier (SPEC §3): log p₀(x|y) for ALL classes of every image in ONE batched solve
  * (images × draws × classes), then p(y|x), log p(x) and ŷ = argmax_y p(y|x).
@@ -362,10 +403,7 @@ export async function classify(e: Engine, model: ScoreModel, input: ImageInput, 
   const prep = prepare(model, input, what);
   const r = resolve(model, options, what);
   const shared = options.sharedProbesAcrossClasses ?? true;
-  const logPrior = options.logPrior ? Float64Array.from(options.logPrior) : new Float64Array(K).fill(-Math.log(K));
-  if (logPrior.length !== K || logPrior.some((v) => Number.isNaN(v))) {
-    throw new RangeError(`${what}: logPrior needs ${K} values (one per class), not NaN`);
-  }
+  const logPrior = classLogPrior(options.logPrior, K, what);
   const n = r.nProbes;
   const rows: Row[] = [];
   for (let i = 0; i < prep.nImages; i++) {
@@ -375,9 +413,6 @@ export async function classify(e: Engine, model: ScoreModel, input: ImageInput, 
   const I = prep.nImages;
   const logpPerClass = new Float64Array(I * K);
   const logpStdPerClass = new Float64Array(I * K);
-  const posterior = new Float64Array(I * K);
-  const logpMarginal = new Float64Array(I);
-  const predicted = new Uint32Array(I);
   const draws = new Float64Array(n);
   for (let i = 0; i < I; i++) {
     for (let y = 0; y < K; y++) {
@@ -386,21 +421,8 @@ export async function classify(e: Engine, model: ScoreModel, input: ImageInput, 
       logpPerClass[i * K + y] = ms.mean;
       logpStdPerClass[i * K + y] = ms.std;
     }
-    let mx = -Infinity;
-    let best = 0;
-    for (let y = 0; y < K; y++) {
-      const j = logpPerClass[i * K + y] + logPrior[y];
-      if (j > mx) {
-        mx = j;
-        best = y;
-      }
-    }
-    let z = 0;
-    for (let y = 0; y < K; y++) z += Math.exp(logpPerClass[i * K + y] + logPrior[y] - mx);
-    logpMarginal[i] = mx + Math.log(z);
-    for (let y = 0; y < K; y++) posterior[i * K + y] = Math.exp(logpPerClass[i * K + y] + logPrior[y] - logpMarginal[i]);
-    predicted[i] = best;
   }
+  const { posterior, logpMarginal, predicted } = classPosterior(logpPerClass, logPrior, I, K);
   return {
     ...out.summary,
     nImages: I,
