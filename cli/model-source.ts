@@ -19,11 +19,12 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import type { Engine } from '../engine/engine.js';
+import { readFileBytes } from '../engine/files.js';
 import { HostRng } from '../engine/rng.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { NetworkScoreModel, type ScoreModel } from '../model/score.js';
 import { createSde } from '../model/sde.js';
-import { initWeights, loadHostWeights, uploadWeights } from '../model/weights.js';
+import { hostWeightsFromBytes, initWeights, uploadWeights } from '../model/weights.js';
 import { GaussianMixtureScoreModel, type GaussianComponent, type GaussianMixtureSpec } from '../solvers/analytic-models.js';
 import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
 
@@ -235,12 +236,13 @@ export async function loadModelSource(f: FlagReader, values: FlagValues, engine:
     let w;
     if (untrained) w = initWeights(e, cfg, seed);
     else {
-      const host = await loadHostWeights(cfg, weights!);
+      const bytes = await readFileBytes(weights!);
+      const host = hostWeightsFromBytes(cfg, bytes, weights!);
       // The file's metadata (minus the config) and its SHA-256: a result file names exactly the weights it used,
       // so --resume refuses weights retrained under the same path.
       weightsInfo = {
         ...Object.fromEntries(Object.entries(host.metadata).filter(([k]) => k !== 'model')),
-        sha256: createHash('sha256').update(await readFile(weights!)).digest('hex'),
+        sha256: createHash('sha256').update(bytes).digest('hex'),
       };
       w = uploadWeights(e, cfg, host.params, weights!);
     }

@@ -9,8 +9,9 @@ import type { NcsnppConfig } from './config.js';
 import { initParams } from './init.js';
 import { paramSpec } from './param-spec.js';
 import { numel } from './params.js';
+import { readFileBytes } from '../engine/files.js';
 import {
-  loadSafetensors,
+  parseSafetensors,
   saveSafetensors,
   validateAgainstSpec,
   type SafetensorsDtype,
@@ -154,7 +155,16 @@ export async function loadHostWeights(
   config: NcsnppConfig,
   path: string,
 ): Promise<{ params: Map<string, Float32Array>; metadata: Record<string, string> }> {
-  const file = await loadSafetensors(path);
+  return hostWeightsFromBytes(config, await readFileBytes(path), path);
+}
+
+/** loadHostWeights on the bytes of a file already read (`path` names it in errors). */
+export function hostWeightsFromBytes(
+  config: NcsnppConfig,
+  bytes: Uint8Array,
+  path: string,
+): { params: Map<string, Float32Array>; metadata: Record<string, string> } {
+  const file = parseSafetensors(bytes, path);
   // Any float dtype is accepted per tensor (converted below); a non-float one is reported as a mismatch against F32.
   const expected: TensorSpec[] = paramSpec(config).map((p) => {
     const got = file.tensors.get(p.name)?.dtype;
