@@ -139,12 +139,14 @@ export class Progress {
   /** The status line (without control characters). */
   line(): string {
     const total = this.o.totalImages;
-    const inChunk = this.chunk.images * this.chunkFraction();
+    const fraction = this.chunkFraction();
+    const inChunk = this.chunk.images * fraction;
     const workDone = this.done - this.doneAtStart + inChunk;
     const elapsed = (this.now() - this.start) / 1000;
     const remaining = total - this.done - inChunk;
-    const guessing = this.chunkNfe.length === 0 && this.done === this.doneAtStart;
-    const eta = workDone > 0 && !(guessing && this.chunkFraction() < 0.05) ? (elapsed / workDone) * remaining : NaN;
+    // No chunk finished yet (chunkDone records one NFE count per chunk): the fraction is the log-t guess.
+    const guessing = this.chunkNfe.length === 0;
+    const eta = workDone > 0 && !(guessing && fraction < 0.05) ? (elapsed / workDone) * remaining : NaN;
     const parts = [`${this.o.label} ${this.done}/${total} images`];
     const p = this.last;
     if (p) {
