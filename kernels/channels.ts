@@ -1,12 +1,12 @@
 /**
- * Channel and per-sample ops of the NCSN++ network, all for row-major tensors whose leading axes are a "prefix"
- * ([N] or [N, C]) and whose remaining axes form `inner` contiguous elements per prefix entry:
+ * Channel ops of the NCSN++ network, all for row-major tensors whose leading axes are a "prefix" ([N] or [N, C])
+ * and whose remaining axes form `inner` contiguous elements per prefix entry:
  * - concatChannels / sliceChannels (skip connections: concat along axis 1; its VJP is the split);
  * - addChannelBias: x [N, C, …] + v [N, C] (projected time / label embeddings added to feature maps), with
  *   broadcastChannels and sumInner (its VJP: a per-(n, c) spatial sum);
- * - addScaled: (a + b)·s (score_sde's skip_rescale divides sums by √2);
- * - mulPerSample: x [N, …] · s [N] (dividing the score by std(t), per-sample solver updates), with dotPerSample.
- * Each op's VJP and JVP are written with these ops, so forward-over-reverse works.
+ * - addScaled: (a + b)·s (score_sde's skip_rescale divides sums by √2).
+ * Each op's VJP and JVP are written with these ops, so forward-over-reverse works. Per-sample scaling and inner
+ * products (mulPerSample, perSampleDot) live in reductions.ts, which runs mulPerSample on `launchRows` from here.
  *
  * Reductions over `inner` have two variants: 'serial' (one invocation per row, 4 independent accumulators, no
  * barriers: best on lavapipe, where barriers are coroutine switches) and 'workgroup' (64 invocations per row with
@@ -18,7 +18,7 @@ import { shapeSize } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { grid } from '../engine/rng.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
-import { addMaybe, scale } from './elementwise.js';
+import { scale } from './elementwise.js';
 
 type NoParams = Record<string, never>;
 const WG = 256;
@@ -42,7 +42,7 @@ function innerOf(x: Tensor, prefix: readonly number[], what: string): number {
   return shapeSize(x.shape.slice(prefix.length));
 }
 
-interface RowLaunch {
+export interface RowLaunch {
   name: string;
   /** Buffers indexed per element (bound as vec4<f32> when vectorised). */
   ins: Record<string, Tensor>;
@@ -63,7 +63,7 @@ interface RowLaunch {
  * A 2-D dispatch: x runs along a row (j), y·z over rows, so no invocation divides by a runtime size (integer
  * division is scalarised on lavapipe and made these ops 2× slower). vec4 loads/stores when every offset allows.
  */
-function launchRows(e: Engine, k: RowLaunch): void {
+export function launchRows(e: Engine, k: RowLaunch): void {
   if (k.rows === 0 || k.len === 0) return;
   const a1 = k.a1 ?? 0;
   const a2 = k.a2 ?? 0;
@@ -218,22 +218,21 @@ export interface ReduceParams {
   variant?: ReductionVariant;
 }
 
-/** out[r] = Σ_j a[r·inner + j] (· b[r·inner + j] when b is given), for `rows` rows. */
-function reduceRows(e: Engine, name: string, a: Tensor, b: Tensor | null, out: Tensor, inner: number, variant?: ReductionVariant): void {
+/** out[r] = Σ_j a[r·inner + j], for `rows` rows. */
+function reduceRows(e: Engine, name: string, a: Tensor, out: Tensor, inner: number, variant?: ReductionVariant): void {
   const rows = out.size;
   if (rows === 0) return;
   const v = variant ?? (e.info.isCpu ? 'serial' : 'workgroup');
-  const term = (k: string) => (b ? `a[${k}] * b[${k}]` : `a[${k}]`);
+  const term = (k: string) => `a[${k}]`;
   const buffers = [
     { name: 'a', type: 'f32' as const },
-    ...(b ? [{ name: 'b', type: 'f32' as const }] : []),
     { name: 'out', type: 'f32' as const, access: 'read_write' as const },
   ];
   const uniforms: Array<[string, 'u32']> = [
     ['rows', 'u32'],
     ['inner', 'u32'],
   ];
-  const bindings: Record<string, Tensor> = b ? { a, b, out } : { a, out };
+  const bindings: Record<string, Tensor> = { a, out };
   if (v === 'serial') {
     const program = e.program({
       name: `${name}.serial`,
@@ -293,7 +292,7 @@ export const sumInner: Op<ReduceParams> = defineOp<ReduceParams>({
     const x = req(x0, 'sumInner x');
     if (x.rank < 2) throw new ShapeError(`sumInner: ${x.describe()} must be [N, C, …]`);
     const out = e.empty(x.shape.slice(0, 2), 'f32', 'sumInner');
-    reduceRows(e, 'channels.sumInner', x, null, out, shapeSize(x.shape.slice(2)), variant);
+    reduceRows(e, 'channels.sumInner', x, out, shapeSize(x.shape.slice(2)), variant);
     return out;
   },
   vjp: (e, { inputs: [x] }, ct) => [broadcastChannels(e, [ct], { inner: x!.shape.slice(2) })],
@@ -382,89 +381,4 @@ export const addScaled: Op<{ scale: number }> = defineOp<{ scale: number }>({
     if (ta && tb) return addScaled(e, [ta, tb], params);
     return scale(e, [(ta ?? tb)!], { alpha: params.scale });
   },
-});
-
-// ---------------------------------------------------------------- per-sample scalars
-
-function perSample(x: Tensor, s: Tensor, what: string): number {
-  if (s.rank !== 1) throw new ShapeError(`${what}: ${s.describe()} must be [N]`);
-  if (x.rank < 1) throw new ShapeError(`${what}: ${x.describe()} must have a batch axis`);
-  return innerOf(x, s.shape, `${what} x`);
-}
-
-/** x [N, …] · s [N]: each sample scaled by its own scalar. */
-export const mulPerSample: Op<NoParams> = defineOp<NoParams>({
-  name: 'channels.mulPerSample',
-  forward(e, [x0, s0]) {
-    const x = req(x0, 'mulPerSample x');
-    const s = req(s0, 'mulPerSample s');
-    const inner = perSample(x, s, 'mulPerSample');
-    const out = e.empty(x.shape, 'f32', 'mulPerSample');
-    launchRows(e, {
-      name: 'channels.mulPerSample',
-      ins: { x },
-      perRow: { s },
-      outs: { out },
-      rows: s.size,
-      len: inner,
-      exprs: 'let k = row * params.len + j; out[k] = x[k] * T(s[row]);',
-    });
-    return out;
-  },
-  vjp: (e, { inputs: [x, s] }, ct, needs) => [
-    needs[0] ? mulPerSample(e, [ct, s], {}) : null,
-    needs[1] ? dotPerSample(e, [ct, x], {}) : null,
-  ],
-  jvp: (e, { inputs: [x, s] }, [tx, ts]) =>
-    addMaybe(e, tx ? mulPerSample(e, [tx, s], {}) : null, ts ? mulPerSample(e, [x, ts], {}) : null),
-  dual(e, [x0, s0], [tx, ts]) {
-    // Primal x·s and tangent ẋ·s + x·ṡ in one dispatch (x and s loaded once).
-    const x = req(x0, 'mulPerSample x');
-    const s = req(s0, 'mulPerSample s');
-    const inner = perSample(x, s, 'mulPerSample');
-    const out = e.empty(x.shape, 'f32', 'mulPerSample');
-    const tout = e.empty(x.shape, 'f32', 'mulPerSample.tangent');
-    const ins: Record<string, Tensor> = { x };
-    const perRow: Record<string, Tensor> = { s };
-    const terms: string[] = [];
-    if (tx) {
-      ins.tx = tx;
-      terms.push('tx[k] * sv');
-    }
-    if (ts) {
-      perRow.ts = ts;
-      terms.push('x[k] * T(ts[row])');
-    }
-    launchRows(e, {
-      name: `channels.mulPerSample.dual${tx ? '.x' : ''}${ts ? '.s' : ''}`,
-      ins,
-      perRow,
-      outs: { out, tout },
-      rows: s.size,
-      len: inner,
-      exprs: `let k = row * params.len + j; let sv = T(s[row]); out[k] = x[k] * sv; tout[k] = ${terms.join(' + ') || 'T(0.0)'};`,
-    });
-    return [out, tout];
-  },
-});
-
-/** a, b [N, …] → [N]: per-sample inner products Σ a[n, …]·b[n, …]. */
-export const dotPerSample: Op<ReduceParams> = defineOp<ReduceParams>({
-  name: 'channels.dotPerSample',
-  forward(e, [a0, b0], { variant }) {
-    const a = req(a0, 'dotPerSample a');
-    const b = req(b0, 'dotPerSample b');
-    if (a.rank < 1 || a.rank !== b.rank || a.shape.some((d, i) => d !== b.shape[i])) {
-      throw new ShapeError(`dotPerSample: shapes differ or lack a batch axis: ${a.describe()} vs ${b.describe()}`);
-    }
-    const out = e.empty([a.shape[0]], 'f32', 'dotPerSample');
-    reduceRows(e, 'channels.dotPerSample', a, b, out, shapeSize(a.shape.slice(1)), variant);
-    return out;
-  },
-  vjp: (e, { inputs: [a, b] }, ct, needs) => [
-    needs[0] ? mulPerSample(e, [b, ct], {}) : null,
-    needs[1] ? mulPerSample(e, [a, ct], {}) : null,
-  ],
-  jvp: (e, { inputs: [a, b], params }, [ta, tb]) =>
-    addMaybe(e, ta ? dotPerSample(e, [ta, b], params) : null, tb ? dotPerSample(e, [a, tb], params) : null),
 });

@@ -1,11 +1,15 @@
 /**
  * Reductions for the solvers and likelihood code, each an op with forward / VJP / JVP:
  *
- *   perSampleDot(a, b)  ⟨a_n, b_n⟩ over all non-batch axes → [N]      rowScale(g, v)   g[n]·v[n, …] (its transpose)
- *   perSampleSum(x)     Σ over all non-batch axes → [N]                 rowBroadcast(g)  g[n] over [n, …] (its transpose)
- *   perSampleSumSq(x)   ‖x_n‖² → [N]                                    sumAll(x)        Σ over everything → []
+ *   perSampleDot(a, b)  ⟨a_n, b_n⟩ over all non-batch axes → [N]    mulPerSample(x, s)  x[n, …]·s[n] (its transpose)
+ *   perSampleSum(x)     Σ over all non-batch axes → [N]               rowBroadcast(g)     g[n] over [n, …] (transpose)
+ *   perSampleSumSq(x)   ‖x_n‖² → [N]                                  sumAll(x)           Σ over everything → []
  *   (logSumExp along an axis lives in reductions-axis.ts, built on `rowReduce` from here)
  *   rmsNormRatio(e, s)  √(mean((e/s)²)) over the whole tensor (or per sample): the ODE solver's error norm
+ *
+ * perSampleDot and mulPerSample are the engine's only per-sample inner product and per-sample scaling (the training
+ * loss and the score's division by std(t) use them); mulPerSample has a fused dual (primal and tangent in one
+ * dispatch) and runs on channels.ts's 2-D row launch (vec4 loads, no integer division).
  *
  * Long rows use two (or more) levels: a workgroup reduces a chunk of 4096 values (16 vec4 per lane, then a tree),
  * and the per-chunk partials are reduced again by the same kernel until one value per row remains. Each value
@@ -18,6 +22,7 @@ import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { DeviceLimitError, ShapeError } from '../engine/errors.js';
 import { grid } from '../engine/rng.js';
 import { addMaybe, scale } from './elementwise.js';
+import { launchRows } from './channels.js';
 
 type NoParams = Record<string, never>;
 
@@ -180,29 +185,77 @@ export const perSampleDot: Op<NoParams> = defineOp<NoParams>({
     return rowReduce(e, { name: 'reduce.dot', inputs: { a, b }, term: 'a[k] * b[k]', combine: 'sum' }, n, len, [n]);
   },
   vjp: (e, { inputs: [a, b] }, g, needs) => [
-    needs[0] ? rowScale(e, [g, b], {}) : null,
-    needs[1] ? rowScale(e, [g, a], {}) : null,
+    needs[0] ? mulPerSample(e, [b, g], {}) : null,
+    needs[1] ? mulPerSample(e, [a, g], {}) : null,
   ],
   jvp: (e, { inputs: [a, b] }, [ta, tb]) =>
     addMaybe(e, ta ? perSampleDot(e, [ta, b], {}) : null, tb ? perSampleDot(e, [a, tb], {}) : null),
 });
 
-/** g[n]·v[n, …]: the transpose of perSampleDot in its second argument. */
-export const rowScale: Op<NoParams> = defineOp<NoParams>({
-  name: 'rowScale',
-  forward(e, [g0, v0]) {
-    const g = req(g0, 'rowScale g');
-    const v = req(v0, 'rowScale v');
-    const { n, len } = batchOf(v, 'rowScale v');
-    g.assertShape([n], 'rowScale g');
-    return rowElementwise(e, 'reduce.rowscale', { g, v }, 'g[row] * v[k]', v.shape, len);
+function perSampleLen(x: Tensor, s: Tensor, what: string): number {
+  if (x.rank < 1 || s.rank !== 1 || s.shape[0] !== x.shape[0]) {
+    throw new ShapeError(`${what}: ${x.describe()} and ${s.describe()} must be [N, …] and [N]`);
+  }
+  return batchOf(x, what).len;
+}
+
+/**
+ * x [N, …] · s [N]: each sample scaled by its own scalar (dividing the score by std(t), per-sample solver updates);
+ * the transpose of perSampleDot in its first argument.
+ */
+export const mulPerSample: Op<NoParams> = defineOp<NoParams>({
+  name: 'mulPerSample',
+  forward(e, [x0, s0]) {
+    const x = req(x0, 'mulPerSample x');
+    const s = req(s0, 'mulPerSample s');
+    const len = perSampleLen(x, s, 'mulPerSample');
+    const out = e.empty(x.shape, 'f32', 'mulPerSample');
+    launchRows(e, {
+      name: 'reduce.mulPerSample',
+      ins: { x },
+      perRow: { s },
+      outs: { out },
+      rows: s.size,
+      len,
+      exprs: 'let k = row * params.len + j; out[k] = x[k] * T(s[row]);',
+    });
+    return out;
   },
-  vjp: (e, { inputs: [g, v] }, ct, needs) => [
-    needs[0] ? perSampleDot(e, [ct, v], {}) : null,
-    needs[1] ? rowScale(e, [g, ct], {}) : null,
+  vjp: (e, { inputs: [x, s] }, ct, needs) => [
+    needs[0] ? mulPerSample(e, [ct, s], {}) : null,
+    needs[1] ? perSampleDot(e, [ct, x], {}) : null,
   ],
-  jvp: (e, { inputs: [g, v] }, [tg, tv]) =>
-    addMaybe(e, tg ? rowScale(e, [tg, v], {}) : null, tv ? rowScale(e, [g, tv], {}) : null),
+  jvp: (e, { inputs: [x, s] }, [tx, ts]) =>
+    addMaybe(e, tx ? mulPerSample(e, [tx, s], {}) : null, ts ? mulPerSample(e, [x, ts], {}) : null),
+  dual(e, [x0, s0], [tx, ts]) {
+    // Primal x·s and tangent ẋ·s + x·ṡ in one dispatch (x and s loaded once).
+    const x = req(x0, 'mulPerSample x');
+    const s = req(s0, 'mulPerSample s');
+    const len = perSampleLen(x, s, 'mulPerSample');
+    const out = e.empty(x.shape, 'f32', 'mulPerSample');
+    const tout = e.empty(x.shape, 'f32', 'mulPerSample.tangent');
+    const ins: Record<string, Tensor> = { x };
+    const perRow: Record<string, Tensor> = { s };
+    const terms: string[] = [];
+    if (tx) {
+      ins.tx = tx;
+      terms.push('tx[k] * sv');
+    }
+    if (ts) {
+      perRow.ts = ts;
+      terms.push('x[k] * T(ts[row])');
+    }
+    launchRows(e, {
+      name: `reduce.mulPerSample.dual${tx ? '.x' : ''}${ts ? '.s' : ''}`,
+      ins,
+      perRow,
+      outs: { out, tout },
+      rows: s.size,
+      len,
+      exprs: `let k = row * params.len + j; let sv = T(s[row]); out[k] = x[k] * sv; tout[k] = ${terms.join(' + ') || 'T(0.0)'};`,
+    });
+    return [out, tout];
+  },
 });
 
 export const perSampleSum: Op<NoParams> = defineOp<NoParams>({
@@ -238,7 +291,7 @@ export const perSampleSumSq: Op<NoParams> = defineOp<NoParams>({
     const { n, len } = batchOf(x, 'perSampleSumSq');
     return rowReduce(e, { name: 'reduce.sumsq', inputs: { x }, term: 'x[k] * x[k]', combine: 'sum' }, n, len, [n]);
   },
-  vjp: (e, { inputs: [x] }, g) => [rowScale(e, [scale(e, [g], { alpha: 2 }), x], {})],
+  vjp: (e, { inputs: [x] }, g) => [mulPerSample(e, [x, scale(e, [g], { alpha: 2 })], {})],
   jvp: (e, { inputs: [x] }, [tx]) => (tx ? scale(e, [perSampleDot(e, [x, tx], {})], { alpha: 2 }) : null),
 });
 

@@ -5,7 +5,7 @@ import { isTracing } from '../engine/autodiff.js';
 import type { Engine } from '../engine/engine.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 import type { Tensor } from '../engine/tensor.js';
-import { mulPerSample } from '../kernels/channels.js';
+import { mulPerSample } from '../kernels/reductions.js';
 import type { NcsnppConfig } from './config.js';
 import { ncsnppForward } from './ncsnpp.js';
 import { networkPlan } from './network-plan.js';

@@ -5,7 +5,7 @@
  * w·‖ε̂(x_t, t, y) − z‖² (the network predicts ε; score = −ε̂/std). See time-sampling.ts for why importance-sampled
  * likelihood weighting reduces to weight 1 (up to the constant Z). The batch loss is
  *   L = (1/B) Σ_b w_b ‖ε̂_b − z_b‖² / (D if reduce = 'mean' else 1)
- * (score_flow sums over dimensions: reduce = 'sum'). Built from ops (sub, per-sample dot products), so
+ * (score_flow sums over dimensions: reduce = 'sum'). Built from ops (sub, perSampleSumSq, perSampleDot), so
  * `vjp` differentiates it and an enclosing `jvp` could too.
  */
 import type { Engine } from '../engine/engine.js';
@@ -14,7 +14,7 @@ import { SbgcError, ShapeError } from '../engine/errors.js';
 import { grid, randomTensor, type Seed } from '../engine/rng.js';
 import { shapeSize, type Tensor } from '../engine/tensor.js';
 import { sub } from '../kernels/elementwise.js';
-import { dotPerSample } from '../kernels/channels.js';
+import { perSampleDot, perSampleSumSq } from '../kernels/reductions.js';
 import type { Sde } from '../model/sde.js';
 import type { TrainableModel } from './model.js';
 import type { TimeBatch } from './time-sampling.js';
@@ -93,8 +93,8 @@ export function weightedSquaredError(e: Engine, pred: Tensor, target: Tensor, co
   const batch = pred.shape[0];
   coef.assertShape([batch], 'weightedSquaredError coef');
   const diff = sub(e, [pred, target], {});
-  const perSample = reshapeOp(e, [dotPerSample(e, [diff, diff], {})], { shape: [1, batch] });
-  return dotPerSample(e, [perSample, reshapeOp(e, [coef], { shape: [1, batch] })], {});
+  const perSample = reshapeOp(e, [perSampleSumSq(e, [diff], {})], { shape: [1, batch] });
+  return perSampleDot(e, [perSample, reshapeOp(e, [coef], { shape: [1, batch] })], {});
 }
 
 export interface DsmInputs {

@@ -7,8 +7,6 @@ import {
   addScaled,
   broadcastChannels,
   concatChannels,
-  dotPerSample,
-  mulPerSample,
   sliceChannels,
   splitChannels,
   sumInner,
@@ -18,7 +16,6 @@ import {
   addRef,
   concatChannelsRef,
   concatChannelsVjpRef,
-  mulRef,
   reduceToPrefixRef,
   scaleRef,
   splitChannelsRef,
@@ -28,14 +25,13 @@ import { ShapeError } from '../../engine/errors.js';
 // Copies (concat, slice, broadcast) are bit-exact; their JVP/VJP checks compare against central differences of
 // a linear float64 map, exact up to float64 roundoff (~1e-11).
 const COPY_TOL = { forward: 0, jvp: 1e-9, vjp: 1e-9 };
-// One or two f32 roundings per element (x + v, x·s, (a + b)·s): ≤ 2 ulp = 2.4e-7 of the max-norm; the VJPs of
-// the bias / per-sample scalar are sums of ≤ 72 terms (4 accumulators of ≤ 18): ≤ 20 ulp of Σ|terms| ≈ 2e-6.
+// One or two f32 roundings per element (x + v, (a + b)·s): ≤ 2 ulp = 2.4e-7 of the max-norm; the VJP of the
+// bias is a sum of ≤ 72 terms (4 accumulators of ≤ 18): ≤ 20 ulp of Σ|terms| ≈ 2e-6.
 const ELEM_TOL = { forward: 2.5e-7, jvp: 2.5e-7, vjp: 2e-6 };
 // Reductions of L ≤ 200 terms (4 accumulators of ≤ 50 terms, or a 64-way tree over ≤ 4): rounding grows like
 // √L·2⁻²⁴·Σ|terms| ≈ 1e-6 of the max-norm for this random data (observed ≤ 4e-7).
 const REDUCE_TOL = { forward: 2e-6, jvp: 2e-6, vjp: 2e-6 };
 
-const dotRef = (a: Host64, b: Host64): Host64 => reduceToPrefixRef(mulRef(a, b), [a.shape[0]]);
 const map = (a: Host64, f: (v: number, i: number) => number): Host64 => ({ shape: a.shape, data: a.data.map(f) });
 
 describe('channel ops', () => {
@@ -102,10 +98,9 @@ describe('channel ops', () => {
   for (const variant of variants) {
     // inner = 1, 7 (< 4-lane tail), 66 (> 64, strided loop), 200 (not a multiple of 64).
     for (const shape of [[2, 3], [1, 5, 7], [2, 3, 6, 11], [1, 2, 10, 20]]) {
-      it(`sumInner / dotPerSample (${variant}) on [${shape}]`, async () => {
+      it(`sumInner (${variant}) on [${shape}]`, async () => {
         const e = engine();
         const x = randomHost(shape, 41);
-        const y = randomHost(shape, 42);
         await checkOp(e, {
           op: sumInner,
           params: { variant },
@@ -113,17 +108,15 @@ describe('channel ops', () => {
           reference: ([a]) => reduceToPrefixRef(a!, a!.shape.slice(0, 2)),
           tol: REDUCE_TOL,
         });
-        await checkOp(e, { op: dotPerSample, params: { variant }, inputs: [x, y], reference: ([a, b]) => dotRef(a!, b!), tol: REDUCE_TOL });
       });
     }
   }
 
   for (const shape of [[1, 4], [3, 5, 7], [2, 3, 4, 6]]) {
-    it(`addScaled and mulPerSample on [${shape}]`, async () => {
+    it(`addScaled on [${shape}]`, async () => {
       const e = engine();
       const a = randomHost(shape, 51);
       const b = randomHost(shape, 52);
-      const s = randomHost([shape[0]], 53, 2);
       const r2 = Math.SQRT1_2;
       await checkOp(e, {
         op: addScaled,
@@ -133,31 +126,11 @@ describe('channel ops', () => {
         tol: ELEM_TOL,
       });
       await checkOp(e, { op: addScaled, params: { scale: 1 }, inputs: [a, b], reference: ([p, q]) => addRef(p!, q!), tol: ELEM_TOL });
-      await checkOp(e, { op: mulPerSample, params: {}, inputs: [a, s], reference: ([p, q]) => mulRef(p!, q!), tol: ELEM_TOL });
     });
   }
 
-  // Forward-over-reverse through the VJP ops (dotPerSample ↔ mulPerSample, sumInner ↔ broadcast, slice ↔ concat).
-  // The HVPs below are short chains of the ops above: 5e-6 (a few reductions of ≤ 40 terms).
-  it('HVP of x·‖x‖² per sample (mulPerSample dual, dotPerSample)', async () => {
-    const e = engine();
-    const x = randomHost([2, 3, 2, 5], 61);
-    const n = 30;
-    await checkHvp(
-      e,
-      (t) => mulPerSample(e, [t, dotPerSample(e, [t, t], {})], {}),
-      x,
-      // ∇⟨u, x·q⟩ with q = ‖x‖²: u·q + 2x⟨u, x⟩ per sample.
-      (xx, u) => {
-        const q = dotRef(xx, xx);
-        const ux = dotRef(u, xx);
-        return map(xx, (v, i) => u.data[i] * q.data[Math.floor(i / n)] + 2 * v * ux.data[Math.floor(i / n)]);
-      },
-      x.shape,
-      5e-6,
-    );
-  });
-
+  // Forward-over-reverse through the VJP ops (sumInner ↔ broadcast, slice ↔ concat; mulPerSample ↔ perSampleDot is
+  // in reductions.test.ts). The HVPs below are short chains of the ops above: 5e-6 (a few reductions of ≤ 40 terms).
   it('HVP of (x + Σ_spatial x)² and of concat([x, slice(x)]) rescaled, squared', async () => {
     const e = engine();
     const x = randomHost([2, 3, 3, 4], 62);
@@ -205,8 +178,6 @@ describe('channel ops', () => {
     expect(() => addChannelBias(e, [x, e.zeros([2, 4], 'f32', 'temb')], {})).toThrow(ShapeError);
     expect(() => addChannelBias(e, [x, e.zeros([2, 4], 'f32', 'temb')], {})).toThrow(/addChannelBias.*h\[2×3×4×4\].*\[2×4\]/);
     expect(() => concatChannels(e, [x, e.zeros([2, 3, 4, 5], 'f32', 'skip')], {})).toThrow(/concatChannels.*skip/);
-    expect(() => mulPerSample(e, [x, e.zeros([3], 'f32', 'std')], {})).toThrow(/mulPerSample.*h/);
-    expect(() => mulPerSample(e, [x, e.zeros([2], 'u32', 'std')], {})).toThrow(/std.*f32/);
     expect(() => sliceChannels(e, [x], { start: 2, count: 2 })).toThrow(/sliceChannels.*\[2, 4\)/);
     expect(() => splitChannels(e, x, [1, 1])).toThrow(/splitChannels/);
     expect(() => addScaled(e, [x, e.zeros([2, 3, 4, 3])], { scale: 1 })).toThrow(/addScaled: shapes differ/);

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { checkHvp, checkOp, randomHost, roundF32, type Host64, type Tolerances } from '../helpers/check-op.js';
 import {
+  mulPerSample,
   perSampleDot,
   perSampleSum,
   perSampleSumSq,
   rmsNormRatio,
   rowBroadcast,
-  rowScale,
   sumAll,
 } from '../../kernels/reductions.js';
 import { logSumExp, logSumExpBackward } from '../../kernels/reductions-axis.js';
@@ -26,14 +26,18 @@ import { ShapeError } from '../../engine/errors.js';
 // Σ|terms|, and Σ|terms| is ≤ ~2× the result's scale for these random inputs of mixed sign only in the worst case;
 // measured ≤ 3e-7, so 1e-6. Kahan-summed axis reductions (logsumexp) are within a few ulp plus exp/log's 3 ulp.
 const TOL: Tolerances = { forward: 1e-6, jvp: 1e-6, vjp: 1e-6 };
+// mulPerSample: one f32 rounding per element (x·s; the JVP ẋ·s + x·ṡ two or three): ≤ 2 ulp = 2.4e-7 of the
+// max-norm; its VJP in s is a perSampleDot (TOL).
+const MUL_TOL: Tolerances = { forward: 2.5e-7, jvp: 2.5e-7, vjp: 1e-6 };
 
 const shapes = [[1, 7], [3, 5, 7], [2, 3, 17, 19], [2, 3 * 4096 + 4], [1, 5001]];
 
 const host = (shape: number[], data: Float64Array): Host64 => ({ shape, data });
 
-function rowScaleRef(g: Host64, v: Host64): Host64 {
-  const len = v.data.length / g.data.length;
-  return host(v.shape, v.data.map((x, i) => g.data[Math.floor(i / len)] * x));
+/** x[n, …]·s[n] in float64. */
+function mulPerSampleRef(x: Host64, s: Host64): Host64 {
+  const len = x.data.length / s.data.length;
+  return host(x.shape, x.data.map((v, i) => v * s.data[Math.floor(i / len)]));
 }
 
 function rmsRef(err: Host64, sc: Host64, perSample: boolean): Host64 {
@@ -68,20 +72,53 @@ describe('per-sample reductions', () => {
         tol: TOL,
       });
       const g = randomHost([n], 3);
-      await checkOp(e, { op: rowScale, params: {}, inputs: [g, b], reference: ([x, y]) => rowScaleRef(x!, y!), tol: TOL });
+      await checkOp(e, { op: mulPerSample, params: {}, inputs: [b, g], reference: ([x, s]) => mulPerSampleRef(x!, s!), tol: MUL_TOL });
       await checkOp(e, {
         op: rowBroadcast,
         params: { shape },
         inputs: [g],
-        reference: ([x]) => rowScaleRef(x!, host(shape, new Float64Array(a.data.length).fill(1))),
+        reference: ([x]) => mulPerSampleRef(host(shape, new Float64Array(a.data.length).fill(1)), x!),
         tol: TOL,
       });
     });
   }
 
-  it('HVP of ⟨u, ‖x_n‖²⟩ (forward-over-reverse through rowScale)', async () => {
+  // inner = 4 and 72 (vec4 rows), 35 (scalar rows); per-sample scalars of scale 2.
+  for (const shape of [[1, 4], [3, 5, 7], [2, 3, 4, 6]]) {
+    it(`mulPerSample on [${shape}]`, async () => {
+      const e = engine();
+      const x = randomHost(shape, 51);
+      const s = randomHost([shape[0]], 53, 2);
+      await checkOp(e, { op: mulPerSample, params: {}, inputs: [x, s], reference: ([p, q]) => mulPerSampleRef(p!, q!), tol: MUL_TOL });
+    });
+  }
+
+  it('HVP of ⟨u, ‖x_n‖²⟩ (forward-over-reverse through mulPerSample)', async () => {
     const e = engine();
     await checkHvp(e, (x) => perSampleSumSq(e, [x], {}), randomHost([3, 5, 7], 4), (x, u) => perSampleSumSqVjpRef(x, u), [3], 1e-6);
+  });
+
+  // A short chain of the ops above (a few reductions of ≤ 30 terms): 5e-6.
+  it('HVP of x·‖x‖² per sample (mulPerSample dual, perSampleDot)', async () => {
+    const e = engine();
+    const x = randomHost([2, 3, 2, 5], 61);
+    const n = 30;
+    await checkHvp(
+      e,
+      (t) => mulPerSample(e, [t, perSampleDot(e, [t, t], {})], {}),
+      x,
+      // ∇⟨u, x·q⟩ with q = ‖x‖²: u·q + 2x⟨u, x⟩ per sample.
+      (xx, u) => {
+        const q = perSampleDotRef(xx, xx);
+        const ux = perSampleDotRef(u, xx);
+        return host(
+          xx.shape,
+          xx.data.map((v, i) => u.data[i] * q.data[Math.floor(i / n)] + 2 * v * ux.data[Math.floor(i / n)]),
+        );
+      },
+      x.shape,
+      5e-6,
+    );
   });
 
   it('sums 16.7M values (> 65535·256) to ~1e-8 of Σ|x|', async () => {
@@ -213,6 +250,10 @@ describe('rmsNormRatio', () => {
     e.scope(() => {
       expect(() => rmsNormRatio(e, [e.zeros([2, 3]), e.zeros([3, 2])], {})).toThrow(ShapeError);
       expect(() => perSampleDot(e, [e.zeros([2, 3]), e.zeros([2, 4])], {})).toThrow(/perSampleDot b/);
+      const x = e.zeros([2, 3, 4, 4], 'f32', 'h');
+      expect(() => mulPerSample(e, [x, e.zeros([3], 'f32', 'std')], {})).toThrow(ShapeError);
+      expect(() => mulPerSample(e, [x, e.zeros([3], 'f32', 'std')], {})).toThrow(/mulPerSample.*h/);
+      expect(() => mulPerSample(e, [x, e.zeros([2], 'u32', 'std')], {})).toThrow(/std.*f32/);
       expect(() => logSumExp(e, [e.zeros([2, 3])], { axis: 2 })).toThrow(/axis 2/);
     });
   });
