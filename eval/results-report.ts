@@ -5,7 +5,7 @@
  * an SVG of accuracy against training step, one series per estimator setting. Paired rows (the same images, two
  * settings) also get the count of images where only one of them was right, so small differences can be judged.
  */
-import { plotSvg, type PlotSeries } from './svg-plot.js';
+import { plotSvg, type PlotPanel, type PlotSeries } from './svg-plot.js';
 
 export interface ClassifyRunFile {
   format: string;
@@ -24,6 +24,8 @@ export interface ReportRow {
   step: number | null;
   /** The estimator and the settings that distinguish runs, e.g. "ODE rtol 1e-2, n 1 shared, ε 1e-5". */
   setting: string;
+  /** The lower time limit ε_t of the run (null: not recorded). */
+  epsT: number | null;
   images: number;
   /** Global indices of the images (for pairing). */
   indices: number[];
@@ -81,6 +83,7 @@ export function reportRow(file: string, run: ClassifyRunFile): ReportRow {
     file,
     step,
     setting: settingLabel(run.settings),
+    epsT: typeof run.settings.epsT === 'number' ? run.settings.epsT : null,
     images: done.length,
     indices: done.map((r) => r.index),
     correct,
@@ -128,7 +131,13 @@ export function reportMarkdown(rows: ReportRow[]): string {
   return lines.join('\n');
 }
 
-/** Accuracy (with its interval as a dashed band of two lines) against training step, one series per setting. */
+/** A setting label without its ε field: the series of an accuracy-vs-ε_t plot. */
+const withoutEps = (setting: string): string => setting.split(', ').filter((f) => !f.startsWith('ε ')).join(', ');
+
+/**
+ * Accuracy against training step, one series per setting; and, where runs of one step and setting differ only in
+ * ε_t, a second panel of accuracy against ε_t (log axis), one series per (setting, step).
+ */
 export function reportFigure(rows: ReportRow[], title: string): string {
   const settings = [...new Set(rows.filter((r) => r.step !== null).map((r) => r.setting))].sort();
   const series: PlotSeries[] = settings.map((name) => ({
@@ -139,21 +148,51 @@ export function reportFigure(rows: ReportRow[], title: string): string {
       .sort((a, b) => a.step! - b.step!)
       .map((r) => [r.step!, r.accuracy] as const),
   }));
+  const panels: PlotPanel[] = [{ title: 'accuracy (dashed: ELBO, solid: ODE)', xLabel: 'training steps', yLabel: 'accuracy', series, yRange: [0, 1] }];
+  const byEps = new Map<string, ReportRow[]>();
+  for (const r of rows) {
+    if (r.epsT === null) continue;
+    const key = `${withoutEps(r.setting)} @ step ${r.step ?? '?'}`;
+    byEps.set(key, [...(byEps.get(key) ?? []), r]);
+  }
+  const epsSeries: PlotSeries[] = [...byEps]
+    .filter(([, rs]) => new Set(rs.map((r) => r.epsT)).size >= 2)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, rs]) => ({
+      name,
+      dashed: name.startsWith('ELBO'),
+      points: [...rs].sort((a, b) => a.epsT! - b.epsT!).map((r) => [r.epsT!, r.accuracy] as const),
+    }));
+  if (epsSeries.length) {
+    panels.push({ title: 'accuracy vs the lower time limit ε_t', xLabel: 'ε_t', yLabel: 'accuracy', series: epsSeries, yRange: [0, 1], xLog: true });
+  }
   return plotSvg({
     title,
     // Wide enough for a title of ~60 characters and the settings labels in the legend.
     panelWidth: 560,
-    panels: [{ title: 'accuracy (dashed: ELBO, solid: ODE)', xLabel: 'training steps', yLabel: 'accuracy', series, yRange: [0, 1] }],
+    panels,
   });
 }
 
-/** Paired comparisons: every two rows of the same step that share images. */
+/**
+ * Whether two settings make a comparison worth a paired row: they differ in one field of their labels (one knob
+ * turned), or they are the two estimators at the same ε_t. Every pair of a long study would bury those.
+ */
+function comparable(a: string, b: string): boolean {
+  const fa = a.split(', ');
+  const fb = b.split(', ');
+  if (fa.length === fb.length && fa.filter((f, i) => f !== fb[i]).length === 1) return true;
+  const estimator = (f: string[]) => f[0]!.split(' ')[0];
+  return estimator(fa) !== estimator(fb) && fa[fa.length - 1] === fb[fb.length - 1];
+}
+
+/** Paired comparisons: two rows of the same step that share images and differ in one knob (see comparable). */
 export function pairedMarkdown(rows: ReportRow[]): string {
   const lines: string[] = [];
   for (let i = 0; i < rows.length; i++) {
     for (let j = i + 1; j < rows.length; j++) {
       const [a, b] = [rows[i], rows[j]];
-      if (a.step !== b.step) continue;
+      if (a.step !== b.step || !comparable(a.setting, b.setting)) continue;
       const p = pairedCounts(a, b);
       if (p.common === 0) continue;
       lines.push(`| ${a.step ?? '?'} | ${a.setting} | ${b.setting} | ${p.common} | ${p.onlyA} | ${p.onlyB} |`);
