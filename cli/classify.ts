@@ -116,9 +116,9 @@ function elboRowsPerClass(values: FlagValues): number {
 }
 
 /** The solver flags that only the ODE uses (refused with --estimator elbo rather than silently ignored). */
-const ODE_ONLY_FLAGS = ['rtol', 'atol', 'probes', 'n', 'probes-mode', 'step-control', 'state', 'max-steps', 'per-draw'];
+const ODE_ONLY_FLAGS = ['rtol', 'atol', 'start', 'probes', 'n', 'probes-mode', 'step-control', 'state', 'max-steps', 'per-draw'];
 /** Settings of the ODE that do not describe an ELBO run (dropped from its header). */
-const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'probes', 'nProbes', 'stepControl', 'state', 'maxSteps', 'precision'];
+const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'start', 'probes', 'nProbes', 'stepControl', 'state', 'maxSteps', 'precision'];
 
 interface EstimatorChoice {
   estimator: Estimator;
@@ -241,7 +241,8 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
         const input = source.input(p0, p1);
         const r = await solveChunkNumbers(s, input, p0, est, progress.solve);
         const D = r.dim;
-        const xs = loaded.analytic ? exactPoints(input, settings.dequantise, loaded.centered) : null;
+        // The analytic model's exact log p_ε(x) is what a clean start estimates (a diffused one bounds another quantity).
+        const xs = loaded.analytic && settings.start === 'clean' ? exactPoints(input, settings.dequantise, loaded.centered) : null;
         const records = Array.from({ length: p1 - p0 }, (_, i): ClassifyRecord => {
           const p = p0 + i;
           const label = source.labels ? source.labels[p] : null;

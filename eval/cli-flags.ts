@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SbgcError } from '../engine/errors.js';
-import type { ClassifyOptions, ProbeKind } from '../solvers/likelihood.js';
+import { LIKELIHOOD_STARTS, type ClassifyOptions, type LikelihoodStart, type ProbeKind } from '../solvers/likelihood.js';
 import type { StatePlacement, StepControl } from '../solvers/gpu-rk45.js';
 
 type OptionTable = NonNullable<ParseArgsConfig['options']>;
@@ -98,6 +98,7 @@ export const SOLVER_FLAGS = {
   rtol: { type: 'string' },
   atol: { type: 'string' },
   'eps-t': { type: 'string' },
+  start: { type: 'string' },
   probes: { type: 'string' },
   n: { type: 'string' },
   seed: { type: 'string' },
@@ -112,6 +113,8 @@ export const SOLVER_FLAGS = {
 export const SOLVER_USAGE = `solver (SPEC §3; defaults are the paper's settings except n):
   --rtol R --atol A       RK45 tolerances (default 1e-5, 1e-5)
   --eps-t E               start time ε_t (default 1e-5)
+  --start S               clean (default, the paper: the image is the state at ε_t) | diffused (a forward-process
+                          draw m·x + σ·z at ε_t, shared across classes; log p bounds the likelihood; for ε_t ≫ 1e-5)
   --probes KIND           rademacher (default) | gaussian | exact (D score VJPs per evaluation: small images only)
   --n N                   Hutchinson draws per image, averaged (default 1; the paper used 30)
   --seed S                seed of the probes and the dequantisation noise (default 0)
@@ -127,6 +130,7 @@ export interface SolverSettings {
   rtol: number;
   atol: number;
   epsT: number;
+  start: LikelihoodStart;
   probes: ProbeKind;
   nProbes: number;
   seed: number;
@@ -151,6 +155,7 @@ export function readSolverFlags(f: FlagReader, values: FlagValues): SolverSettin
     rtol: f.positive(values, 'rtol', 1e-5),
     atol: f.positive(values, 'atol', 1e-5),
     epsT: readEpsT(f, values),
+    start: f.oneOf(values, 'start', LIKELIHOOD_STARTS, 'clean'),
     probes: f.oneOf(values, 'probes', PROBE_KINDS, 'rademacher'),
     nProbes: f.int(values, 'n', 1, 1),
     seed: f.int(values, 'seed', 0, 0),
@@ -169,6 +174,7 @@ export function solverOptions(s: SolverSettings): ClassifyOptions {
     rtol: s.rtol,
     atol: s.atol,
     epsT: s.epsT,
+    start: s.start,
     probes: s.probes,
     nProbes: s.nProbes,
     seed: s.seed,

@@ -68,7 +68,8 @@ export function settingLabel(s: Record<string, unknown>): string {
   const probes = s.probes === 'rademacher' || s.probes === undefined ? '' : ` ${String(s.probes)}`;
   const mode = s.probesMode === 'independent' ? 'independent' : 'shared';
   const tol = s.rtol === s.atol ? `rtol=atol ${num(s.rtol)}` : `rtol ${num(s.rtol)} atol ${num(s.atol)}`;
-  return `ODE ${tol}, n ${num(s.nProbes)}${probes} ${mode}, ${eps}`;
+  const start = s.start === 'diffused' ? ', diffused start' : '';
+  return `ODE ${tol}, n ${num(s.nProbes)}${probes} ${mode}${start}, ${eps}`;
 }
 
 export function reportRow(file: string, run: ClassifyRunFile): ReportRow {
@@ -182,6 +183,9 @@ function comparable(a: string, b: string): boolean {
   const fa = a.split(', ');
   const fb = b.split(', ');
   if (fa.length === fb.length && fa.filter((f, i) => f !== fb[i]).length === 1) return true;
+  // One field present in only one of them (e.g. "diffused start"), the rest equal.
+  const [longer, shorter] = fa.length > fb.length ? [fa, fb] : [fb, fa];
+  if (longer.length === shorter.length + 1 && longer.some((_, i) => longer.filter((_f, j) => j !== i).join(', ') === shorter.join(', '))) return true;
   const estimator = (f: string[]) => f[0]!.split(' ')[0];
   return estimator(fa) !== estimator(fb) && fa[fa.length - 1] === fb[fb.length - 1];
 }

@@ -11,6 +11,15 @@
  * the default for classify); c = y + 1 gives class y its own draws (the paper's independent draws). The numbers
  * are drawn on the host with engine/rng.ts's drawHost (the same Philox words as the GPU generator) and uploaded
  * once per solve; the probes are held fixed for the whole solve.
+ *
+ * Start point (`start`). 'clean' (the paper, SPEC §3): the image itself is the ODE state at ε_t, so log p is
+ * log p_ε(x) — right for ε_t → 0, but at a larger ε_t a clean image is an atypical point of the diffused marginal
+ * p_ε (whose samples carry noise of std σ_ε), and its density there is an extrapolation of the model. 'diffused':
+ * the state at ε_t is a draw of the forward process, x_ε = m_ε·x + σ_ε·z (z ~ N(0, I), keyed like the probes and
+ * shared across classes with them), and log p = log p_ε(x_ε) + D·log m_ε — a one-sample estimate of the lower
+ * bound log p̃(x) ≥ E_z[log p_ε(x_ε)] + D·log m_ε for the model p̃ = p_ε closed by the Gaussian decoder
+ * N(x; x_ε/m_ε, (σ_ε/m_ε)²I) (the reconstruction term of eval/elbo.ts, where the derivation is), so it is the ODE's
+ * counterpart of the ELBO at the same ε_t and its bits/dim are those of p̃. Each draw has its own z.
  */
 import type { Engine } from '../engine/engine.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
@@ -22,6 +31,8 @@ import { probabilityFlowRhs, sampleDim, type DivergenceEstimator } from './proba
 import type { SolveIvpStatus } from './dormand-prince.js';
 
 export type ProbeKind = 'rademacher' | 'gaussian' | 'exact';
+export type LikelihoodStart = 'clean' | 'diffused';
+export const LIKELIHOOD_STARTS: readonly LikelihoodStart[] = ['clean', 'diffused'];
 export type ProbeSharing = 'shared-across-classes' | 'independent';
 
 /** 8-bit images (C·H·W bytes each, CHW order, dequantised per SPEC §1), or model-space values directly. */
@@ -34,6 +45,8 @@ export interface LikelihoodOptions {
   atol?: number;
   /** Start time ε_t (default 1e-5). */
   epsT?: number;
+  /** State at ε_t: the image ('clean', default, the paper) or a forward-process draw from it ('diffused'; see above). */
+  start?: LikelihoodStart;
   /** End time (default the SDE's T = 1). */
   T?: number;
   /** Divergence estimator (default 'rademacher'); 'exact' costs D score VJPs per evaluation (small D only). */
@@ -77,6 +90,8 @@ interface SolveSummary {
   rows: RowOutcome[];
   probes: ProbeKind;
   nProbes: number;
+  /** The state at ε_t: the image, or a forward-process draw from it (the module comment). */
+  start: LikelihoodStart;
   stepControl: StepControl;
   state: StatePlacement;
   /** The precision of the solve (f32 GPU state or float64 host state). */
@@ -122,6 +137,25 @@ export interface ClassifyResult extends SolveSummary {
 
 const STREAM_DEQUANT = 0x40000000;
 const STREAM_PROBES = 0x50000000;
+/** Noise z of the diffused start (eval/elbo.ts uses 0x60000000 and 0x60000001). */
+const STREAM_START = 0x70000000;
+
+/**
+ * The diffused start of one row: x_ε = m_ε·x + σ_ε·z with z the Philox normal draw of (seed, stream, image key),
+ * in float32 as the solver's state holds it.
+ */
+export function diffusedStart(
+  model: ScoreModel,
+  x: ArrayLike<number>,
+  epsT: number,
+  key: { seed: number; stream: number; imageKey: number },
+): Float32Array {
+  const D = x.length;
+  const z = drawHost(D, 'normal', { seed: key.seed, stream: STREAM_START + key.stream, offset: key.imageKey * blocksFor(D, 'normal') });
+  const m = model.sde.meanCoefficient(epsT);
+  const s = model.sde.marginalStd(epsT);
+  return Float32Array.from(x, (v, i) => m * v + s * z[i]);
+}
 
 interface Prepared {
   nImages: number;
@@ -164,11 +198,14 @@ function resolve(model: ScoreModel, o: LikelihoodOptions, what: string) {
   if (!(Number.isInteger(nProbes) && nProbes >= 1 && nProbes < 1 << 20)) throw new RangeError(`${what}: nProbes must be a positive integer, got ${nProbes}`);
   const probes = o.probes ?? 'rademacher';
   if (!['rademacher', 'gaussian', 'exact'].includes(probes)) throw new RangeError(`${what}: unknown probes '${probes}'`);
+  const start = o.start ?? 'clean';
+  if (!LIKELIHOOD_STARTS.includes(start)) throw new RangeError(`${what}: start must be one of ${LIKELIHOOD_STARTS.join(', ')}, got '${start}'`);
   const imageOffset = o.imageOffset ?? 0;
   if (!(Number.isInteger(imageOffset) && imageOffset >= 0)) throw new RangeError(`${what}: imageOffset must be a non-negative integer`);
   return {
     T,
     epsT,
+    start,
     nProbes,
     probes,
     imageOffset,
@@ -237,6 +274,7 @@ async function solveRows(
       } else {
         x = input.x!.subarray(row.image * D, (row.image + 1) * D);
       }
+      if (r.start === 'diffused') x = diffusedStart(model, x, r.epsT, { seed: r.seed, stream, imageKey });
       const probe = probes
         ? (drawHost(D, dist, { seed: r.seed, stream: STREAM_PROBES + stream, offset: imageKey * blocksFor(D, dist) }) as Float32Array)
         : null;
@@ -260,6 +298,8 @@ async function solveRows(
   const priorLogp = new Float64Array(B);
   const deltaLogp = new Float64Array(B);
   const z = new Float64Array(D);
+  // The decoder's D·log m_ε (see the module comment): log p then bounds log p̃(x), not log p_ε(x_ε).
+  const decoder = r.start === 'diffused' ? D * Math.log(model.sde.meanCoefficient(r.epsT)) : 0;
   rows.forEach((row, k) => {
     if (res.rows[k].status !== 'success') {
       logp[k] = priorLogp[k] = deltaLogp[k] = NaN;
@@ -268,7 +308,7 @@ async function solveRows(
     z.set(res.yFinal.subarray(k * N, k * N + D));
     priorLogp[k] = r.prior ? r.prior(z, row.label) : model.sde.priorLogProb(z);
     deltaLogp[k] = res.yFinal[k * N + D];
-    logp[k] = priorLogp[k] + deltaLogp[k];
+    logp[k] = priorLogp[k] + deltaLogp[k] + decoder;
   });
   res.dispose();
   return {
@@ -282,6 +322,7 @@ async function solveRows(
       rows: res.rows,
       probes: r.probes,
       nProbes: r.nProbes,
+      start: r.start,
       stepControl: res.stepControl,
       state: res.state,
       precision: res.precision,

@@ -362,6 +362,7 @@ describe('sbgc classify --estimator elbo', () => {
     await expect(run(['--estimator', 'elbo', '--elbo-times', 'log'])).rejects.toThrow(/--elbo-times must be one of importance, uniform, mixture, got 'log'/);
     await expect(run(['--estimator', 'elbo', '--n', '4'])).rejects.toThrow(/--n applies to the ODE estimator/);
     await expect(run(['--estimator', 'elbo', '--rtol', '1e-3'])).rejects.toThrow(/--rtol applies to the ODE estimator/);
+    await expect(run(['--estimator', 'elbo', '--start', 'diffused'])).rejects.toThrow(/--start applies to the ODE estimator/);
     await expect(run(['--estimator', 'elbo', '--prior', 'exact'])).rejects.toThrow(/--prior exact applies to the ODE estimator/);
     await expect(run(['--estimator', 'elbo', '--k', '0'])).rejects.toThrow(/--k must be an integer ≥ 1, got '0'/);
   });

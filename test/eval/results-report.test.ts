@@ -32,6 +32,8 @@ describe('classify result reports', () => {
     expect(settingLabel(ode)).toBe('ODE rtol=atol 0.01, n 1 shared, ε 1e-5');
     expect(settingLabel({ ...ode, probesMode: 'independent', probes: 'gaussian', nProbes: 4, atol: 0.001 })).toBe('ODE rtol 0.01 atol 1e-3, n 4 gaussian independent, ε 1e-5');
     expect(settingLabel(elbo)).toBe('ELBO K 16, uniform t, ε 1e-5');
+    expect(settingLabel({ ...ode, start: 'diffused', epsT: 0.1 })).toBe('ODE rtol=atol 0.01, n 1 shared, diffused start, ε 0.1');
+    expect(settingLabel({ ...ode, start: 'clean' })).toBe(settingLabel(ode));
     expect(settingLabel({ ...elbo, timeSampling: 'stratified quantiles of the likelihood-importance proposal' })).toBe('ELBO K 16, importance t, ε 1e-5');
     expect(settingLabel({ ...elbo, timeSampling: 'half importance quantiles, half uniform strata' })).toBe('ELBO K 16, mixture t, ε 1e-5');
   });
@@ -62,6 +64,10 @@ describe('classify result reports', () => {
     expect(svg).toMatch(/ELBO K 16, uniform t @ step 1360/);
     const pairs = pairedMarkdown([a, b, d, e]).split('\n').slice(2);
     expect(pairs).toHaveLength(3); // a–b (ODE vs ELBO, ε 1e-5), b–d (ε), d–e (ODE vs ELBO, ε 0.1); not a–d, a–e, b–e
+    // Clean vs diffused start at equal settings: one knob.
+    const f = reportRow('f.json', run({ ...ode, epsT: 0.1 }, '1360', [[1, 7, 7]]));
+    const g = reportRow('g.json', run({ ...ode, epsT: 0.1, start: 'diffused' }, '1360', [[1, 7, 2]]));
+    expect(pairedMarkdown([f, g])).toMatch(/\| 1360 \| ODE rtol=atol 0.01, n 1 shared, ε 0.1 \| ODE rtol=atol 0.01, n 1 shared, diffused start, ε 0.1 \| 1 \| 1 \| 0 \|/);
     expect(() => reportRow('bad.json', { ...run(ode, null, []), format: 'other' })).toThrow(/bad.json: not an sbgc classify result/);
   });
 });
