@@ -140,7 +140,9 @@ const withoutEps = (setting: string): string => setting.split(', ').filter((f) =
  * ε_t, a second panel of accuracy against ε_t (log axis), one series per (setting, step).
  */
 export function reportFigure(rows: ReportRow[], title: string): string {
-  const settings = [...new Set(rows.filter((r) => r.step !== null).map((r) => r.setting))].sort();
+  // Settings measured at two or more steps (a curve); single runs are in the table and, if they vary ε_t, the ε panel.
+  const stepsOf = (name: string) => new Set(rows.filter((r) => r.setting === name && r.step !== null).map((r) => r.step)).size;
+  const settings = [...new Set(rows.filter((r) => r.step !== null).map((r) => r.setting))].filter((name) => stepsOf(name) >= 2).sort();
   const series: PlotSeries[] = settings.map((name) => ({
     name,
     dashed: name.startsWith('ELBO'),

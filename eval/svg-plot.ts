@@ -187,7 +187,9 @@ export function plotSvg(o: PlotOptions): string {
     }
   }
   const width = left + o.panels.length * w + (o.panels.length - 1) * gap + 30;
-  const legendCols = Math.max(1, Math.floor(width / 230));
+  // Columns as wide as the longest label (~6.2 px per character at font size 11), so labels never overlap.
+  const legendColWidth = Math.max(230, 36 + Math.ceil(6.2 * Math.max(0, ...legendItems.map((l) => l.name.length))));
+  const legendCols = Math.max(1, Math.floor(width / legendColWidth));
   const legendRows = Math.ceil(legendItems.length / legendCols);
   const legendTop = top + h + 50;
   const height = legendTop + legendRows * 18 + 12;
@@ -200,7 +202,7 @@ export function plotSvg(o: PlotOptions): string {
   o.panels.forEach((p, i) => drawPanel(p, left + i * (w + gap), top, w, h, colorOf, out));
   out.push(`<g class="legend">`);
   legendItems.forEach((l, i) => {
-    const x = left + (i % legendCols) * 230;
+    const x = left + (i % legendCols) * legendColWidth;
     const y = legendTop + Math.floor(i / legendCols) * 18;
     const dash = l.reference ? ' stroke-dasharray="2 3"' : l.dashed ? ' stroke-dasharray="6 4"' : '';
     out.push(`<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${escapeXml(l.color)}" stroke-width="2"${dash}/>`);
