@@ -137,7 +137,7 @@ const withoutEps = (setting: string): string => setting.split(', ').filter((f) =
 
 /**
  * Accuracy against training step, one series per setting; and, where runs of one step and setting differ only in
- * ε_t, a second panel of accuracy against ε_t (log axis), one series per (setting, step).
+ * ε_t (three values or more), a second panel of accuracy against ε_t (log axis), one series per (setting, step).
  */
 export function reportFigure(rows: ReportRow[], title: string): string {
   // Settings measured at two or more steps (a curve); single runs are in the table and, if they vary ε_t, the ε panel.
@@ -159,7 +159,8 @@ export function reportFigure(rows: ReportRow[], title: string): string {
     byEps.set(key, [...(byEps.get(key) ?? []), r]);
   }
   const epsSeries: PlotSeries[] = [...byEps]
-    .filter(([, rs]) => new Set(rs.map((r) => r.epsT)).size >= 2)
+    // A sweep (≥ 3 values of ε_t); two-point pairs are in the paired table, and many of them would bury the sweeps.
+    .filter(([, rs]) => new Set(rs.map((r) => r.epsT)).size >= 3)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, rs]) => ({
       name,

@@ -54,11 +54,13 @@ describe('classify result reports', () => {
     expect(pairedMarkdown([a, c])).toBe('');
     expect(checkXmlWellFormed(reportFigure([a, b, c], 'accuracy'))[0]).toBe('svg');
     expect(reportFigure([a, b, c], 'accuracy')).not.toMatch(/vs the lower time limit/);
-    // Two ε_t of one setting and step: a second panel; pairs only where one knob differs (or ODE vs ELBO at equal ε).
+    // Three ε_t of one setting and step: a second panel; pairs only where one knob differs (or ODE vs ELBO at equal ε).
     const d = reportRow('d.json', run({ ...elbo, epsT: 0.1 }, '1360', [[1, 7, 7], [2, 1, 1], [3, 4, 4]]));
     const e = reportRow('e.json', run({ ...ode, epsT: 0.1, rtol: 1e-3, atol: 1e-3 }, '1360', [[1, 7, 7]]));
     expect(d.epsT).toBe(0.1);
-    const svg = reportFigure([a, b, d], 'accuracy');
+    expect(reportFigure([a, b, d], 'accuracy')).not.toMatch(/vs the lower time limit/); // two values: no sweep
+    const d2 = reportRow('d2.json', run({ ...elbo, epsT: 0.01 }, '1360', [[1, 7, 7]]));
+    const svg = reportFigure([a, b, d, d2], 'accuracy');
     expect(checkXmlWellFormed(svg)[0]).toBe('svg');
     expect(svg).toMatch(/vs the lower time limit/);
     expect(svg).toMatch(/ELBO K 16, uniform t @ step 1360/);
