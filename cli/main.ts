@@ -29,7 +29,7 @@ commands:
                           raw network output, for interop checks
   train --preset mnist-small [--steps N] [--batch B] [--t-sampling uniform|importance|mixture] [--resume] …
                           maximum-likelihood training (sbgc train --help for all flags)
-  export-weights CHECKPOINT --out W.safetensors [--which auto|ema|raw]
+  export-weights CHECKPOINT --out W.safetensors [--which auto|ema|ema-debiased|raw]
                           one weight set of a training checkpoint, for evaluation commands
   report RESULTS.json… [--out-dir DIR]
                           accuracy table (Wilson intervals, paired counts) and accuracy-vs-steps plot

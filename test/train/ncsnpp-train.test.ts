@@ -12,6 +12,7 @@ import type { ImageDataset } from '../../data/dataset.js';
 import '../../kernels/elementwise.js';
 import { exportWeightsCommand } from '../../cli/export-weights.js';
 import { loadHostWeights } from '../../model/weights.js';
+import { initParams } from '../../model/init.js';
 
 // The `tiny` preset (8×8×3, 3 classes, attention at 4×4) with dropout on, so dropout masks are part of the state.
 const config = parseConfig({ ...loadPreset('tiny'), dropout: 0.1 }, 'tiny+dropout');
@@ -105,8 +106,43 @@ describe('training the NCSN++ network (tiny preset + dropout)', () => {
     const trainerExport = await loadHostWeights(config, exported);
     const auto = await loadHostWeights(config, join(dir, 'w-auto.safetensors'));
     for (const p of model.params) expect(auto.params.get(p.name)).toEqual(trainerExport.params.get(p.name));
-    await expect(exportWeightsCommand([ckpt, '--out', join(dir, 'x'), '--which', 'best'])).rejects.toThrow(/--which must be auto, ema or raw, got 'best'/);
+    await expect(exportWeightsCommand([ckpt, '--out', join(dir, 'x'), '--which', 'best'])).rejects.toThrow(/--which must be auto, ema, ema-debiased or raw, got 'best'/);
     await expect(exportWeightsCommand([ckpt])).rejects.toThrow(/--out W.safetensors is required/);
     await expect(exportWeightsCommand([exported, '--out', join(dir, 'y')])).rejects.toThrow(new RegExp(exported.replace(/[.]/g, '\\.')));
+  });
+
+  it('sbgc export-weights --which ema-debiased: the EMA without the initialisation, (d·θ₁ + θ₂)/(1 + d) after 2 steps', async () => {
+    const e = engine();
+    const dir = mkdtempSync(join(tmpdir(), 'sbgc-debias-'));
+    dirs.push(dir);
+    const t = await Trainer.create(e, model, data, options({ outDir: dir, steps: 2 }));
+    const theta0 = await t.arena.read('param');
+    await t.train(1);
+    const theta1 = await t.arena.read('param');
+    await t.train(2);
+    const theta2 = await t.arena.read('param');
+    t.dispose();
+    // The debiasing re-draws θ₀ from the seed: it must be the trainer's own initialisation, bit for bit.
+    const init = initParams(config, DEFAULT_TRAIN_OPTIONS.seed);
+    for (const p of model.params) expect(init.get(p.name), p.name).toEqual(theta0.get(p.name));
+    const out = join(dir, 'w-debiased.safetensors');
+    expect(await exportWeightsCommand([join(dir, 'checkpoint.safetensors'), '--out', out, '--which', 'ema-debiased'])).toBe(true);
+    const { params, metadata } = await loadHostWeights(config, out);
+    expect(metadata).toMatchObject({ step: '2', weights: 'ema-debiased' });
+    const d = 0.9;
+    let worst = 0;
+    for (const p of model.params) {
+      const got = params.get(p.name)!;
+      const a = theta1.get(p.name)!;
+      const b = theta2.get(p.name)!;
+      const t0 = theta0.get(p.name)!;
+      for (let i = 0; i < got.length; i++) {
+        const want = (d * a[i] + b[i]) / (1 + d);
+        // float32 EMA updates and the division by 1 − d² = 0.19 amplify rounding of |θ| to a few ulp of max |θ|.
+        const scale = Math.max(Math.abs(t0[i]), Math.abs(a[i]), Math.abs(b[i]), 1e-3);
+        worst = Math.max(worst, Math.abs(got[i] - want) / scale);
+      }
+    }
+    expect(worst).toBeLessThan(1e-5);
   });
 });
