@@ -57,7 +57,7 @@ import { SbgcError, ShapeError } from '../engine/errors.js';
 import { blocksFor, drawHost } from '../engine/rng.js';
 import { bitsPerDim, describeModelSpace, toModelSpace } from '../data/model-space.js';
 import type { ScoreModel } from '../model/score.js';
-import type { Sde } from '../model/sde.js';
+import { perturb, type Sde } from '../model/sde.js';
 import { classLogPrior, classPosterior, type ImageInput, type ProbeSharing } from '../solvers/likelihood.js';
 import { importanceNormaliser, invertImportanceCdf } from '../train/time-sampling.js';
 
@@ -247,11 +247,8 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
     if (!d) {
       const { t, z } = elboDraws(sde, { k: K, dim: D, seed, imageKey: imageOffset + i, epsT, times });
       const xt = new Float32Array(K * D);
-      for (let k = 0; k < K; k++) {
-        const m = sde.meanCoefficient(t[k]);
-        const s = sde.marginalStd(t[k]);
-        for (let j = 0; j < D; j++) xt[k * D + j] = m * xs[i * D + j] + s * z[k * D + j];
-      }
+      const x0 = xs.subarray(i * D, (i + 1) * D);
+      for (let k = 0; k < K; k++) xt.set(perturb(sde, t[k], x0, z.subarray(k * D, (k + 1) * D)), k * D);
       d = { xt, z, t };
       draws.set(i, d);
     }

@@ -37,6 +37,17 @@ export interface Sde {
   priorLogProbBatch(z: ArrayLike<number>, batch: number): Float64Array;
 }
 
+/**
+ * One draw of the perturbation kernel, x_t = m(t)·x₀ + σ(t)·z (z ~ N(0, I) given), as float32: the ELBO's noised
+ * images and the ODE's diffused start are the same operation.
+ */
+export function perturb(sde: Sde, t: number, x0: ArrayLike<number>, z: ArrayLike<number>): Float32Array {
+  if (z.length !== x0.length) throw new RangeError(`perturb: x₀ has ${x0.length} values but the noise z has ${z.length}`);
+  const m = sde.meanCoefficient(t);
+  const s = sde.marginalStd(t);
+  return Float32Array.from(x0, (v, i) => m * v + s * z[i]);
+}
+
 function checkTime(t: number, what: string): void {
   if (!Number.isFinite(t)) throw new RangeError(`${what}: t must be finite, got ${t}`);
 }

@@ -26,6 +26,7 @@ import { SbgcError, ShapeError } from '../engine/errors.js';
 import { blocksFor, drawHost } from '../engine/rng.js';
 import { bitsPerDim as bitsPerDimOf, describeModelSpace, toModelSpace } from '../data/model-space.js';
 import type { ScoreModel } from '../model/score.js';
+import { perturb } from '../model/sde.js';
 import { solveBatch, type BatchSolveOptions, type RowOutcome, type SolveProgress, type StatePlacement, type StepControl } from './gpu-rk45.js';
 import { probabilityFlowRhs, sampleDim, type DivergenceEstimator } from './probability-flow.js';
 import type { SolveIvpStatus } from './dormand-prince.js';
@@ -152,9 +153,7 @@ export function diffusedStart(
 ): Float32Array {
   const D = x.length;
   const z = drawHost(D, 'normal', { seed: key.seed, stream: STREAM_START + key.stream, offset: key.imageKey * blocksFor(D, 'normal') });
-  const m = model.sde.meanCoefficient(epsT);
-  const s = model.sde.marginalStd(epsT);
-  return Float32Array.from(x, (v, i) => m * v + s * z[i]);
+  return perturb(model.sde, epsT, x, z);
 }
 
 interface Prepared {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadPreset } from '../../model/config.js';
-import { createSde, sdeFromConfig, type Sde } from '../../model/sde.js';
+import { createSde, perturb, sdeFromConfig, type Sde } from '../../model/sde.js';
 
 /**
  * Moments of the perturbation kernel of the linear SDE dx = a(t)x dt + g(t) dW started at a fixed x₀:
@@ -89,5 +89,18 @@ describe('SDEs (SPEC §2)', () => {
     const sde = sdeFromConfig(loadPreset('cifar10-sbgc'));
     expect(sde.kind).toBe('vp');
     expect([sde.betaMin, sde.betaMax, sde.T]).toEqual([0.1, 20, 1]);
+  });
+
+  it('perturb draws x_t = m(t)·x₀ + σ(t)·z in float32 and refuses mismatched noise', () => {
+    const vp = createSde('vp');
+    const x0 = [0.5, -1, 0.25];
+    const z = [1, -2, 0.5];
+    const t = 0.3;
+    const got = perturb(vp, t, x0, z);
+    const m = Math.exp(-0.5 * (0.1 * t + 0.5 * t * t * (20 - 0.1)));
+    const s = Math.sqrt(1 - m * m);
+    // One float32 rounding of a float64 value: within half an ulp, 2^-24 relative.
+    x0.forEach((v, i) => expect(Math.abs(got[i] - (m * v + s * z[i]))).toBeLessThanOrEqual(2 ** -24 * Math.abs(m * v + s * z[i])));
+    expect(() => perturb(vp, t, x0, [1, 2])).toThrow(/x₀ has 3 values but the noise z has 2/);
   });
 });
