@@ -72,6 +72,11 @@ export function settingLabel(s: Record<string, unknown>): string {
   return `ODE ${tol}, n ${num(s.nProbes)}${probes} ${mode}${start}, ${eps}`;
 }
 
+/** Which weights of a checkpoint were evaluated, when not the raw parameters (export-weights --which). */
+export function weightsLabel(kind: string | undefined): string {
+  return kind === 'ema' ? ', EMA weights' : kind === 'ema-debiased' ? ', debiased EMA weights' : '';
+}
+
 export function reportRow(file: string, run: ClassifyRunFile): ReportRow {
   if (run.format !== 'sbgc.classify/1') throw new Error(`${file}: not an sbgc classify result (format ${JSON.stringify(run.format)})`);
   const done = run.images.filter((r) => r.status === 'success' && typeof r.label === 'number');
@@ -83,7 +88,7 @@ export function reportRow(file: string, run: ClassifyRunFile): ReportRow {
   return {
     file,
     step,
-    setting: settingLabel(run.settings),
+    setting: settingLabel(run.settings) + weightsLabel(run.model.weights?.weights),
     epsT: typeof run.settings.epsT === 'number' ? run.settings.epsT : null,
     images: done.length,
     indices: done.map((r) => r.index),

@@ -38,6 +38,15 @@ describe('classify result reports', () => {
     expect(settingLabel({ ...elbo, timeSampling: 'half importance quantiles, half uniform strata' })).toBe('ELBO K 16, mixture t, ε 1e-5');
   });
 
+  it('rows of EMA weights are told apart from the raw weights of the same step', () => {
+    const raw = run(elbo, '3500', [[0, 0, 0]]);
+    const ema = { ...raw, model: { source: 'mnist-small + w', weights: { step: '3500', weights: 'ema' } } };
+    const debiased = { ...raw, model: { source: 'mnist-small + w', weights: { step: '3500', weights: 'ema-debiased' } } };
+    expect(reportRow('r.json', raw).setting).toBe('ELBO K 16, uniform t, ε 1e-5');
+    expect(reportRow('e.json', ema).setting).toBe('ELBO K 16, uniform t, ε 1e-5, EMA weights');
+    expect(reportRow('d.json', debiased).setting).toBe('ELBO K 16, uniform t, ε 1e-5, debiased EMA weights');
+  });
+
   it('rows: accuracy, step from the weights metadata, paired counts on common images; table and well-formed SVG', () => {
     const a = reportRow('a.json', run(ode, '1360', [[0, 0, 0], [1, 7, 2], [2, 1, 1], [3, 4, 4]]));
     const b = reportRow('b.json', run(elbo, '1360', [[1, 7, 7], [2, 1, 1], [3, 4, 9], [5, 2, 2]]));
