@@ -10,7 +10,8 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { vjp } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
-import { basisTrace, rowDot, tileRows } from './flow-kernels.js';
+import { basisTrace, tileRows } from './flow-kernels.js';
+import { rowReduce } from '../kernels/reductions.js';
 
 /** The score of a batch x [B, …] → [B, …] (times and labels already bound). */
 export type ScoreFn = (x: Tensor) => Tensor;
@@ -35,7 +36,11 @@ export function hutchinsonTrace(e: Engine, score: ScoreFn, x: Tensor, probes: Te
   const r = vjp(e, score, [x]);
   const ct = probes.reshape(x.shape);
   const g = r.backward(ct)[0];
-  const trace = g ? rowDot(e, g, ct, batch, d) : e.zeros([batch], 'f32', 'pf.trace');
+  // ⟨g_b, ε_b⟩ per row with the engine's row reduction as a plain kernel (not the perSampleDot op): the trace is
+  // data for the solver, never recorded on a tape.
+  const trace = g
+    ? rowReduce(e, { name: 'pf.hutchinson-dot', inputs: { g, p: ct }, term: 'g[k] * p[k]', combine: 'sum' }, batch, d, [batch])
+    : e.zeros([batch], 'f32', 'pf.trace');
   return { score: r.output, trace };
 }
 

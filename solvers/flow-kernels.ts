@@ -1,12 +1,12 @@
 /**
  * Kernels of the augmented probability-flow state (row b = [x_b (D values), ℓ_b], N = D + 1): extracting x for the
- * score model, the per-row Hutchinson dot product, the tiling and trace of the exact divergence, and the assembly
+ * score model, the tiling and trace of the exact divergence, and the assembly
  * of [f̃, ∇·f̃] into the RHS output. Plain kernels, not ops: they act outside the score's autodiff trace.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { grid } from '../engine/rng.js';
-import { ROW_WG, WG, checkState, rowGrid } from './state-kernels.js';
+import { WG, checkState } from './state-kernels.js';
 
 /** x = Y[:, :D] as a contiguous [B, D] tensor (the network needs contiguous images). */
 export function stateImages(e: Engine, y: Tensor, batch: number, d: number): Tensor {
@@ -32,44 +32,6 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 }`,
   });
   e.dispatch(program, { y, out }, { n: batch * d, D: d }, grid(e, batch * d, WG));
-  return out;
-}
-
-/** Per-row dot product ⟨a_b, c_b⟩ of two [B, D] tensors → [B]. */
-export function rowDot(e: Engine, a: Tensor, c: Tensor, batch: number, d: number): Tensor {
-  checkState('pf.rowDot a', a, batch, d);
-  checkState('pf.rowDot c', c, batch, d);
-  const out = e.empty([batch], 'f32', 'pf.rowDot');
-  const program = e.program({
-    name: 'pf.rowDot',
-    buffers: [
-      { name: 'a', type: 'f32' },
-      { name: 'c', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['B', 'u32'],
-      ['D', 'u32'],
-    ],
-    workgroupSize: [ROW_WG],
-    body: `
-var<workgroup> part: array<f32, ${ROW_WG}>;
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  var s = 0.0;
-  for (var j = lid; j < params.D; j += ${ROW_WG}u) { let i = b * params.D + j; s = s + a[i] * c[i]; }
-  part[lid] = s;
-  workgroupBarrier();
-  if (lid == 0u) {
-    var tot = 0.0;
-    for (var k = 0u; k < ${ROW_WG}u; k++) { tot = tot + part[k]; }
-    out[b] = tot;
-  }
-}`,
-  });
-  e.dispatch(program, { a, c, out }, { B: batch, D: d }, rowGrid(e, batch));
   return out;
 }
 

@@ -1,5 +1,7 @@
 // 2-D convolution in float64, PyTorch semantics (cross-correlation, NCHW, weight [Cout, Cin, kh, kw]), dilation 1,
 // one group. Padding may be asymmetric because score_sde's Downsample pads (0,1,0,1) before a stride-2 3×3 conv.
+// Its geometry (Conv2dGeometry, conv2dGeometry) repeats kernels/conv2d-config.ts's on purpose: the oracle imports
+// nothing from the code it checks, so a wrong output size or padding there cannot also pass here.
 
 import { type T64, t64, assertRank, assertShape } from './tensor64.js';
 
