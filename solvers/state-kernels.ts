@@ -18,7 +18,7 @@ import { grid } from '../engine/rng.js';
 /** Elementwise workgroup size. */
 export const WG = 256;
 /** Threads per row in the per-row reductions. */
-export const ROW_WG = 64;
+const ROW_WG = 64;
 
 const NONFINITE_WGSL = /* wgsl */ `
 fn nonfinite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u; }`;
@@ -135,7 +135,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 /** Workgroups for one workgroup per row. */
-export function rowGrid(e: Engine, rows: number): [number, number] {
+function rowGrid(e: Engine, rows: number): [number, number] {
   return grid(e, rows, 1);
 }
 
