@@ -2,7 +2,9 @@
  * `npm run bench -- network [--presets tiny,mnist-small] [--batch 8] [--repeats 3]`: the score network's forward,
  * VJP (reverse mode: ⟨u, net(x)⟩ → ∇ₓ) and forward-over-reverse HVP (the adjoint's ∇ₓ(εᵀJε)), each as a ratio of
  * the forward time of the same network and batch — the Kernels issue asks VJP ≤ 2.5× and HVP ≤ 4×.
- * "VJP" is the backward pass alone (the tape's forward is reported separately); "VJP total" includes it.
+ * "VJP" is the backward pass alone (the tape's forward is reported separately); "VJP total" includes it. "JVP total"
+ * is forward mode, net(x) and J·u in one pass (fused dual kernels): the likelihood's default Hutchinson pass, against
+ * "VJP total", the reverse pass.
  * Median of timed repeats after a warm-up, between e.sync() boundaries. Writes bench/results/network-<adapter>.{json,md}.
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -10,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Engine } from '../engine/engine.js';
-import { vjp, vjpAndHvp } from '../engine/autodiff.js';
+import { jvp, vjp, vjpAndHvp } from '../engine/autodiff.js';
 import { randomTensor } from '../engine/rng.js';
 import { loadPreset } from '../model/config.js';
 import { initWeights } from '../model/weights.js';
@@ -53,9 +55,11 @@ interface Row {
   vjpMs: number;
   vjpTotalMs: number;
   hvpTotalMs: number;
+  jvpTotalMs: number;
   vjpOverForward: number;
   vjpTotalOverForward: number;
   hvpOverForward: number;
+  jvpTotalOverForward: number;
 }
 
 const e = await Engine.create();
@@ -75,6 +79,8 @@ for (const preset of values.presets!.split(',')) {
   const tapeForwardMs = await timeIt(e, () => void vjp(e, net, [x]).output);
   const vjpTotalMs = await timeIt(e, () => void vjp(e, net, [x]).backward(u));
   const hvpTotalMs = await timeIt(e, () => void vjpAndHvp(e, net, x, u, u).hvp);
+  // Forward mode: net(x) and J·u in one pass (fused dual kernels): the other way to get a Hutchinson uᵀJu.
+  const jvpTotalMs = await timeIt(e, () => void jvp(e, net, [x], [u]).tangent);
   // The backward pass alone: the tape's forward is synced before the clock starts.
   const backward: number[] = [];
   for (let r = 0; r <= repeats; r++) {
@@ -103,8 +109,10 @@ for (const preset of values.presets!.split(',')) {
     vjpOverForward: vjpMs / forwardMs,
     vjpTotalOverForward: vjpTotalMs / forwardMs,
     hvpOverForward: hvpTotalMs / forwardMs,
+    jvpTotalMs,
+    jvpTotalOverForward: jvpTotalMs / forwardMs,
   });
-  process.stderr.write(`${preset}: forward ${forwardMs.toFixed(1)} ms, vjp ${vjpMs.toFixed(1)} ms, hvp ${hvpTotalMs.toFixed(1)} ms\n`);
+  process.stderr.write(`${preset}: forward ${forwardMs.toFixed(1)} ms, vjp ${vjpMs.toFixed(1)} ms (total ${vjpTotalMs.toFixed(1)}), jvp total ${jvpTotalMs.toFixed(1)} ms, hvp ${hvpTotalMs.toFixed(1)} ms\n`);
   x.dispose();
   u.dispose();
   weights.dispose();
@@ -116,12 +124,13 @@ const md = [
   '',
   `node ${process.versions.node}, ${new Date().toISOString()}; median of ${repeats} after a warm-up. Command: \`npm run bench -- network --presets ${values.presets} --batch ${batch}\`.`,
   '',
-  '| preset | batch | GFLOP/forward | forward ms | GFLOP/s | VJP (backward) ms | VJP / fwd | VJP total / fwd | HVP total ms | HVP / fwd |',
-  '|---|---|---|---|---|---|---|---|---|---|',
+  '| preset | batch | GFLOP/forward | forward ms | GFLOP/s | VJP (backward) ms | VJP / fwd | VJP total / fwd | HVP total ms | HVP / fwd | JVP total ms | JVP total / fwd |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...rows.map(
     (r) =>
       `| ${r.preset} | ${r.batch} | ${r.gflopPerForward.toFixed(2)} | ${r.forwardMs.toFixed(1)} | ${r.forwardGflops.toFixed(1)} | ` +
-      `${r.vjpMs.toFixed(1)} | ${r.vjpOverForward.toFixed(2)} | ${r.vjpTotalOverForward.toFixed(2)} | ${r.hvpTotalMs.toFixed(1)} | ${r.hvpOverForward.toFixed(2)} |`,
+      `${r.vjpMs.toFixed(1)} | ${r.vjpOverForward.toFixed(2)} | ${r.vjpTotalOverForward.toFixed(2)} | ${r.hvpTotalMs.toFixed(1)} | ${r.hvpOverForward.toFixed(2)} | ` +
+      `${r.jvpTotalMs.toFixed(1)} | ${r.jvpTotalOverForward.toFixed(2)} |`,
   ),
   '',
 ].join('\n');

@@ -118,7 +118,7 @@ function elboRowsPerClass(values: FlagValues): number {
 /** The solver flags that only the ODE uses (refused with --estimator elbo rather than silently ignored). */
 const ODE_ONLY_FLAGS = ['rtol', 'atol', 'start', 'probes', 'n', 'probes-mode', 'step-control', 'state', 'max-steps', 'per-draw'];
 /** Settings of the ODE that do not describe an ELBO run (dropped from its header). */
-const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'start', 'probes', 'nProbes', 'stepControl', 'state', 'maxSteps', 'precision'];
+const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'start', 'probes', 'nProbes', 'hutchinsonPass', 'stepControl', 'state', 'maxSteps', 'precision'];
 
 interface EstimatorChoice {
   estimator: Estimator;

@@ -79,7 +79,7 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
   console.log(`  model    mnist-small (${weights.numParams.toLocaleString('en')} parameters) from ${weightsPath}`);
   console.log(
     `  settings probability-flow ODE, RK45 rtol = atol = ${rtol}, ε_t = ${epsT}, ${start} start, Hutchinson n = ${nProbes} ` +
-      `(Rademacher; probes, dequantisation${start === 'diffused' ? ' and start noise' : ''} shared across the 10 classes), seed ${seed}; ` +
+      `(Rademacher, εᵀJε by one JVP per evaluation; probes, dequantisation${start === 'diffused' ? ' and start noise' : ''} shared across the 10 classes), seed ${seed}; ` +
       `images ${offset}..${offset + count - 1} of the 2 000 held out`,
   );
   if (start === 'diffused') {

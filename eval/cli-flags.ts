@@ -5,6 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SbgcError } from '../engine/errors.js';
 import { LIKELIHOOD_STARTS, type ClassifyOptions, type LikelihoodStart, type ProbeKind } from '../solvers/likelihood.js';
+import { HUTCHINSON_PASSES, type HutchinsonPass } from '../solvers/divergence.js';
 import type { StatePlacement, StepControl } from '../solvers/gpu-rk45.js';
 
 type OptionTable = NonNullable<ParseArgsConfig['options']>;
@@ -101,6 +102,7 @@ export const SOLVER_FLAGS = {
   start: { type: 'string' },
   probes: { type: 'string' },
   n: { type: 'string' },
+  'hutchinson-pass': { type: 'string' },
   seed: { type: 'string' },
   'probes-mode': { type: 'string' },
   'step-control': { type: 'string' },
@@ -117,6 +119,8 @@ export const SOLVER_USAGE = `solver (SPEC §3; defaults are the paper's settings
                           draw m·x + σ·z at ε_t, shared across classes; log p bounds the likelihood; for ε_t ≫ 1e-5)
   --probes KIND           rademacher (default) | gaussian | exact (D score VJPs per evaluation: small images only)
   --n N                   Hutchinson draws per image, averaged (default 1; the paper used 30)
+  --hutchinson-pass P     forward (default: εᵀ(Jε), one JVP, fused kernels) | reverse (εᵀJ·ε, one VJP as the
+                          paper); the same estimate up to float32 rounding, forward is faster (bench: network)
   --seed S                seed of the probes and the dequantisation noise (default 0)
   --probes-mode MODE      shared (default: the same probes and noise for every class of an image) | independent
   --step-control MODE     shared (default, the reference: one step size per solve) | per-sample
@@ -133,6 +137,7 @@ export interface SolverSettings {
   start: LikelihoodStart;
   probes: ProbeKind;
   nProbes: number;
+  hutchinsonPass: HutchinsonPass;
   seed: number;
   probesMode: ProbeMode;
   stepControl: StepControl;
@@ -158,6 +163,7 @@ export function readSolverFlags(f: FlagReader, values: FlagValues): SolverSettin
     start: f.oneOf(values, 'start', LIKELIHOOD_STARTS, 'clean'),
     probes: f.oneOf(values, 'probes', PROBE_KINDS, 'rademacher'),
     nProbes: f.int(values, 'n', 1, 1),
+    hutchinsonPass: f.oneOf(values, 'hutchinson-pass', HUTCHINSON_PASSES, 'forward'),
     seed: f.int(values, 'seed', 0, 0),
     probesMode: f.oneOf(values, 'probes-mode', PROBE_MODES, 'shared'),
     stepControl: f.oneOf(values, 'step-control', STEP_CONTROLS, 'shared'),
@@ -177,6 +183,7 @@ export function solverOptions(s: SolverSettings): ClassifyOptions {
     start: s.start,
     probes: s.probes,
     nProbes: s.nProbes,
+    hutchinsonPass: s.hutchinsonPass,
     seed: s.seed,
     stepControl: s.stepControl,
     state: s.state,

@@ -42,9 +42,18 @@ export interface RunHeader {
     weights?: Record<string, string>;
   };
   input: { id: string; description: string; space: string };
-  /** Everything that changes the numbers (checked on resume), plus `batch` (warned about). */
+  /**
+   * Everything that changes the numbers (checked on resume), plus `batch` and `hutchinsonPass` (warned about and,
+   * for the pass, noted in `history`: it changes float32 rounding only).
+   */
   settings: { [k: string]: JsonValue };
 }
+
+/**
+ * Settings a resume may change because they move the numbers by float32 rounding only, with the value files
+ * written before the setting existed were made with.
+ */
+const ROUNDING_ONLY_SETTINGS: Record<string, JsonValue> = { hutchinsonPass: 'reverse' };
 
 export interface RunFile<R extends ImageRecord> extends RunHeader {
   /** Every image of the input is in `images`. */
@@ -53,6 +62,8 @@ export interface RunFile<R extends ImageRecord> extends RunHeader {
   images: R[];
   /** Wall-clock seconds summed over the parts of the run, and how many parts (not reproducible, not checked). */
   timing: { seconds: number; parts: number };
+  /** Provenance lines added when a resume changed a rounding-only setting (which images were made how). */
+  history?: string[];
 }
 
 /** One line per image record, keys in a fixed order: readable, diffable, and still plain JSON. */
@@ -108,7 +119,7 @@ export async function readForResume<R extends ImageRecord>(
   path: string,
   header: RunHeader,
   io: CommandIo,
-): Promise<{ records: Map<number, R>; timing: RunFile<R>['timing'] } | null> {
+): Promise<{ records: Map<number, R>; timing: RunFile<R>['timing']; history: string[] } | null> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -126,7 +137,13 @@ export async function readForResume<R extends ImageRecord>(
   const diffs: string[] = [];
   const { batch: oldBatch, ...oldSettings } = old.settings ?? {};
   const { batch: newBatch, ...newSettings } = header.settings;
+  const roundingChanges: string[] = [];
   for (const k of new Set([...Object.keys(oldSettings), ...Object.keys(newSettings)])) {
+    if (k in ROUNDING_ONLY_SETTINGS && k in newSettings) {
+      const was = k in oldSettings ? oldSettings[k] : ROUNDING_ONLY_SETTINGS[k];
+      if (canonical(was) !== canonical(newSettings[k])) roundingChanges.push(`${k} ${canonical(was)} → ${canonical(newSettings[k])}`);
+      continue;
+    }
     if (canonical(oldSettings[k]) !== canonical(newSettings[k])) diffs.push(`${k}: ${canonical(oldSettings[k])} in the file, ${canonical(newSettings[k])} now`);
   }
   if (old.model?.source !== header.model.source || old.model?.description !== header.model.description) {
@@ -145,7 +162,16 @@ export async function readForResume<R extends ImageRecord>(
   }
   const records = new Map<number, R>();
   for (const r of old.images ?? []) records.set(r.index, r);
-  return { records, timing: old.timing ?? { seconds: 0, parts: 0 } };
+  const history = Array.isArray(old.history) ? [...old.history] : [];
+  if (roundingChanges.length) {
+    const part = (old.timing?.parts ?? 0) + 1;
+    const done = [...records.keys()].sort((a, b) => a - b);
+    const held = done.length ? `${done.length} images (indices ${done[0]}–${done[done.length - 1]})` : 'no images';
+    const line = `part ${part}: ${roundingChanges.join(', ')} (float32 rounding only); the file's ${held} were made before it`;
+    history.push(line);
+    io.stderr.write(`note: ${line}\n`);
+  }
+  return { records, timing: old.timing ?? { seconds: 0, parts: 0 }, history };
 }
 
 export interface EvaluationSpec<R extends ImageRecord> {
@@ -182,11 +208,13 @@ export async function runEvaluation<R extends ImageRecord>(s: EvaluationSpec<R>)
   if (s.resume && !out) f.fail('--resume needs --out FILE (the file to continue)');
   let records = new Map<number, R>();
   let timing = { seconds: 0, parts: 0 };
+  let history: string[] = [];
   if (out) {
     const prev = s.resume ? await readForResume<R>(f, out, s.header, io) : null;
     if (prev) {
       records = prev.records;
       timing = prev.timing;
+      history = prev.history;
     } else if (!s.resume && !s.overwrite) {
       const exists = await readFile(out).then(
         () => true,
@@ -216,6 +244,7 @@ export async function runEvaluation<R extends ImageRecord>(s: EvaluationSpec<R>)
       summary: s.summarize(images),
       images,
       timing: { seconds: Math.round((timing.seconds + (now() - t0) / 1000) * 1000) / 1000, parts: timing.parts + 1 },
+      ...(history.length ? { history } : {}),
     };
   };
 

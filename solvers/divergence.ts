@@ -1,14 +1,17 @@
 /**
  * Divergence of a score function s(x) per sample (SPEC §3), the part of ∇·f̃ that needs estimating (the linear
  * drift's divergence −½β(t)·D is exact and added by the caller):
- *  - Hutchinson: tr(∂s/∂x) ≈ εᵀ(∂s/∂x)ε from ONE VJP of ⟨ε, s⟩ per evaluation; ε (Rademacher or Gaussian, one per
- *    row) is drawn once per solve by the caller and held fixed — resampling inside the RHS breaks step control.
+ *  - Hutchinson: tr(∂s/∂x) ≈ εᵀ(∂s/∂x)ε from ONE VJP of ⟨ε, s⟩ per evaluation (reverse pass: (εᵀJ)·ε), or from
+ *    one JVP along ε (forward pass: εᵀ·(Jε)) — the same number up to float32 rounding. ε (Rademacher or Gaussian,
+ *    one per row) is drawn once per solve by the caller and held fixed — resampling inside the RHS breaks step
+ *    control. The forward pass needs no tape and runs fused primal+tangent kernels (the convolutions load their
+ *    weights once for both): on lavapipe it is the cheaper one (bench/network.ts, "JVP total").
  *  - exact: the D basis VJPs batched along the batch axis (x tiled D times, cotangent row k·B + b = e_k); for small
  *    D only (D·B rows through the score).
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { vjp } from '../engine/autodiff.js';
+import { jvp, vjp } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { basisTrace, tileRows } from './flow-kernels.js';
 import { rowReduce } from '../kernels/reductions.js';
@@ -29,19 +32,32 @@ function rows(x: Tensor): { batch: number; d: number } {
   return { batch, d: x.size / batch };
 }
 
+/** Which automatic-differentiation pass gives the Hutchinson product: 'reverse' (εᵀJ, a VJP) or 'forward' (Jε, a JVP). */
+export type HutchinsonPass = 'forward' | 'reverse';
+export const HUTCHINSON_PASSES: readonly HutchinsonPass[] = ['forward', 'reverse'];
+
 /** Hutchinson: s(x) and εᵀ(∂s/∂x)ε per row, probes ε [B, D] (any shape of B·D values). */
-export function hutchinsonTrace(e: Engine, score: ScoreFn, x: Tensor, probes: Tensor): ScoreAndTrace {
+export function hutchinsonTrace(e: Engine, score: ScoreFn, x: Tensor, probes: Tensor, pass: HutchinsonPass = 'reverse'): ScoreAndTrace {
   const { batch, d } = rows(x);
   if (probes.size !== x.size) throw new ShapeError(`hutchinsonTrace: probes ${probes.describe()} do not match ${x.describe()}`);
-  const r = vjp(e, score, [x]);
-  const ct = probes.reshape(x.shape);
-  const g = r.backward(ct)[0];
-  // ⟨g_b, ε_b⟩ per row with the engine's row reduction as a plain kernel (not the perSampleDot op): the trace is
-  // data for the solver, never recorded on a tape.
-  const trace = g
-    ? rowReduce(e, { name: 'pf.hutchinson-dot', inputs: { g, p: ct }, term: 'g[k] * p[k]', combine: 'sum' }, batch, d, [batch])
+  const eps = probes.reshape(x.shape);
+  let output: Tensor;
+  let product: Tensor | null;
+  if (pass === 'forward') {
+    const r = jvp(e, score, [x], [eps]);
+    output = r.output;
+    product = r.tangent;
+  } else {
+    const r = vjp(e, score, [x]);
+    output = r.output;
+    product = r.backward(eps)[0];
+  }
+  // ⟨Jε or εᵀJ, ε⟩ per row with the engine's row reduction as a plain kernel (not the perSampleDot op): the trace
+  // is data for the solver, never recorded on a tape.
+  const trace = product
+    ? rowReduce(e, { name: 'pf.hutchinson-dot', inputs: { g: product, p: eps }, term: 'g[k] * p[k]', combine: 'sum' }, batch, d, [batch])
     : e.zeros([batch], 'f32', 'pf.trace');
-  return { score: r.output, trace };
+  return { score: output, trace };
 }
 
 /** Cotangent rows e_k for the tiled batch: row k·B + b is the k-th basis vector ([D·B, D]). */

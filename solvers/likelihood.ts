@@ -29,6 +29,7 @@ import type { ScoreModel } from '../model/score.js';
 import { perturb } from '../model/sde.js';
 import { solveBatch, type BatchSolveOptions, type RowOutcome, type SolveProgress, type StatePlacement, type StepControl } from './gpu-rk45.js';
 import { probabilityFlowRhs, sampleDim, type DivergenceEstimator } from './probability-flow.js';
+import { HUTCHINSON_PASSES, type HutchinsonPass } from './divergence.js';
 import type { SolveIvpStatus } from './dormand-prince.js';
 
 export type ProbeKind = 'rademacher' | 'gaussian' | 'exact';
@@ -54,6 +55,8 @@ export interface LikelihoodOptions {
   probes?: ProbeKind;
   /** Draws n (default 1): n independent solves batched along the batch axis, log p averaged over them. */
   nProbes?: number;
+  /** How εᵀ(∂s/∂x)ε is formed (solvers/divergence.ts): 'forward' (default: one JVP, the cheaper pass measured) or 'reverse' (one VJP). */
+  hutchinsonPass?: HutchinsonPass;
   /** Seed of the probes and the dequantisation noise (default 0). */
   seed?: number;
   /** Default 'shared' (the reference: one step size for the whole batch). */
@@ -91,6 +94,8 @@ interface SolveSummary {
   rows: RowOutcome[];
   probes: ProbeKind;
   nProbes: number;
+  /** The AD pass of the Hutchinson product (null for exact divergence). */
+  hutchinsonPass: HutchinsonPass | null;
   /** The state at ε_t: the image, or a forward-process draw from it (the module comment). */
   start: LikelihoodStart;
   stepControl: StepControl;
@@ -199,6 +204,8 @@ function resolve(model: ScoreModel, o: LikelihoodOptions, what: string) {
   if (!['rademacher', 'gaussian', 'exact'].includes(probes)) throw new RangeError(`${what}: unknown probes '${probes}'`);
   const start = o.start ?? 'clean';
   if (!LIKELIHOOD_STARTS.includes(start)) throw new RangeError(`${what}: start must be one of ${LIKELIHOOD_STARTS.join(', ')}, got '${start}'`);
+  const hutchinsonPass = o.hutchinsonPass ?? 'forward';
+  if (!HUTCHINSON_PASSES.includes(hutchinsonPass)) throw new RangeError(`${what}: hutchinsonPass must be one of ${HUTCHINSON_PASSES.join(', ')}, got '${hutchinsonPass}'`);
   const imageOffset = o.imageOffset ?? 0;
   if (!(Number.isInteger(imageOffset) && imageOffset >= 0)) throw new RangeError(`${what}: imageOffset must be a non-negative integer`);
   return {
@@ -207,6 +214,7 @@ function resolve(model: ScoreModel, o: LikelihoodOptions, what: string) {
     start,
     nProbes,
     probes,
+    hutchinsonPass,
     imageOffset,
     seed: o.seed ?? 0,
     centered: o.centered ?? modelCentered(model),
@@ -285,7 +293,7 @@ async function solveRows(
   });
   const labels = model.numClasses > 0 ? Uint32Array.from(rows, (row) => row.label ?? 0) : null;
   const probeT = probes ? e.keep(e.tensor(probes, [B, D], 'f32', 'pf.probes')) : null;
-  const divergence: DivergenceEstimator = probeT ? { kind: 'hutchinson', probes: probeT } : { kind: 'exact' };
+  const divergence: DivergenceEstimator = probeT ? { kind: 'hutchinson', probes: probeT, pass: r.hutchinsonPass } : { kind: 'exact' };
   const rhs = probabilityFlowRhs(e, { model, batch: B, labels, divergence });
   let res;
   try {
@@ -321,6 +329,7 @@ async function solveRows(
       rows: res.rows,
       probes: r.probes,
       nProbes: r.nProbes,
+      hutchinsonPass: probeT ? r.hutchinsonPass : null,
       start: r.start,
       stepControl: res.stepControl,
       state: res.state,

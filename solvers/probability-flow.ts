@@ -2,7 +2,7 @@
  * The probability-flow ODE of SPEC §3 as a batched GPU right-hand side on the augmented state, row b =
  * [x_b (D values), ℓ_b]:  dx/dt = f̃ = f(x, t) − ½g(t)²·s(x, t, y),  dℓ/dt = ∇·f̃ = −½β(t)·D − ½g(t)²·tr(∂s/∂x).
  * The linear drift f = −½β(t)x and its divergence are exact; only tr(∂s/∂x) is estimated (divergence.ts). Per
- * evaluation: one x extraction, one score forward + one VJP (Hutchinson), one per-row dot, one assembly kernel.
+ * evaluation: one x extraction, one score forward + one VJP or JVP (Hutchinson), one per-row dot, one assembly kernel.
  *
  * The score model is model/score.ts's `ScoreModel` (the network and solvers/analytic-models.ts implement it).
  */
@@ -11,14 +11,14 @@ import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
 import type { ScoreModel } from '../model/score.js';
 import type { Sde } from '../model/sde.js';
-import { exactTrace, hutchinsonTrace, type ScoreAndTrace } from './divergence.js';
+import { exactTrace, hutchinsonTrace, type HutchinsonPass, type ScoreAndTrace } from './divergence.js';
 import type { BatchRhs } from './gpu-rk45.js';
 import { assembleFlow, stateImages } from './flow-kernels.js';
 
 export type { ScoreModel };
 
-/** How tr(∂s/∂x) is obtained: Hutchinson with fixed probes [B, D], or exactly (small D). */
-export type DivergenceEstimator = { kind: 'hutchinson'; probes: Tensor } | { kind: 'exact' };
+/** How tr(∂s/∂x) is obtained: Hutchinson with fixed probes [B, D] (by a VJP unless `pass` is 'forward'), or exactly (small D). */
+export type DivergenceEstimator = { kind: 'hutchinson'; probes: Tensor; pass?: HutchinsonPass } | { kind: 'exact' };
 
 export interface ProbabilityFlowSpec {
   model: ScoreModel;
@@ -61,7 +61,7 @@ export function probabilityFlowRhs(e: Engine, spec: ProbabilityFlowSpec): BatchR
     const x = stateImages(e, y, B, D).reshape([B, ...model.shape]);
     let st: ScoreAndTrace;
     if (spec.divergence.kind === 'hutchinson') {
-      st = hutchinsonTrace(e, (xx) => model.score(e, xx, times, labels), x, spec.divergence.probes);
+      st = hutchinsonTrace(e, (xx) => model.score(e, xx, times, labels), x, spec.divergence.probes, spec.divergence.pass);
     } else {
       st = exactTrace(
         e,

@@ -103,6 +103,26 @@ describe('sbgc classify', () => {
     await runClassify([...flags, '--out', cut, '--resume'], testIo(engine));
     expect(withoutTiming(JSON.parse(readFileSync(cut, 'utf8')))).toEqual(withoutTiming(whole));
 
+    // The Hutchinson pass changes float32 rounding only: a resume may switch it, and the file keeps a line saying
+    // which images were made before the switch. A file from before the setting existed counts as 'reverse'.
+    const mixed = join(dir, 'mixed.json');
+    writeFileSync(mixed, JSON.stringify({ ...whole, complete: false, images: whole.images.slice(0, 3) }));
+    const io4 = testIo(engine);
+    await runClassify([...flags, '--out', mixed, '--resume', '--hutchinson-pass', 'reverse'], io4);
+    const note = 'part 2: hutchinsonPass "forward" → "reverse" (float32 rounding only); the file\'s 3 images (indices 0–2) were made before it';
+    expect(io4.stderr.text).toContain(`note: ${note}`);
+    const m = JSON.parse(readFileSync(mixed, 'utf8')) as RunFile<ClassifyRecord>;
+    expect(m.settings.hutchinsonPass).toBe('reverse');
+    expect(m.history).toEqual([note]);
+    expect(m.images.map((r) => r.predicted)).toEqual(whole.images.map((r) => r.predicted));
+    const old = join(dir, 'old.json');
+    const { hutchinsonPass: _pass, ...oldSettings } = whole.settings;
+    writeFileSync(old, JSON.stringify({ ...whole, settings: oldSettings, complete: false, images: whole.images.slice(0, 3) }));
+    const io5 = testIo(engine);
+    await runClassify([...flags, '--out', old, '--resume', '--hutchinson-pass', 'reverse'], io5);
+    expect(io5.stderr.text).not.toContain('note:');
+    expect((JSON.parse(readFileSync(old, 'utf8')) as RunFile<ClassifyRecord>).history).toBeUndefined();
+
     // A finished file: nothing to solve.
     const io3 = testIo(engine);
     const again = await runClassify([...flags, '--out', full, '--resume'], io3);

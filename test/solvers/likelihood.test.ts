@@ -152,6 +152,29 @@ describe('probability-flow likelihood (SPEC §3)', () => {
     }
   });
 
+  it('the Hutchinson pass (forward: εᵀ·Jε by a JVP, reverse: εᵀJ·ε by a VJP) changes float32 rounding only', async () => {
+    const e = engine();
+    const m = (seed: number) => randomHost([8], seed, 1).data;
+    const model = new GaussianMixtureScoreModel({
+      shape: [2, 2, 2],
+      sde: vp,
+      classes: [[{ mean: m(1), variance: 0.1 }, { mean: m(2), variance: 0.4 }, { mean: m(3), variance: 0.2, weight: 2 }]],
+    });
+    const xm = Float64Array.from(randomHost([3 * 8], 7, 0.8).data);
+    const opts = { probes: 'rademacher' as const, nProbes: 4, seed: 11, rtol: 1e-6, atol: 1e-6 };
+    const f = await logLikelihood(e, model, { x: xm }, null, { ...opts, hutchinsonPass: 'forward' });
+    const r = await logLikelihood(e, model, { x: xm }, null, { ...opts, hutchinsonPass: 'reverse' });
+    expect(f.hutchinsonPass).toBe('forward');
+    expect(r.hutchinsonPass).toBe('reverse');
+    await expect(logLikelihood(e, model, { x: xm }, null, { hutchinsonPass: 'sideways' as 'forward' })).rejects.toThrow(/hutchinsonPass must be one of forward, reverse, got 'sideways'/);
+    // Per draw (same probes): measured bit-identical — a mixture's score Jacobian is a symmetric Hessian and its
+    // JVP and VJP rules do the same float32 arithmetic; 1e-6 nats leaves room for a reordered sum only.
+    // (The network's passes differ by rounding: test/solvers/network-end-to-end.test.ts.)
+    for (let k = 0; k < f.logpPerDraw.length; k++) {
+      expect(Math.abs(f.logpPerDraw[k] - r.logpPerDraw[k]), `row ${k}`).toBeLessThan(1e-6);
+    }
+  });
+
   it('the classifier on class-conditional Gaussians equals the Bayes classifier on 32 points', async () => {
     const e = engine();
     const K = 4;
