@@ -14,6 +14,7 @@ import {
   setConvDefault,
   type Conv2dParams,
 } from '../../kernels/conv2d.js';
+import { subgroupRows } from '../../kernels/conv2d-config.js';
 import { availableVariants, subgroupSize, type GemmVariant } from '../../kernels/gemm-wgsl.js';
 import { silu } from '../../kernels/elementwise.js';
 import { conv2dInputVjpRef, conv2dRef, conv2dWeightVjpRef } from '../../kernels/reference/conv2d.js';
@@ -132,6 +133,45 @@ describe('conv2d', () => {
         }
       }
     });
+  });
+
+  it('subgroup rows: 2 or 3 subgroups per invocation, whichever pads the channel count less', () => {
+    expect([5, 8, 9, 16, 24, 40, 48, 64, 96, 128].map((m) => subgroupRows(m, 8))).toEqual([8, 8, 16, 16, 24, 24, 24, 16, 24, 16]);
+    expect(subgroupRows(48, 4)).toBe(12);
+  });
+
+  it('three subgroups of rows (the default at 24 and 48 channels), ragged: forward, dual, input gradient; 3×3 and 1×1', async () => {
+    const e = engine();
+    const sg = subgroupSize(e);
+    if (!sg) return; // no subgroups on this adapter: the variant does not exist
+    const config = { variant: 'subgroup' as const, tile: { tm: 3 * sg, tn: 4, packW: true } };
+    const cases: Case[] = [
+      { name: '3×3 pad 1', x: [2, 5, 6, 7], w: [3 * sg + 3, 5, 3, 3], p: { padding: 1 }, bias: true },
+      { name: '1×1', x: [2, 4, 3, 4], w: [3 * sg + 6, 4, 1, 1], p: {}, bias: true },
+    ];
+    for (const c of cases) {
+      const g = convGeometry('test', c.x, c.w, c.p);
+      const [x, xDot, w, b] = [roundF32(randomHost(c.x, 31)), roundF32(randomHost(c.x, 32)), roundF32(randomHost(c.w, 33)), roundF32(randomHost([c.w[0]], 34))];
+      const gy = roundF32(randomHost([g.N, g.Cout, g.OH, g.OW], 35));
+      await e.scope(async () => {
+        const t = (h: Host64) => e.tensor(Float32Array.from(h.data), h.shape);
+        const [X, XD, Wt, B, GY] = [t(x), t(xDot), t(w), t(b), t(gy)];
+        const [y, yDot] = launchForward(e, g, X, XD, Wt, B, null, config);
+        expect(relErr(await y.readF64(), conv2dRef(x, w, b, c.p).data), `${c.name} dual primal`).toBeLessThan(TOL.forward);
+        expect(relErr(await yDot!.readF64(), conv2dRef(xDot, w, null, c.p).data), `${c.name} dual tangent`).toBeLessThan(TOL.forward);
+        expect(relErr(await launchForward(e, g, X, null, Wt, B, null, config)[0].readF64(), conv2dRef(x, w, b, c.p).data), `${c.name} forward`).toBeLessThan(TOL.forward);
+      });
+      // Input gradient: rows are the conv's input channels, so give it 3·sg + 1 of them.
+      const xg = [c.x[0], 3 * sg + 1, c.x[2], c.x[3]];
+      const wg = [5, 3 * sg + 1, c.w[2], c.w[3]];
+      const gg = convGeometry('test', xg, wg, c.p);
+      const [w2, gy2] = [roundF32(randomHost(wg, 36)), roundF32(randomHost([gg.N, gg.Cout, gg.OH, gg.OW], 37))];
+      await e.scope(async () => {
+        const t = (h: Host64) => e.tensor(Float32Array.from(h.data), h.shape);
+        const got = await launchInputGrad(e, gg, t(gy2), null, t(w2), config)[0].readF64();
+        expect(relErr(got, conv2dInputVjpRef(gy2, w2, xg, c.p).data), `${c.name} input gradient`).toBeLessThan(TOL.forward);
+      });
+    }
   });
 
   it('the dual kernel equals forward + JVP (conv(x, W) + b, conv(ẋ, W) + ḃ), every variant', async () => {
