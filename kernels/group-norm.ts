@@ -3,6 +3,7 @@
  * and its backward as ops of their own so forward-over-reverse works:
  *
  *   groupNorm(x, γ, β)            y = γ·x̂ + β,          x̂ = (x − μ)·r, r = 1/√(var + eps) per (sample, group)
+ *   groupNormSilu(x, γ, β)        SiLU(γ·x̂ + β) in the same kernel (the networks' norm → activation pairs)
  *   groupNormBackward(x, γ, gy)   dx = P(γ·gy),          P(v) = r·(v − mean v − x̂·mean(x̂ v)) (symmetric Jacobian of x̂)
  *   groupNormGammaGrad(x, gy)     dγ[c] = Σ_{n,s} gy·x̂
  *   channelSum(g) / channelBroadcast(w)   dβ and its transpose
@@ -18,7 +19,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { grid } from '../engine/rng.js';
-import { addMaybe, mul } from './elementwise.js';
+import { addMaybe, mul, siluBackward } from './elementwise.js';
 import {
   blockStats,
   launchBackward,
@@ -86,6 +87,35 @@ export const groupNorm: Op<GroupNormParams> = defineOp<GroupNormParams>({
     if (tgamma) checkChannelVector('groupNorm', tgamma, L.c, 'gamma tangent');
     if (tbeta) checkChannelVector('groupNorm', tbeta, L.c, 'beta tangent');
     return launchForward(e, L, p.eps, x, gamma, beta, { x: tx, gamma: tgamma, beta: tbeta });
+  },
+});
+
+/**
+ * SiLU(groupNorm(x, γ, β)) with the activation applied in GroupNorm's write pass (and in its dual: ẏ = silu'(z)·ż),
+ * which saves the separate SiLU pass over the tensor and its tangent. The VJP recomputes z = groupNorm(x, γ, β)
+ * (nothing extra is kept on the tape) and is written with ops, so forward-over-reverse (HVP) works through it.
+ */
+export const groupNormSilu: Op<GroupNormParams> = defineOp<GroupNormParams>({
+  name: 'groupNormSilu',
+  forward(e, inputs, p) {
+    const { x, gamma, beta, L } = checkForwardInputs('groupNormSilu', inputs, p.groups);
+    return launchForward(e, L, p.eps, x, gamma, beta, null, 'silu')[0];
+  },
+  vjp(e, { inputs: [x, gamma, beta], params }, ct, needs) {
+    const gz = siluBackward(e, [groupNorm(e, [x, gamma, beta], params), ct], {});
+    return [
+      needs[0] ? groupNormBackward(e, [x, gamma, gz], params) : null,
+      needs[1] ? groupNormGammaGrad(e, [x, gz], params) : null,
+      needs[2] ? channelSum(e, [gz], {}) : null,
+    ];
+  },
+  jvp: (e, ctx, tangents) => groupNormSilu.def.dual!(e, ctx.inputs, tangents, ctx.params)[1],
+  dual(e, inputs, [tx, tgamma, tbeta], p) {
+    const { x, gamma, beta, L } = checkForwardInputs('groupNormSilu', inputs, p.groups);
+    if (tx) checkSame('groupNormSilu', x, tx, 'x tangent');
+    if (tgamma) checkChannelVector('groupNormSilu', tgamma, L.c, 'gamma tangent');
+    if (tbeta) checkChannelVector('groupNormSilu', tbeta, L.c, 'beta tangent');
+    return launchForward(e, L, p.eps, x, gamma, beta, { x: tx, gamma: tgamma, beta: tbeta }, 'silu');
   },
 });
 

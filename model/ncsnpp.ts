@@ -15,7 +15,7 @@ import { addChannelBias, addScaled, concatChannels } from '../kernels/channels.j
 import { dropout } from '../kernels/dropout.js';
 import { add, affine, log, silu } from '../kernels/elementwise.js';
 import { gaussianFourierProjection, oneHot, timestepEmbedding } from '../kernels/embeddings.js';
-import { groupNorm } from '../kernels/group-norm.js';
+import { groupNormSilu } from '../kernels/group-norm.js';
 import { downsample2x, upsample2x, type ResampleParams } from '../kernels/resample.js';
 import { ninApply } from '../kernels/attention-products.js';
 import { attentionBlock } from '../kernels/attention.js';
@@ -67,8 +67,9 @@ class Forward {
     return dense(this.e, [x, this.w(d.weight), this.w(d.bias)], {});
   }
 
-  groupNorm(g: GroupNormRef, x: Tensor): Tensor {
-    return groupNorm(this.e, [x, this.w(g.weight), this.w(g.bias)], { groups: g.groups, eps: g.eps });
+  /** SiLU(GroupNorm(x)) in one kernel (and one fused dual in forward mode): every norm → activation pair. */
+  groupNormSilu(g: GroupNormRef, x: Tensor): Tensor {
+    return groupNormSilu(this.e, [x, this.w(g.weight), this.w(g.bias)], { groups: g.groups, eps: g.eps });
   }
 
   nin(n: NinRef, x: Tensor): Tensor {
@@ -111,7 +112,7 @@ class Forward {
 
   resnet(b: ResnetBlock, input: Tensor, actTemb: Tensor | null, actLemb: Tensor | null): Tensor {
     let x = input;
-    let h = this.silu(this.groupNorm(b.groupNorm0, x));
+    let h = this.groupNormSilu(b.groupNorm0, x);
     if (b.resample) {
       h = this.plainResample(b.resample, h);
       x = this.plainResample(b.resample, x);
@@ -119,7 +120,7 @@ class Forward {
     h = this.conv(b.conv0, h);
     const cond = this.conditioning(b, actTemb, actLemb);
     if (cond) h = addChannelBias(this.e, [h, cond], {});
-    h = this.silu(this.groupNorm(b.groupNorm1, h));
+    h = this.groupNormSilu(b.groupNorm1, h);
     h = dropout(this.e, h, {
       rate: b.dropout,
       training: this.options.train ?? false,
@@ -265,7 +266,7 @@ export function ncsnppForward(
           const hIn = need(h, 'h');
           const prev = pyramid;
           pyramid = adopt(step(() => {
-            const v = f.conv(b.conv, f.silu(f.groupNorm(b.groupNorm, hIn)));
+            const v = f.conv(b.conv, f.groupNormSilu(b.groupNorm, hIn));
             return b.mode === 'set' ? v : add(e, [need(prev, 'pyramid'), v], {});
           }));
           break;
@@ -276,7 +277,7 @@ export function ncsnppForward(
           break;
         case 'output': {
           const hIn = need(h, 'h');
-          h = b.head ? adopt(step(() => f.conv(b.head!.conv, f.silu(f.groupNorm(b.head!.groupNorm, hIn))))) : need(pyramid, 'pyramid');
+          h = b.head ? adopt(step(() => f.conv(b.head!.conv, f.groupNormSilu(b.head!.groupNorm, hIn)))) : need(pyramid, 'pyramid');
           // Only the output stays alive from here on.
           actTemb = actLemb = inputPyramid = pyramid = null;
           break;

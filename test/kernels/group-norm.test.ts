@@ -7,6 +7,7 @@ import {
   groupNorm,
   groupNormBackward,
   groupNormGammaGrad,
+  groupNormSilu,
   overrideGroupNormWorkgroup,
   scoreSdeGroupNorm,
 } from '../../kernels/group-norm.js';
@@ -53,6 +54,17 @@ describe('groupNorm', () => {
         params: p,
         inputs: [x, gamma, beta],
         reference: ([a, g, b]) => groupNormRef(a!, g!, b!, p),
+        tol: TOL,
+      });
+    });
+
+    it(`groupNormSilu (SiLU in the write pass): forward, JVP (fused dual), VJP on [${shape}] / ${groups} groups`, async () => {
+      await checkOp(engine(), {
+        op: groupNormSilu,
+        params: p,
+        inputs: [x, gamma, beta],
+        reference: ([a, g, b]) => siluRef(groupNormRef(a!, g!, b!, p)),
+        // SiLU's slope is ≤ 1.1, so GroupNorm's f32 error passes through at most slightly amplified: same bounds.
         tol: TOL,
       });
     });
@@ -125,6 +137,32 @@ describe('groupNorm', () => {
       });
     }
     void siluRef;
+  });
+
+  it('HVP through the fused groupNormSilu equals the unfused groupNorm → SiLU reference', async () => {
+    const e = engine();
+    for (const { shape, groups } of [
+      { shape: [1, 8, 7, 5], groups: 2 },
+      { shape: [2, 16, 4, 4], groups: 4 },
+    ]) {
+      const c = shape[1];
+      const p = { groups, eps: 1e-6 };
+      const gamma = roundF32(randomHost([c], 21));
+      const beta = roundF32(randomHost([c], 22));
+      await e.scope(async () => {
+        const g = e.tensor(Float32Array.from(gamma.data), [c]);
+        const b = e.tensor(Float32Array.from(beta.data), [c]);
+        await checkHvp(
+          e,
+          (t) => groupNormSilu(e, [t, g, b], p),
+          randomHost(shape, 23, 2),
+          (xx, u) => groupNormVjpRef(xx, gamma, beta, siluVjpRef(groupNormRef(xx, gamma, beta, p), u), p).x,
+          shape,
+          // As the unfused HVP above (the rule recomputes z and runs the same backward ops).
+          2e-6,
+        );
+      });
+    }
   });
 
   it('keeps digits for a large block with a large mean (two-pass variance)', async () => {
