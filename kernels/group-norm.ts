@@ -67,27 +67,40 @@ function checkForwardInputs(op: string, inputs: readonly MaybeTensor[], groups: 
   return { x, gamma, beta, L };
 }
 
+/** Primal and tangent of GroupNorm (then the activation) in one forward-kernel dispatch, inputs checked. */
+function forwardDual(
+  e: Engine,
+  op: string,
+  inputs: readonly MaybeTensor[],
+  [tx, tgamma, tbeta]: readonly MaybeTensor[],
+  p: GroupNormParams,
+  activation: 'none' | 'silu',
+): [Tensor, MaybeTensor] {
+  const { x, gamma, beta, L } = checkForwardInputs(op, inputs, p.groups);
+  if (tx) checkSame(op, x, tx, 'x tangent');
+  if (tgamma) checkChannelVector(op, tgamma, L.c, 'gamma tangent');
+  if (tbeta) checkChannelVector(op, tbeta, L.c, 'beta tangent');
+  return launchForward(e, L, p.eps, x, gamma, beta, { x: tx, gamma: tgamma, beta: tbeta }, activation);
+}
+
+/** The (x, γ, β) cotangents of y = γ·x̂ + β for the cotangent gy of y, as ops. */
+function groupNormVjp(e: Engine, x: MaybeTensor, gamma: MaybeTensor, gy: Tensor, p: GroupNormParams, needs: readonly boolean[]): MaybeTensor[] {
+  return [
+    needs[0] ? groupNormBackward(e, [x, gamma, gy], p) : null,
+    needs[1] ? groupNormGammaGrad(e, [x, gy], p) : null,
+    needs[2] ? channelSum(e, [gy], {}) : null,
+  ];
+}
+
 export const groupNorm: Op<GroupNormParams> = defineOp<GroupNormParams>({
   name: 'groupNorm',
   forward(e, inputs, p) {
     const { x, gamma, beta, L } = checkForwardInputs('groupNorm', inputs, p.groups);
     return launchForward(e, L, p.eps, x, gamma, beta, null)[0];
   },
-  vjp(e, { inputs: [x, gamma], params }, ct, needs) {
-    return [
-      needs[0] ? groupNormBackward(e, [x, gamma, ct], params) : null,
-      needs[1] ? groupNormGammaGrad(e, [x, ct], params) : null,
-      needs[2] ? channelSum(e, [ct], {}) : null,
-    ];
-  },
-  jvp: (e, ctx, tangents) => groupNorm.def.dual!(e, ctx.inputs, tangents, ctx.params)[1],
-  dual(e, inputs, [tx, tgamma, tbeta], p) {
-    const { x, gamma, beta, L } = checkForwardInputs('groupNorm', inputs, p.groups);
-    if (tx) checkSame('groupNorm', x, tx, 'x tangent');
-    if (tgamma) checkChannelVector('groupNorm', tgamma, L.c, 'gamma tangent');
-    if (tbeta) checkChannelVector('groupNorm', tbeta, L.c, 'beta tangent');
-    return launchForward(e, L, p.eps, x, gamma, beta, { x: tx, gamma: tgamma, beta: tbeta });
-  },
+  vjp: (e, { inputs: [x, gamma], params }, ct, needs) => groupNormVjp(e, x, gamma, ct, params, needs),
+  jvp: (e, ctx, tangents) => forwardDual(e, 'groupNorm', ctx.inputs, tangents, ctx.params, 'none')[1],
+  dual: (e, inputs, tangents, p) => forwardDual(e, 'groupNorm', inputs, tangents, p, 'none'),
 });
 
 /**
@@ -103,20 +116,10 @@ export const groupNormSilu: Op<GroupNormParams> = defineOp<GroupNormParams>({
   },
   vjp(e, { inputs: [x, gamma, beta], params }, ct, needs) {
     const gz = siluBackward(e, [groupNorm(e, [x, gamma, beta], params), ct], {});
-    return [
-      needs[0] ? groupNormBackward(e, [x, gamma, gz], params) : null,
-      needs[1] ? groupNormGammaGrad(e, [x, gz], params) : null,
-      needs[2] ? channelSum(e, [gz], {}) : null,
-    ];
+    return groupNormVjp(e, x, gamma, gz, params, needs);
   },
-  jvp: (e, ctx, tangents) => groupNormSilu.def.dual!(e, ctx.inputs, tangents, ctx.params)[1],
-  dual(e, inputs, [tx, tgamma, tbeta], p) {
-    const { x, gamma, beta, L } = checkForwardInputs('groupNormSilu', inputs, p.groups);
-    if (tx) checkSame('groupNormSilu', x, tx, 'x tangent');
-    if (tgamma) checkChannelVector('groupNormSilu', tgamma, L.c, 'gamma tangent');
-    if (tbeta) checkChannelVector('groupNormSilu', tbeta, L.c, 'beta tangent');
-    return launchForward(e, L, p.eps, x, gamma, beta, { x: tx, gamma: tgamma, beta: tbeta }, 'silu');
-  },
+  jvp: (e, ctx, tangents) => forwardDual(e, 'groupNormSilu', ctx.inputs, tangents, ctx.params, 'silu')[1],
+  dual: (e, inputs, tangents, p) => forwardDual(e, 'groupNormSilu', inputs, tangents, p, 'silu'),
 });
 
 // ---------------------------------------------------------------- backward dx = P(γ·gy) (and its fused dual)

@@ -111,59 +111,35 @@ describe('groupNorm', () => {
     });
   });
 
-  it('HVP through groupNorm → SiLU (forward-over-reverse with the fused duals)', async () => {
-    const e = engine();
-    for (const { shape, groups } of [
-      { shape: [1, 8, 7, 5], groups: 2 },
-      { shape: [2, 12, 9, 9], groups: 3 },
-      { shape: [2, 16, 4, 4], groups: 4 },
-    ]) {
-      const c = shape[1];
-      const p = { groups, eps: 1e-6 };
-      const gamma = roundF32(randomHost([c], 21));
-      const beta = roundF32(randomHost([c], 22));
-      await e.scope(async () => {
-        const g = e.tensor(Float32Array.from(gamma.data), [c]);
-        const b = e.tensor(Float32Array.from(beta.data), [c]);
-        await checkHvp(
-          e,
-          (t) => silu(e, [groupNorm(e, [t, g, b], p)], {}),
-          randomHost(shape, 23, 2),
-          (xx, u) => groupNormVjpRef(xx, gamma, beta, siluVjpRef(groupNormRef(xx, gamma, beta, p), u), p).x,
-          shape,
-          // Two f32 group-reduction layers (forward dual, backward dual) with cancellation: measured ≤ 3e-7.
-          2e-6,
-        );
-      });
-    }
-    void siluRef;
-  });
-
-  it('HVP through the fused groupNormSilu equals the unfused groupNorm → SiLU reference', async () => {
-    const e = engine();
-    for (const { shape, groups } of [
-      { shape: [1, 8, 7, 5], groups: 2 },
-      { shape: [2, 16, 4, 4], groups: 4 },
-    ]) {
-      const c = shape[1];
-      const p = { groups, eps: 1e-6 };
-      const gamma = roundF32(randomHost([c], 21));
-      const beta = roundF32(randomHost([c], 22));
-      await e.scope(async () => {
-        const g = e.tensor(Float32Array.from(gamma.data), [c]);
-        const b = e.tensor(Float32Array.from(beta.data), [c]);
-        await checkHvp(
-          e,
-          (t) => groupNormSilu(e, [t, g, b], p),
-          randomHost(shape, 23, 2),
-          (xx, u) => groupNormVjpRef(xx, gamma, beta, siluVjpRef(groupNormRef(xx, gamma, beta, p), u), p).x,
-          shape,
-          // As the unfused HVP above (the rule recomputes z and runs the same backward ops).
-          2e-6,
-        );
-      });
-    }
-  });
+  // The unfused pair and the fused op against the same float64 reference (groupNorm → SiLU).
+  for (const fused of [false, true]) {
+    it(`HVP through ${fused ? 'the fused groupNormSilu' : 'groupNorm → SiLU'} (forward-over-reverse with the fused duals)`, async () => {
+      const e = engine();
+      for (const { shape, groups } of [
+        { shape: [1, 8, 7, 5], groups: 2 },
+        { shape: [2, 12, 9, 9], groups: 3 },
+        { shape: [2, 16, 4, 4], groups: 4 },
+      ]) {
+        const c = shape[1];
+        const p = { groups, eps: 1e-6 };
+        const gamma = roundF32(randomHost([c], 21));
+        const beta = roundF32(randomHost([c], 22));
+        await e.scope(async () => {
+          const g = e.tensor(Float32Array.from(gamma.data), [c]);
+          const b = e.tensor(Float32Array.from(beta.data), [c]);
+          await checkHvp(
+            e,
+            (t) => (fused ? groupNormSilu(e, [t, g, b], p) : silu(e, [groupNorm(e, [t, g, b], p)], {})),
+            randomHost(shape, 23, 2),
+            (xx, u) => groupNormVjpRef(xx, gamma, beta, siluVjpRef(groupNormRef(xx, gamma, beta, p), u), p).x,
+            shape,
+            // Two f32 group-reduction layers (forward dual, backward dual) with cancellation: measured ≤ 3e-7.
+            2e-6,
+          );
+        });
+      }
+    });
+  }
 
   it('keeps digits for a large block with a large mean (two-pass variance)', async () => {
     const e = engine();

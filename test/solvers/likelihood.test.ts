@@ -29,6 +29,16 @@ function flowEnd(sde: Sde, mu: ArrayLike<number>, s2: number, x: ArrayLike<numbe
   return Float64Array.from(x, (xi, i) => m1 * mu[i] + k * (xi - m0 * mu[i]));
 }
 
+/** A 3-component mixture in D = 8: its score Jacobian is not ∝ I, so Rademacher probes have a real variance. */
+function threeComponentMixture(): GaussianMixtureScoreModel {
+  const m = (seed: number) => randomHost([8], seed, 1).data;
+  return new GaussianMixtureScoreModel({
+    shape: [2, 2, 2],
+    sde: vp,
+    classes: [[{ mean: m(1), variance: 0.1 }, { mean: m(2), variance: 0.4 }, { mean: m(3), variance: 0.2, weight: 2 }]],
+  });
+}
+
 function marginVariance(r: ClassifyResult, image: number, n: number): number {
   const K = r.numClasses;
   const m = Array.from({ length: n }, (_, k) => r.logpPerDraw[(image * n + k) * K] - r.logpPerDraw[(image * n + k) * K + 1]);
@@ -133,13 +143,7 @@ describe('probability-flow likelihood (SPEC §3)', () => {
 
   it('Hutchinson is unbiased: 256 batched draws average to the exact-divergence answer within 4 standard errors', async () => {
     const e = engine();
-    const m = (seed: number) => randomHost([8], seed, 1).data;
-    // A mixture: its score Jacobian is not ∝ I, so Rademacher probes have a real variance.
-    const model = new GaussianMixtureScoreModel({
-      shape: [2, 2, 2],
-      sde: vp,
-      classes: [[{ mean: m(1), variance: 0.1 }, { mean: m(2), variance: 0.4 }, { mean: m(3), variance: 0.2, weight: 2 }]],
-    });
+    const model = threeComponentMixture();
     const xm = Float64Array.from(randomHost([8], 7, 0.8).data);
     const exact = await logLikelihood(e, model, { x: xm }, null, { probes: 'exact' });
     for (const probes of ['rademacher', 'gaussian'] as const) {
@@ -154,12 +158,7 @@ describe('probability-flow likelihood (SPEC §3)', () => {
 
   it('the Hutchinson pass (forward: εᵀ·Jε by a JVP, reverse: εᵀJ·ε by a VJP) changes float32 rounding only', async () => {
     const e = engine();
-    const m = (seed: number) => randomHost([8], seed, 1).data;
-    const model = new GaussianMixtureScoreModel({
-      shape: [2, 2, 2],
-      sde: vp,
-      classes: [[{ mean: m(1), variance: 0.1 }, { mean: m(2), variance: 0.4 }, { mean: m(3), variance: 0.2, weight: 2 }]],
-    });
+    const model = threeComponentMixture();
     const xm = Float64Array.from(randomHost([3 * 8], 7, 0.8).data);
     const opts = { probes: 'rademacher' as const, nProbes: 4, seed: 11, rtol: 1e-6, atol: 1e-6 };
     const f = await logLikelihood(e, model, { x: xm }, null, { ...opts, hutchinsonPass: 'forward' });
