@@ -152,6 +152,8 @@ export function launchForward(
     tbeta: !!tangents?.beta,
   };
   const dual = f.tx || f.tgamma || f.tbeta;
+  // SiLU applied in registers (the same formula as the silu kernels): saves a pass over y (and ẏ).
+  const silu = activation === 'silu';
   const wg = blockWg(e);
   const vt = vtype(L);
   const buffers = [
@@ -189,19 +191,12 @@ ${MAIN_SIG} {${blockHead(wg)}
     let k = base + i;
     let ch = c0 + i / params.s;
     let xh = ((x[k] - pivot) - mo) * rstd;
-    ${
-      activation === 'silu'
-        ? // SiLU applied in registers (the same formula as the silu kernels): saves a pass over y (and ẏ).
-          `let z = gamma[ch] * xh${f.beta ? ' + beta[ch]' : ''};
-    let sz = 1.0 / (1.0 + exp(-z));
-    y[k] = z * sz;
-    ${dual ? `ty[k] = (${tangentOut.join(' + ')}) * (sz * (1.0 + z * (1.0 - sz)));` : ''}`
-        : `y[k] = gamma[ch] * xh${f.beta ? ' + beta[ch]' : ''};
-    ${dual ? `ty[k] = ${tangentOut.join(' + ')};` : ''}`
-    }
+    let z = gamma[ch] * xh${f.beta ? ' + beta[ch]' : ''};
+    ${silu ? 'let sz = 1.0 / (1.0 + exp(-z)); y[k] = z * sz;' : 'y[k] = z;'}
+    ${dual ? `ty[k] = ${silu ? `(${tangentOut.join(' + ')}) * (sz * (1.0 + z * (1.0 - sz)))` : tangentOut.join(' + ')};` : ''}
   }
 }`;
-  const name = `groupnorm${activation === 'silu' ? '-silu' : ''}.fwd${dual ? `.dual.${+f.tx}${+f.tgamma}${+f.tbeta}` : ''}${f.beta ? '' : '.nobeta'}`;
+  const name = `groupnorm${silu ? '-silu' : ''}.fwd${dual ? `.dual.${+f.tx}${+f.tgamma}${+f.tbeta}` : ''}${f.beta ? '' : '.nobeta'}`;
   const program = e.program({ name, buffers, uniforms: UNIFORMS, workgroupSize: [wg], body });
   const y = e.empty(x.shape, 'f32', 'groupnorm');
   const ty = dual ? e.empty(x.shape, 'f32', 'groupnorm.tangent') : null;

@@ -37,7 +37,7 @@ export type HutchinsonPass = 'forward' | 'reverse';
 export const HUTCHINSON_PASSES: readonly HutchinsonPass[] = ['forward', 'reverse'];
 
 /** Hutchinson: s(x) and εᵀ(∂s/∂x)ε per row, probes ε [B, D] (any shape of B·D values). */
-export function hutchinsonTrace(e: Engine, score: ScoreFn, x: Tensor, probes: Tensor, pass: HutchinsonPass = 'reverse'): ScoreAndTrace {
+export function hutchinsonTrace(e: Engine, score: ScoreFn, x: Tensor, probes: Tensor, pass: HutchinsonPass): ScoreAndTrace {
   const { batch, d } = rows(x);
   if (probes.size !== x.size) throw new ShapeError(`hutchinsonTrace: probes ${probes.describe()} do not match ${x.describe()}`);
   const eps = probes.reshape(x.shape);

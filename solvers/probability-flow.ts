@@ -17,8 +17,8 @@ import { assembleFlow, stateImages } from './flow-kernels.js';
 
 export type { ScoreModel };
 
-/** How tr(∂s/∂x) is obtained: Hutchinson with fixed probes [B, D] (by a VJP unless `pass` is 'forward'), or exactly (small D). */
-export type DivergenceEstimator = { kind: 'hutchinson'; probes: Tensor; pass?: HutchinsonPass } | { kind: 'exact' };
+/** How tr(∂s/∂x) is obtained: Hutchinson with fixed probes [B, D] by the given AD pass, or exactly (small D). */
+export type DivergenceEstimator = { kind: 'hutchinson'; probes: Tensor; pass: HutchinsonPass } | { kind: 'exact' };
 
 export interface ProbabilityFlowSpec {
   model: ScoreModel;
