@@ -86,8 +86,11 @@ function describe(adapter: GPUAdapter): AdapterDescription {
   }
   const text = `${i.vendor} ${i.architecture} ${i.device} ${i.description}`.toLowerCase();
   const isCpu = /llvmpipe|lavapipe|swiftshader|warp|cpu/.test(text);
+  // Dawn's adapter info has no backend field here; in Node it uses the platform's default backend (we request no
+  // other), and on Linux that is Vulkan (the NVIDIA driver's description names no API).
+  const nodeDefault = isNode() ? ({ linux: 'vulkan', darwin: 'metal', win32: 'd3d12' } as Record<string, string>)[process.platform] : undefined;
   const backend = (i as unknown as { backendType?: string }).backendType ??
-    (/vulkan|lavapipe|llvmpipe/.test(text) ? 'vulkan' : 'unknown');
+    (/vulkan|lavapipe|llvmpipe/.test(text) ? 'vulkan' : nodeDefault ?? 'unknown');
   return {
     vendor: i.vendor,
     architecture: i.architecture,

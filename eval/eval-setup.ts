@@ -148,6 +148,15 @@ export function rowStatus(rows: ReadonlyArray<{ status: string; message: string 
   return { status: 'success' };
 }
 
+/** The adapter as a results file records it: its description (or vendor/device) and backend. */
+export function describeAdapter(e: Engine): string {
+  const i = e.info;
+  const ids = [i.vendor, i.architecture, i.device].filter(Boolean).join(' ');
+  // GPU drivers put a driver version in the description (NVIDIA: "NVIDIA: 580.159.04 …"): keep both.
+  const name = [ids, i.description].filter(Boolean).join(' — ') || 'unknown adapter';
+  return `${name} (${i.backend}${i.isCpu ? ', CPU' : ''})`;
+}
+
 export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonValue }): RunHeader {
   const m = s.loaded;
   const st = s.settings;
@@ -164,6 +173,7 @@ export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonV
       ...(m.weightsInfo ? { weights: m.weightsInfo } : {}),
     },
     input: { id: s.source.id, description: s.source.description, space: s.source.space },
+    adapter: describeAdapter(s.engine),
     settings: {
       ...st,
       probesMode: st.probesMode === 'shared' ? 'shared-across-classes' : 'independent',

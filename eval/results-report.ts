@@ -12,6 +12,8 @@ export interface ClassifyRunFile {
   model: { source: string; weights?: Record<string, string> };
   input: { id: string; description: string };
   settings: Record<string, unknown>;
+  /** The adapter that made the images (files written before it was recorded lack it). */
+  adapter?: string;
   complete?: boolean;
   summary: Record<string, unknown>;
   timing?: { seconds: number; parts: number };
@@ -77,6 +79,16 @@ export function weightsLabel(kind: string | undefined): string {
   return kind === 'ema' ? ', EMA weights' : kind === 'ema-debiased' ? ', debiased EMA weights' : '';
 }
 
+/**
+ * Runs made on a GPU adapter get its device name, so the same settings on lavapipe and on a GPU are two rows (and
+ * a paired comparison). CPU adapters and files without the record get none (every earlier run was lavapipe).
+ */
+export function adapterLabel(adapter: string | undefined): string {
+  if (!adapter || /, CPU\)$/.test(adapter)) return '';
+  const ids = adapter.split(' — ')[0].replace(/ \([^)]*\)$/, '').split(' ');
+  return `, GPU ${ids[ids.length - 1]}`;
+}
+
 export function reportRow(file: string, run: ClassifyRunFile): ReportRow {
   if (run.format !== 'sbgc.classify/1') throw new Error(`${file}: not an sbgc classify result (format ${JSON.stringify(run.format)})`);
   const done = run.images.filter((r) => r.status === 'success' && typeof r.label === 'number');
@@ -88,7 +100,7 @@ export function reportRow(file: string, run: ClassifyRunFile): ReportRow {
   return {
     file,
     step,
-    setting: settingLabel(run.settings) + weightsLabel(run.model.weights?.weights),
+    setting: settingLabel(run.settings) + weightsLabel(run.model.weights?.weights) + adapterLabel(run.adapter),
     epsT: typeof run.settings.epsT === 'number' ? run.settings.epsT : null,
     images: done.length,
     indices: done.map((r) => r.index),

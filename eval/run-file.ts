@@ -43,6 +43,12 @@ export interface RunHeader {
   };
   input: { id: string; description: string; space: string };
   /**
+   * The WebGPU adapter that made the images (e.g. "llvmpipe (LLVM 19.1.7, 256 bits) (vulkan, CPU)"). Not part of the
+   * settings: another adapter moves the numbers by float32 rounding only, so a resume on one is allowed and noted in
+   * `history`. Files written before it was recorded lack it.
+   */
+  adapter?: string;
+  /**
    * Everything that changes the numbers (checked on resume), plus `batch` and `hutchinsonPass` (warned about and,
    * for the pass, noted in `history`: it changes float32 rounding only).
    */
@@ -163,6 +169,9 @@ export async function readForResume<R extends ImageRecord>(
   const records = new Map<number, R>();
   for (const r of old.images ?? []) records.set(r.index, r);
   const history = Array.isArray(old.history) ? [...old.history] : [];
+  if (header.adapter !== undefined && old.adapter !== header.adapter && (old.images ?? []).length > 0) {
+    roundingChanges.push(`adapter ${old.adapter === undefined ? '(not recorded)' : JSON.stringify(old.adapter)} → ${JSON.stringify(header.adapter)}`);
+  }
   if (roundingChanges.length) {
     const part = (old.timing?.parts ?? 0) + 1;
     const done = [...records.keys()].sort((a, b) => a - b);

@@ -10,6 +10,7 @@ import type { RunFile } from '../../eval/run-file.js';
 import { useEngine } from '../helpers/engine.js';
 import { loadPreset } from '../../model/config.js';
 import { initWeights, saveWeights } from '../../model/weights.js';
+import { describeAdapter } from '../../eval/eval-setup.js';
 import { f4, i8, MIXTURE_SPEC, tempDir, testIo, withoutTiming, writeModelFile, writeNpyFile } from './cli-fixtures.js';
 
 const EPS_T = 1e-5;
@@ -122,6 +123,21 @@ describe('sbgc classify', () => {
     await runClassify([...flags, '--out', old, '--resume', '--hutchinson-pass', 'reverse'], io5);
     expect(io5.stderr.text).not.toContain('note:');
     expect((JSON.parse(readFileSync(old, 'utf8')) as RunFile<ClassifyRecord>).history).toBeUndefined();
+
+    // The adapter is recorded; resuming on another one (or a file from before it was recorded) is allowed and noted.
+    expect(whole.adapter).toBe(describeAdapter(engine()));
+    for (const [label, adapter] of [['elsewhere', 'Some GPU (vulkan)'], ['unrecorded', undefined]] as const) {
+      const moved = join(dir, `${label}.json`);
+      writeFileSync(moved, JSON.stringify({ ...whole, adapter, complete: false, images: whole.images.slice(0, 3) }));
+      const io6 = testIo(engine);
+      await runClassify([...flags, '--out', moved, '--resume'], io6);
+      const line = `part 2: adapter ${adapter === undefined ? '(not recorded)' : JSON.stringify(adapter)} → ${JSON.stringify(whole.adapter)} (float32 rounding only); the file's 3 images (indices 0–2) were made before it`;
+      expect(io6.stderr.text).toContain(`note: ${line}`);
+      const f = JSON.parse(readFileSync(moved, 'utf8')) as RunFile<ClassifyRecord>;
+      expect(f.history).toEqual([line]);
+      expect(f.adapter).toBe(whole.adapter);
+      expect(withoutTiming({ ...f, history: undefined })).toEqual(withoutTiming({ ...whole, history: undefined }));
+    }
 
     // A finished file: nothing to solve.
     const io3 = testIo(engine);

@@ -47,6 +47,15 @@ describe('classify result reports', () => {
     expect(reportRow('d.json', debiased).setting).toBe('ELBO K 16, uniform t, ε 1e-5, debiased EMA weights');
   });
 
+  it('rows made on a GPU adapter carry its device name and pair with the same settings on lavapipe', () => {
+    const cpu = run(ode, '3500', [[0, 1, 1], [1, 2, 2]]);
+    const gpu = { ...cpu, adapter: 'nvidia nvidia-h100-80gb-hbm3 — NVIDIA: 580.159.04 580.159.4.0 (vulkan)' };
+    const lvp = { ...cpu, adapter: 'mesa software llvmpipe — llvmpipe: Mesa 25.0.7 (vulkan, CPU)' };
+    expect(reportRow('g.json', gpu).setting).toBe('ODE rtol=atol 0.01, n 1 shared, ε 1e-5, GPU nvidia-h100-80gb-hbm3');
+    expect(reportRow('l.json', lvp).setting).toBe(reportRow('c.json', cpu).setting);
+    expect(pairedMarkdown([reportRow('c.json', cpu), reportRow('g.json', gpu)])).toContain('| 3500 | ODE rtol=atol 0.01, n 1 shared, ε 1e-5 | ODE rtol=atol 0.01, n 1 shared, ε 1e-5, GPU nvidia-h100-80gb-hbm3 | 2 | 0 | 0 |');
+  });
+
   it('rows: accuracy, step from the weights metadata, paired counts on common images; table and well-formed SVG', () => {
     const a = reportRow('a.json', run(ode, '1360', [[0, 0, 0], [1, 7, 2], [2, 1, 1], [3, 4, 4]]));
     const b = reportRow('b.json', run(elbo, '1360', [[1, 7, 7], [2, 1, 1], [3, 4, 9], [5, 2, 2]]));
