@@ -148,7 +148,7 @@ export function rowStatus(rows: ReadonlyArray<{ status: string; message: string 
   return { status: 'success' };
 }
 
-/** The adapter as a results file records it: its description (or vendor/device) and backend. */
+/** The adapter as a results file records it: vendor, architecture and device ids, the description, the backend. */
 export function describeAdapter(e: Engine): string {
   const i = e.info;
   const ids = [i.vendor, i.architecture, i.device].filter(Boolean).join(' ');

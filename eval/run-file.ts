@@ -43,7 +43,8 @@ export interface RunHeader {
   };
   input: { id: string; description: string; space: string };
   /**
-   * The WebGPU adapter that made the images (e.g. "llvmpipe (LLVM 19.1.7, 256 bits) (vulkan, CPU)"). Not part of the
+   * The WebGPU adapter that made the images (eval-setup.ts describeAdapter, e.g. "nvidia nvidia-h100-80gb-hbm3 —
+   * NVIDIA: 580.159.04 580.159.4.0 (vulkan)"). Not part of the
    * settings: another adapter moves the numbers by float32 rounding only, so a resume on one is allowed and noted in
    * `history`. Files written before it was recorded lack it.
    */
