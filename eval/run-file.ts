@@ -44,9 +44,8 @@ export interface RunHeader {
   input: { id: string; description: string; space: string };
   /**
    * The WebGPU adapter that made the images (eval-setup.ts describeAdapter, e.g. "nvidia nvidia-h100-80gb-hbm3 —
-   * NVIDIA: 580.159.04 580.159.4.0 (vulkan)"). Not part of the
-   * settings: another adapter moves the numbers by float32 rounding only, so a resume on one is allowed and noted in
-   * `history`. Files written before it was recorded lack it.
+   * NVIDIA: 580.159.04 580.159.4.0 (vulkan)"). Not a setting: another adapter moves the numbers by float32 rounding
+   * only, so a resume on one is allowed and noted in `history`. Files written before it was recorded lack it.
    */
   adapter?: string;
   /**
