@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { createEngine } from './context.js';
+import { describeAdapter } from '../engine/gpu.js';
 import { smokeCommand } from './smoke.js';
 import { loadPreset } from '../model/config.js';
 import { loadWeights } from '../model/weights.js';
@@ -75,7 +76,7 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
   const test = loadMnist('test');
   const count = Math.min(images, test.length - offset);
   console.log(`sbgc demo: score-based generative classifier on held-out MNIST digits`);
-  console.log(`  adapter  ${e.info.description || e.info.device} (${e.info.backend}${e.info.isCpu ? ', CPU' : ''})`);
+  console.log(`  adapter  ${describeAdapter(e.info)}`);
   console.log(`  model    mnist-small (${weights.numParams.toLocaleString('en')} parameters) from ${weightsPath}`);
   console.log(
     `  settings probability-flow ODE, RK45 rtol = atol = ${rtol}, ε_t = ${epsT}, ${start} start, Hutchinson n = ${nProbes} ` +

@@ -3,13 +3,14 @@
  * Used by `npm run demo` until the classifier exists, and by `sbgc smoke`.
  */
 import { createEngine } from './context.js';
+import { describeAdapter } from '../engine/gpu.js';
 import { drawHost, randomTensor } from '../engine/rng.js';
 import { silu, axpy } from '../kernels/elementwise.js';
 import { vjpAndHvp } from '../engine/autodiff.js';
 
 export async function smokeCommand(): Promise<boolean> {
   const e = await createEngine();
-  console.log(`adapter: ${e.info.description || e.info.device || e.info.vendor} (${e.info.backend}${e.info.isCpu ? ', CPU' : ''})`);
+  console.log(`adapter: ${describeAdapter(e.info)}`);
   let ok = true;
   const check = (name: string, err: number, tol: number) => {
     const pass = err <= tol;

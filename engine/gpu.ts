@@ -72,6 +72,16 @@ async function nodeGpu(toggles: string[]): Promise<GPU> {
   return mod.create(flags);
 }
 
+/**
+ * One line naming an adapter, as the CLI prints it and results files record it: vendor, architecture and device
+ * ids, the description (GPU drivers put their version there: "NVIDIA: 580.159.04 …"), the backend.
+ */
+export function describeAdapter(info: AdapterDescription): string {
+  const ids = [info.vendor, info.architecture, info.device].filter(Boolean).join(' ');
+  const name = [ids, info.description].filter(Boolean).join(' — ') || 'unknown adapter';
+  return `${name} (${info.backend}${info.isCpu ? ', CPU' : ''})`;
+}
+
 function isNode(): boolean {
   return typeof process !== 'undefined' && !!process.versions?.node;
 }

@@ -3,6 +3,7 @@
  * checked against it, the engine, the options of each chunk's solve, and the header of the results file.
  */
 import type { Engine } from '../engine/engine.js';
+import { describeAdapter } from '../engine/gpu.js';
 import { toModelSpace, describeModelSpace } from '../data/model-space.js';
 import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
 import type { ClassifyOptions, ImageInput } from '../solvers/likelihood.js';
@@ -148,15 +149,6 @@ export function rowStatus(rows: ReadonlyArray<{ status: string; message: string 
   return { status: 'success' };
 }
 
-/** The adapter as a results file records it: vendor, architecture and device ids, the description, the backend. */
-export function describeAdapter(e: Engine): string {
-  const i = e.info;
-  const ids = [i.vendor, i.architecture, i.device].filter(Boolean).join(' ');
-  // GPU drivers put a driver version in the description (NVIDIA: "NVIDIA: 580.159.04 …"): keep both.
-  const name = [ids, i.description].filter(Boolean).join(' — ') || 'unknown adapter';
-  return `${name} (${i.backend}${i.isCpu ? ', CPU' : ''})`;
-}
-
 export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonValue }): RunHeader {
   const m = s.loaded;
   const st = s.settings;
@@ -173,7 +165,7 @@ export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonV
       ...(m.weightsInfo ? { weights: m.weightsInfo } : {}),
     },
     input: { id: s.source.id, description: s.source.description, space: s.source.space },
-    adapter: describeAdapter(s.engine),
+    adapter: describeAdapter(s.engine.info),
     settings: {
       ...st,
       probesMode: st.probesMode === 'shared' ? 'shared-across-classes' : 'independent',

@@ -43,7 +43,7 @@ export interface RunHeader {
   };
   input: { id: string; description: string; space: string };
   /**
-   * The WebGPU adapter that made the images (eval-setup.ts describeAdapter, e.g. "nvidia nvidia-h100-80gb-hbm3 —
+   * The WebGPU adapter that made the images (engine/gpu.ts describeAdapter, e.g. "nvidia nvidia-h100-80gb-hbm3 —
    * NVIDIA: 580.159.04 580.159.4.0 (vulkan)"). Not a setting: another adapter moves the numbers by float32 rounding
    * only, so a resume on one is allowed and noted in `history`. Files written before it was recorded lack it.
    */

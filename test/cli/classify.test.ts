@@ -10,7 +10,7 @@ import type { RunFile } from '../../eval/run-file.js';
 import { useEngine } from '../helpers/engine.js';
 import { loadPreset } from '../../model/config.js';
 import { initWeights, saveWeights } from '../../model/weights.js';
-import { describeAdapter } from '../../eval/eval-setup.js';
+import { describeAdapter } from '../../engine/gpu.js';
 import { f4, i8, MIXTURE_SPEC, tempDir, testIo, withoutTiming, writeModelFile, writeNpyFile } from './cli-fixtures.js';
 
 const EPS_T = 1e-5;
@@ -125,7 +125,7 @@ describe('sbgc classify', () => {
     expect((JSON.parse(readFileSync(old, 'utf8')) as RunFile<ClassifyRecord>).history).toBeUndefined();
 
     // The adapter is recorded; resuming on another one (or a file from before it was recorded) is allowed and noted.
-    expect(whole.adapter).toBe(describeAdapter(engine()));
+    expect(whole.adapter).toBe(describeAdapter(engine().info));
     for (const [label, adapter] of [['elsewhere', 'Some GPU (vulkan)'], ['unrecorded', undefined]] as const) {
       const moved = join(dir, `${label}.json`);
       writeFileSync(moved, JSON.stringify({ ...whole, adapter, complete: false, images: whole.images.slice(0, 3) }));
