@@ -7,7 +7,9 @@
  */
 import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './gpu.js';
 import { BufferPool, type PoolStats } from './pool.js';
-import { generateWgsl, reflectLayout, stableJson, type KernelSource, type ReflectedLayout } from './kernel.js';
+import { generateWgsl, stableJson, type KernelSource } from './kernel.js';
+import { compileProgram, type CompiledProgram } from './pipeline.js';
+import { ProgramCache, type ProgramDef, type ProgramSpec } from './program.js';
 import {
   BYTES_PER_ELEMENT,
   Storage,
@@ -24,16 +26,7 @@ import { Profiler } from './profiler.js';
 
 export const ENGINE_VERSION = '0.1.0';
 
-export interface Program {
-  readonly name: string;
-  readonly key: string;
-  readonly wgsl: string;
-  readonly layout: ReflectedLayout;
-  readonly bindGroupLayout: GPUBindGroupLayout;
-  readonly pipeline: Promise<GPUComputePipeline>;
-  /** Set once compiled, so steady-state flushes do not await anything. */
-  compiled?: GPUComputePipeline;
-}
+export type Program = CompiledProgram;
 
 export type Workgroups = [number, number?, number?];
 
@@ -80,7 +73,8 @@ export class Engine implements TensorOwner {
   readonly pool: BufferPool;
   readonly profiler: Profiler;
   private readonly acquired: AcquiredDevice;
-  private readonly programs = new Map<string, Program>();
+  private readonly programs: ProgramCache<Program>;
+  private readonly legacyPrograms = new Map<string, Program>();
   private commands: Command[] = [];
   private flushChain: Promise<void> = Promise.resolve();
   private flushesInFlight = 0;
@@ -102,6 +96,7 @@ export class Engine implements TensorOwner {
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     );
     this.profiler = new Profiler(this.device, options.profile ?? false);
+    this.programs = new ProgramCache((src) => compileProgram(this.device, src));
     this.device.lost.then((info) => {
       if (!this.destroyed) this.deviceLost = `${info.reason}: ${info.message}`;
     });
@@ -326,58 +321,42 @@ export class Engine implements TensorOwner {
   }
 
   memory(): MemoryStats {
-    return { ...this.pool.snapshot(), liveTensors: this.live.size, pipelines: this.programs.size };
+    return { ...this.pool.snapshot(), liveTensors: this.live.size, pipelines: this.programs.size + this.legacyPrograms.size };
   }
 
   // ---------------------------------------------------------------- programs and dispatch
 
-  /** Pipeline cache keyed by the generated WGSL and the override constants. */
+  /**
+   * Records one dispatch of a declared program: the pipeline is found by the spec's values (and the declared input
+   * shapes), compiled on the first miss only. `bindings` maps each declared buffer to a tensor, `uniforms` each
+   * declared uniform; `workgroups` defaults to the program's own geometry.
+   */
+  run<S extends ProgramSpec>(
+    def: ProgramDef<S>,
+    spec: S,
+    bindings: Record<string, Tensor>,
+    uniforms: Record<string, number>,
+    workgroups: Workgroups,
+  ): void {
+    this.dispatch(this.programs.get(def, spec, bindings), bindings, uniforms, workgroups);
+  }
+
+  /** The compiled program for a spec (compiling it on a miss), e.g. to warm up before timing. */
+  programFor<S extends ProgramSpec>(def: ProgramDef<S>, spec: S, inputs?: Record<string, Tensor>): Program {
+    return this.programs.get(def, spec, inputs);
+  }
+
+  /**
+   * @deprecated Compiles an undeclared kernel source, keyed by its generated WGSL (so every call builds it): kept
+   * only while call sites move to `defineProgram` + `run`.
+   */
   program(src: KernelSource): Program {
     const wgsl = generateWgsl(src);
     const key = stableJson({ wgsl, constants: src.constants ?? {} });
-    const hit = this.programs.get(key);
+    const hit = this.legacyPrograms.get(key);
     if (hit) return hit;
-    const layout = reflectLayout(src.name, wgsl);
-    const entries: GPUBindGroupLayoutEntry[] = layout.buffers.map((b) => ({
-      binding: b.binding,
-      visibility: GPUShaderStage.COMPUTE,
-      buffer: { type: b.readOnly ? 'read-only-storage' : 'storage' },
-    }));
-    if (layout.uniform) {
-      entries.push({ binding: layout.uniform.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
-    }
-    const maxBuffers = this.limits.maxStorageBuffersPerShaderStage;
-    if (layout.buffers.length > maxBuffers) {
-      throw new DeviceLimitError(
-        `kernel ${src.name} binds ${layout.buffers.length} storage buffers; this adapter allows ${maxBuffers}`,
-      );
-    }
-    const bindGroupLayout = this.device.createBindGroupLayout({ entries, label: src.name });
-    // Shader errors are captured here so they fail this program, not whichever batch flushes next.
-    this.device.pushErrorScope('validation');
-    const module = this.device.createShaderModule({ code: wgsl, label: src.name });
-    const moduleError = this.device.popErrorScope();
-    const pipelineLayout = this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout], label: src.name });
-    const pipeline = moduleError
-      .then((err) => {
-        if (err) throw new Error(err.message);
-        return this.device.createComputePipelineAsync({
-          label: src.name,
-          layout: pipelineLayout,
-          compute: { module, entryPoint: 'main', constants: src.constants },
-        });
-      })
-      .catch(async (e: unknown) => {
-        const info = await module.getCompilationInfo();
-        const msgs = info.messages.map((m) => `${m.type} ${m.lineNum}:${m.linePos} ${m.message}`).join('\n');
-        throw new GpuError(`kernel ${src.name} failed to compile: ${(e as Error).message}\n${msgs}`, [src.name]);
-      });
-    const program: Program = { name: src.name, key, wgsl, layout, bindGroupLayout, pipeline };
-    pipeline.then(
-      (p) => (program.compiled = p),
-      () => undefined,
-    );
-    this.programs.set(key, program);
+    const program = compileProgram(this.device, src);
+    this.legacyPrograms.set(key, program);
     return program;
   }
 

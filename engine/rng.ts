@@ -11,6 +11,7 @@
  * u₁ = ((w₀ >> 8) + 1)·2⁻²⁴ ∈ (0, 1], u₂ = (w₁ >> 8)·2⁻²⁴ and z = √(−2 ln u₁)·cos(2π u₂) — its words are
  * bit-identical everywhere, its f32 value agrees to a few ulp (WGSL log/cos are not correctly rounded).
  */
+import { grid } from './wgsl.js';
 import type { Engine } from './engine.js';
 import type { Tensor } from './tensor.js';
 import { shapeSize } from './tensor.js';
@@ -223,17 +224,8 @@ export function fillRandom(engine: Engine, out: Tensor, dist: Distribution, spec
   );
 }
 
-/**
- * Workgroup grid for `items` invocations of workgroup size `wg`, split over x and y when x would exceed the
- * per-dimension limit. Kernels index as gid.x + gid.y·nwg.x·wg.
- */
-export function grid(engine: Engine, items: number, wg: number): [number, number] {
-  const groups = Math.ceil(items / wg);
-  const max = engine.limits.maxComputeWorkgroupsPerDimension;
-  if (groups <= max) return [Math.max(groups, 1), 1];
-  const y = Math.ceil(groups / max);
-  return [Math.ceil(groups / y), y];
-}
+// grid() moved beside the WGSL entry point it matches (engine/wgsl.ts); re-exported while imports move.
+export { grid } from './wgsl.js';
 
 /**
  * A host-side stream with explicit state (for t-sampling, flips, shuffles): its whole state is

@@ -6,29 +6,28 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, setGradientAccumulator, type MaybeTensor, type Op } from '../engine/autodiff.js';
-
-type NoParams = Record<string, never>;
-import { grid } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import { ShapeError } from '../engine/errors.js';
 
-const WG = 256;
+type NoParams = Record<string, never>;
 
-/** One elementwise kernel: `exprs` assign outputs from inputs a, b, c, d (f32 at index i) and params.alpha. */
-function launch(
-  e: Engine,
-  name: string,
-  inputs: Tensor[],
-  outputs: Tensor[],
-  exprs: string,
-  alpha = 0,
-): void {
-  const inNames = ['a', 'b', 'c', 'd'].slice(0, inputs.length);
-  const outNames = ['out', 'out2'].slice(0, outputs.length);
-  const program = e.program({
+const WG = 256;
+const INPUT_NAMES = ['a', 'b', 'c', 'd'] as const;
+const OUTPUT_NAMES = ['out', 'out2'] as const;
+
+/**
+ * One elementwise kernel: `exprs` assign outputs out, out2 from inputs a, b, c, d (f32 at index i), params.alpha,
+ * and `BETA`, a literal baked in per distinct beta (affine's constant, so no tensor is uploaded for it).
+ */
+const ELEMENTWISE = defineProgram<{ name: string; exprs: string; inputs: number; outputs: number; beta: number }>({
+  name: 'elementwise',
+  spec: { name: true, exprs: true, inputs: true, outputs: true, beta: true },
+  build: ({ name, exprs, inputs, outputs, beta }) => ({
     name,
     buffers: [
-      ...inNames.map((n) => ({ name: n, type: 'f32' as const })),
-      ...outNames.map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
+      ...INPUT_NAMES.slice(0, inputs).map((n) => ({ name: n, type: 'f32' as const })),
+      ...OUTPUT_NAMES.slice(0, outputs).map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
     ],
     uniforms: [
       ['n', 'u32'],
@@ -37,17 +36,24 @@ function launch(
     workgroupSize: [WG],
     body: `
 fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  ${exprs}
-}`,
-  });
+${flatMain({ wg: WG, count: 'params.n', body: exprs.replaceAll('BETA', `f32(${Math.fround(beta).toExponential()})`) })}`,
+  }),
+});
+
+function launch(
+  e: Engine,
+  name: string,
+  inputs: Tensor[],
+  outputs: Tensor[],
+  exprs: string,
+  alpha = 0,
+  beta = 0,
+): void {
   const bindings: Record<string, Tensor> = {};
-  inputs.forEach((t, k) => (bindings[inNames[k]] = t));
-  outputs.forEach((t, k) => (bindings[outNames[k]] = t));
+  inputs.forEach((t, k) => (bindings[INPUT_NAMES[k]] = t));
+  outputs.forEach((t, k) => (bindings[OUTPUT_NAMES[k]] = t));
   const n = outputs[0].size;
-  e.dispatch(program, bindings, { n, alpha }, grid(e, n, WG));
+  e.run(ELEMENTWISE, { name, exprs, inputs: inputs.length, outputs: outputs.length, beta }, bindings, { n, alpha }, grid(e, n, WG));
 }
 
 function sameShape(what: string, a: Tensor, b: Tensor): void {
@@ -137,7 +143,7 @@ export const affine: Op<{ alpha: number; beta: number }> = defineOp<{ alpha: num
     const a = req(a0, 'affine');
     if (!Number.isFinite(beta)) throw new RangeError(`affine: beta must be finite, got ${beta}`);
     const out = e.empty(a.shape, 'f32', 'affine');
-    launch(e, 'affine', [a], [out], `out[i] = params.alpha * a[i] + f32(${Math.fround(beta).toExponential()});`, alpha);
+    launch(e, 'affine', [a], [out], 'out[i] = params.alpha * a[i] + BETA;', alpha, beta);
     return out;
   },
   vjp: (e, { params }, ct) => [scale(e, [ct], { alpha: params.alpha })],
