@@ -10,31 +10,64 @@
  */
 import type { Engine } from './engine.js';
 import { Tensor } from './tensor.js';
-import { SbgcError } from './errors.js';
+import { SbgcError, ShapeError } from './errors.js';
 
 export type MaybeTensor = Tensor | null;
 
-export interface OpContext<P> {
-  inputs: readonly MaybeTensor[];
+/**
+ * An op's inputs, declared by name in order; a trailing '?' marks one that may be null (e.g. 'bias?'). The
+ * declaration types the tensors `forward`, `dual` and the rules receive, and `defineOp` checks every call against
+ * it (present where required, f32), so no op re-checks its inputs by hand.
+ */
+export type InputNames = readonly string[];
+
+/** The tensors of declared inputs: Tensor where required, MaybeTensor where optional ('name?'). */
+export type OpInputs<I extends InputNames> = {
+  readonly [K in keyof I]: string extends I[K] ? MaybeTensor : I[K] extends `${string}?` ? MaybeTensor : Tensor;
+};
+
+export interface OpContext<P, I extends InputNames = InputNames> {
+  inputs: OpInputs<I>;
   output: Tensor;
   params: P;
 }
 
-export interface OpDef<P> {
+export interface OpDef<P, I extends InputNames = InputNames> {
   name: string;
-  /** Launches the kernel(s). Inputs may be null where the op allows an absent input (e.g. bias). */
-  forward(e: Engine, inputs: readonly MaybeTensor[], params: P): Tensor;
+  /** Input names in order ('name?' = optional). TRANSITION: optional until every op declares them. */
+  inputs?: I;
+  /** Launches the kernel(s). */
+  forward(e: Engine, inputs: OpInputs<I>, params: P): Tensor;
   /** Cotangents for each input (null where not needed or zero). `needs[i]` says which are wanted. */
-  vjp(e: Engine, ctx: OpContext<P>, cotangent: Tensor, needs: readonly boolean[]): MaybeTensor[];
+  vjp(e: Engine, ctx: OpContext<P, I>, cotangent: Tensor, needs: readonly boolean[]): MaybeTensor[];
   /** Tangent of the output given input tangents (null = zero; at least one is non-null). */
-  jvp(e: Engine, ctx: OpContext<P>, tangents: readonly MaybeTensor[]): MaybeTensor;
+  jvp(e: Engine, ctx: OpContext<P, I>, tangents: readonly MaybeTensor[]): MaybeTensor;
   /** Optional fused primal + tangent kernel, used under a JVP trace. */
-  dual?(e: Engine, inputs: readonly MaybeTensor[], tangents: readonly MaybeTensor[], params: P): [Tensor, MaybeTensor];
+  dual?(e: Engine, inputs: OpInputs<I>, tangents: readonly MaybeTensor[], params: P): [Tensor, MaybeTensor];
 }
 
-export interface Op<P> {
+export interface Op<P, I extends InputNames = InputNames> {
   (e: Engine, inputs: readonly MaybeTensor[], params: P): Tensor;
-  readonly def: OpDef<P>;
+  readonly def: OpDef<P, I>;
+}
+
+/** Checks a call against the op's declared inputs; returns them typed. */
+function checkInputs<P, I extends InputNames>(def: OpDef<P, I>, inputs: readonly MaybeTensor[]): OpInputs<I> {
+  if (!def.inputs) return inputs as unknown as OpInputs<I>;
+  if (inputs.length > def.inputs.length) {
+    throw new ShapeError(`${def.name}: ${inputs.length} inputs given, it takes ${def.inputs.length} (${def.inputs.join(', ')})`);
+  }
+  def.inputs.forEach((name: string, k: number) => {
+    const t = inputs[k] ?? null;
+    const optional = name.endsWith('?');
+    const label = `${def.name} ${optional ? name.slice(0, -1) : name}`;
+    if (!t) {
+      if (!optional) throw new ShapeError(`${label}: missing input`);
+      return;
+    }
+    t.assertDType('f32', label);
+  });
+  return inputs as unknown as OpInputs<I>;
 }
 
 // ---------------------------------------------------------------- traces
@@ -77,11 +110,12 @@ function suspendTraces<T>(fn: () => T): T {
   }
 }
 
-export function defineOp<P>(def: OpDef<P>): Op<P> {
-  const apply = (e: Engine, inputs: readonly MaybeTensor[], params: P): Tensor => {
+export function defineOp<P, const I extends InputNames = InputNames>(def: OpDef<P, I>): Op<P, I> {
+  const apply = (e: Engine, given: readonly MaybeTensor[], params: P): Tensor => {
+    const inputs = checkInputs(def, given);
     if (suspended > 0 || (tapes.length === 0 && jvpTraces.length === 0)) return def.forward(e, inputs, params);
     const trace = jvpTraces[jvpTraces.length - 1];
-    const tangents = trace ? inputs.map((t) => trace.tangentOf(t)) : [];
+    const tangents = trace ? given.map((t) => trace.tangentOf(t)) : [];
     const hasTangent = tangents.some((t) => t !== null);
     let output: Tensor;
     let tangentOut: MaybeTensor = null;
@@ -90,15 +124,15 @@ export function defineOp<P>(def: OpDef<P>): Op<P> {
     } else {
       output = suspendTraces(() => def.forward(e, inputs, params));
       if (trace && hasTangent) {
-        const ctx: OpContext<P> = { inputs, output, params };
+        const ctx: OpContext<P, I> = { inputs, output, params };
         tangentOut = suspendTraces(() => def.jvp(e, ctx, tangents));
       }
     }
     if (trace && tangentOut) trace.tangents.set(output, tangentOut);
     for (const tape of tapes) {
-      if (inputs.some((t) => t && tape.watched.has(t))) {
+      if (given.some((t) => t && tape.watched.has(t))) {
         tape.watched.add(output);
-        tape.nodes.push({ op: def as OpDef<unknown>, ctx: { inputs, output, params } });
+        tape.nodes.push({ op: def as unknown as OpDef<unknown>, ctx: { inputs, output, params } as OpContext<unknown> });
       }
     }
     return output;

@@ -62,12 +62,6 @@ function sameShape(what: string, a: Tensor, b: Tensor): void {
   }
 }
 
-function req(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  t.assertDType('f32', what);
-  return t;
-}
-
 /** Sum of nullable terms (null = 0). */
 export function addMaybe(e: Engine, a: MaybeTensor, b: MaybeTensor): MaybeTensor {
   if (!a) return b;
@@ -75,11 +69,10 @@ export function addMaybe(e: Engine, a: MaybeTensor, b: MaybeTensor): MaybeTensor
   return add(e, [a, b], {});
 }
 
-export const add: Op<NoParams> = defineOp<NoParams>({
+export const add: Op<NoParams> = defineOp({
   name: 'add',
-  forward(e, [a0, b0]) {
-    const a = req(a0, 'add a');
-    const b = req(b0, 'add b');
+  inputs: ['a', 'b'],
+  forward(e, [a, b]) {
     sameShape('add', a, b);
     const out = e.empty(a.shape, 'f32', 'add');
     launch(e, 'add', [a, b], [out], 'out[i] = a[i] + b[i];');
@@ -89,11 +82,10 @@ export const add: Op<NoParams> = defineOp<NoParams>({
   jvp: (e, _ctx, [ta, tb]) => addMaybe(e, ta, tb),
 });
 
-export const sub: Op<NoParams> = defineOp<NoParams>({
+export const sub: Op<NoParams> = defineOp({
   name: 'sub',
-  forward(e, [a0, b0]) {
-    const a = req(a0, 'sub a');
-    const b = req(b0, 'sub b');
+  inputs: ['a', 'b'],
+  forward(e, [a, b]) {
     sameShape('sub', a, b);
     const out = e.empty(a.shape, 'f32', 'sub');
     launch(e, 'sub', [a, b], [out], 'out[i] = a[i] - b[i];');
@@ -103,11 +95,10 @@ export const sub: Op<NoParams> = defineOp<NoParams>({
   jvp: (e, _ctx, [ta, tb]) => (tb ? (ta ? sub(e, [ta, tb], {}) : scale(e, [tb], { alpha: -1 })) : ta),
 });
 
-export const mul: Op<NoParams> = defineOp<NoParams>({
+export const mul: Op<NoParams> = defineOp({
   name: 'mul',
-  forward(e, [a0, b0]) {
-    const a = req(a0, 'mul a');
-    const b = req(b0, 'mul b');
+  inputs: ['a', 'b'],
+  forward(e, [a, b]) {
     sameShape('mul', a, b);
     const out = e.empty(a.shape, 'f32', 'mul');
     launch(e, 'mul', [a, b], [out], 'out[i] = a[i] * b[i];');
@@ -121,10 +112,10 @@ export const mul: Op<NoParams> = defineOp<NoParams>({
     addMaybe(e, ta ? mul(e, [ta, b], {}) : null, tb ? mul(e, [a, tb], {}) : null),
 });
 
-export const scale: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
+export const scale: Op<{ alpha: number }> = defineOp({
   name: 'scale',
-  forward(e, [a0], { alpha }) {
-    const a = req(a0, 'scale');
+  inputs: ['a'],
+  forward(e, [a], { alpha }) {
     const out = e.empty(a.shape, 'f32', 'scale');
     launch(e, 'scale', [a], [out], 'out[i] = params.alpha * a[i];', alpha);
     return out;
@@ -137,10 +128,10 @@ export const scale: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
  * alpha·x + beta with a constant beta (e.g. 2x − 1 to centre data). beta is baked into the WGSL as a literal
  * (one pipeline per distinct beta; callers use a handful), so no constant tensor is uploaded per call.
  */
-export const affine: Op<{ alpha: number; beta: number }> = defineOp<{ alpha: number; beta: number }>({
+export const affine: Op<{ alpha: number; beta: number }> = defineOp({
   name: 'affine',
-  forward(e, [a0], { alpha, beta }) {
-    const a = req(a0, 'affine');
+  inputs: ['a'],
+  forward(e, [a], { alpha, beta }) {
     if (!Number.isFinite(beta)) throw new RangeError(`affine: beta must be finite, got ${beta}`);
     const out = e.empty(a.shape, 'f32', 'affine');
     launch(e, 'affine', [a], [out], 'out[i] = params.alpha * a[i] + BETA;', alpha, beta);
@@ -151,11 +142,10 @@ export const affine: Op<{ alpha: number; beta: number }> = defineOp<{ alpha: num
 });
 
 /** alpha·x + y */
-export const axpy: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
+export const axpy: Op<{ alpha: number }> = defineOp({
   name: 'axpy',
-  forward(e, [x0, y0], { alpha }) {
-    const x = req(x0, 'axpy x');
-    const y = req(y0, 'axpy y');
+  inputs: ['x', 'y'],
+  forward(e, [x, y], { alpha }) {
     sameShape('axpy', x, y);
     const out = e.empty(x.shape, 'f32', 'axpy');
     launch(e, 'axpy', [x, y], [out], 'out[i] = params.alpha * a[i] + b[i];', alpha);
@@ -167,11 +157,10 @@ export const axpy: Op<{ alpha: number }> = defineOp<{ alpha: number }>({
 });
 
 /** a / b */
-export const divide: Op<NoParams> = defineOp<NoParams>({
+export const divide: Op<NoParams> = defineOp({
   name: 'divide',
-  forward(e, [a0, b0]) {
-    const a = req(a0, 'divide a');
-    const b = req(b0, 'divide b');
+  inputs: ['a', 'b'],
+  forward(e, [a, b]) {
     sameShape('divide', a, b);
     const out = e.empty(a.shape, 'f32', 'divide');
     launch(e, 'divide', [a, b], [out], 'out[i] = a[i] / b[i];');
@@ -189,10 +178,10 @@ export const divide: Op<NoParams> = defineOp<NoParams>({
 });
 
 /** Natural logarithm (the Fourier time embedding takes log σ). */
-export const log: Op<NoParams> = defineOp<NoParams>({
+export const log: Op<NoParams> = defineOp({
   name: 'log',
-  forward(e, [x0]) {
-    const x = req(x0, 'log');
+  inputs: ['x'],
+  forward(e, [x]) {
     const out = e.empty(x.shape, 'f32', 'log');
     launch(e, 'log', [x], [out], 'out[i] = log(a[i]);');
     return out;
@@ -204,11 +193,10 @@ export const log: Op<NoParams> = defineOp<NoParams>({
 const SILU_GRAD = 'let s = sigmoid(x); let d1 = s * (1.0 + x * (1.0 - s));';
 
 /** g · silu'(x). Its own JVP is the fused HVP kernel `silu.backward.dual`. */
-export const siluBackward: Op<NoParams> = defineOp<NoParams>({
+export const siluBackward: Op<NoParams> = defineOp({
   name: 'silu.backward',
-  forward(e, [x0, g0]) {
-    const x = req(x0, 'silu.backward x');
-    const g = req(g0, 'silu.backward g');
+  inputs: ['x', 'g'],
+  forward(e, [x, g]) {
     sameShape('silu.backward', x, g);
     const out = e.empty(x.shape, 'f32', 'silu.backward');
     launch(e, 'silu.backward', [x, g], [out], `let x = a[i]; ${SILU_GRAD} out[i] = b[i] * d1;`);
@@ -237,9 +225,7 @@ function siluSecond(e: Engine, x: Tensor, g: Tensor, ct: Tensor): Tensor {
 }
 
 /** One dispatch: primal g·silu'(x) and tangent ġ·silu'(x) + g·silu''(x)·ẋ (x, g loaded once). */
-function siluBackwardDual(e: Engine, inputs: readonly MaybeTensor[], tangents: readonly MaybeTensor[]): [Tensor, Tensor] {
-  const x = req(inputs[0], 'silu.backward x');
-  const g = req(inputs[1], 'silu.backward g');
+function siluBackwardDual(e: Engine, [x, g]: readonly [Tensor, Tensor], tangents: readonly MaybeTensor[]): [Tensor, Tensor] {
   const tx = tangents[0] ?? e.zeros(x.shape, 'f32', 'zero tangent');
   const tg = tangents[1] ?? e.zeros(x.shape, 'f32', 'zero tangent');
   const out = e.empty(x.shape, 'f32', 'silu.backward');
@@ -257,18 +243,17 @@ function siluBackwardDual(e: Engine, inputs: readonly MaybeTensor[], tangents: r
   return [out, tout];
 }
 
-export const silu: Op<NoParams> = defineOp<NoParams>({
+export const silu: Op<NoParams> = defineOp({
   name: 'silu',
-  forward(e, [x0]) {
-    const x = req(x0, 'silu');
+  inputs: ['x'],
+  forward(e, [x]) {
     const out = e.empty(x.shape, 'f32', 'silu');
     launch(e, 'silu', [x], [out], 'let x = a[i]; out[i] = x * sigmoid(x);');
     return out;
   },
   vjp: (e, { inputs: [x] }, ct) => [siluBackward(e, [x, ct], {})],
   jvp: (e, { inputs: [x] }, [tx]) => (tx ? siluBackward(e, [x, tx], {}) : null),
-  dual(e, [x0], [tx]) {
-    const x = req(x0, 'silu');
+  dual(e, [x], [tx]) {
     if (!tx) return [silu.def.forward(e, [x], {}), null];
     const out = e.empty(x.shape, 'f32', 'silu');
     const tout = e.empty(x.shape, 'f32', 'silu.tangent');
