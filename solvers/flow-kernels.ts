@@ -5,33 +5,56 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { grid } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
+import type { BufferDecl } from '../engine/kernel.js';
 import { WG, checkState } from './state-kernels.js';
+
+/** A spec-less flat kernel of this file: f32 buffers (the last is the output), u32 uniforms, a body over index i < params.n. */
+function flowProgram(name: string, inputs: string[], uniforms: string[], body: string) {
+  const buffers: BufferDecl[] = [
+    ...inputs.map((n) => ({ name: n, type: 'f32' as const })),
+    { name: 'out', type: 'f32', access: 'read_write' },
+  ];
+  return defineProgram<Record<string, never>>({
+    name,
+    spec: {},
+    build: () => ({
+      name,
+      buffers,
+      uniforms: uniforms.map((u) => [u, 'u32'] as [string, 'u32']),
+      workgroupSize: [WG],
+      body: flatMain({ wg: WG, count: 'params.n', body }),
+    }),
+  });
+}
+
+const STATE_IMAGES = flowProgram('pf.stateImages', ['y'], ['n', 'D'], `  let b = i / params.D;
+  out[i] = y[i + b];`);
+
+const TILE_ROWS = flowProgram('pf.tileRows', ['x'], ['n', 'm'], '  out[i] = x[i % params.m];');
+
+/** One invocation per row b: Σ_k g[k·B + b, k]. */
+const BASIS_TRACE = flowProgram('pf.basisTrace', ['g'], ['n', 'D'], `  var s = 0.0;
+  for (var k = 0u; k < params.D; k++) { s = s + g[(k * params.n + i) * params.D + k]; }
+  out[i] = s;`);
+
+const ASSEMBLE = flowProgram('pf.assemble', ['y', 's', 'tr', 'coef'], ['n', 'D'], `  let N = params.D + 1u;
+  let b = i / N;
+  let k = i - b * N;
+  let a = coef[2u * b];
+  let c = coef[2u * b + 1u];
+  if (k < params.D) {
+    out[i] = a * y[i] + c * s[b * params.D + k];
+  } else {
+    out[i] = a * f32(params.D) + c * tr[b];
+  }`);
 
 /** x = Y[:, :D] as a contiguous [B, D] tensor (the network needs contiguous images). */
 export function stateImages(e: Engine, y: Tensor, batch: number, d: number): Tensor {
   checkState('pf.stateImages y', y, batch, d + 1);
   const out = e.empty([batch, d], 'f32', 'pf.x');
-  const program = e.program({
-    name: 'pf.stateImages',
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['D', 'u32'],
-    ],
-    workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  let b = i / params.D;
-  out[i] = y[i + b];
-}`,
-  });
-  e.dispatch(program, { y, out }, { n: batch * d, D: d }, grid(e, batch * d, WG));
+  e.run(STATE_IMAGES, {}, { y, out }, { n: batch * d, D: d }, grid(e, batch * d, WG));
   return out;
 }
 
@@ -39,26 +62,8 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 export function tileRows(e: Engine, x: Tensor, batch: number, d: number, copies: number): Tensor {
   checkState('pf.tileRows x', x, batch, d);
   const out = e.empty([copies * batch, d], 'f32', 'pf.tiled');
-  const program = e.program({
-    name: 'pf.tileRows',
-    buffers: [
-      { name: 'x', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['m', 'u32'],
-    ],
-    workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  out[i] = x[i % params.m];
-}`,
-  });
   const n = copies * batch * d;
-  e.dispatch(program, { x, out }, { n, m: batch * d }, grid(e, n, WG));
+  e.run(TILE_ROWS, {}, { x, out }, { n, m: batch * d }, grid(e, n, WG));
   return out;
 }
 
@@ -66,27 +71,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 export function basisTrace(e: Engine, g: Tensor, batch: number, d: number): Tensor {
   checkState('pf.basisTrace g', g, d * batch, d);
   const out = e.empty([batch], 'f32', 'pf.trace');
-  const program = e.program({
-    name: 'pf.basisTrace',
-    buffers: [
-      { name: 'g', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['B', 'u32'],
-      ['D', 'u32'],
-    ],
-    workgroupSize: [64],
-    body: `
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let b = gid.x;
-  if (b >= params.B) { return; }
-  var s = 0.0;
-  for (var k = 0u; k < params.D; k++) { s = s + g[(k * params.B + b) * params.D + k]; }
-  out[b] = s;
-}`,
-  });
-  e.dispatch(program, { g, out }, { B: batch, D: d }, [Math.ceil(batch / 64)]);
+  e.run(BASIS_TRACE, {}, { g, out }, { n: batch, D: d }, grid(e, batch, WG));
   return out;
 }
 
@@ -110,36 +95,6 @@ export function assembleFlow(
   checkState('pf.assemble score', score, batch, d);
   checkState('pf.assemble trace', trace, batch, 1);
   checkState('pf.assemble coef', coef, batch, 2);
-  const program = e.program({
-    name: 'pf.assemble',
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 's', type: 'f32' },
-      { name: 'tr', type: 'f32' },
-      { name: 'coef', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['D', 'u32'],
-    ],
-    workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  let N = params.D + 1u;
-  let b = i / N;
-  let k = i - b * N;
-  let a = coef[2u * b];
-  let c = coef[2u * b + 1u];
-  if (k < params.D) {
-    out[i] = a * y[i] + c * s[b * params.D + k];
-  } else {
-    out[i] = a * f32(params.D) + c * tr[b];
-  }
-}`,
-  });
   const n = batch * (d + 1);
-  e.dispatch(program, { y, s: score, tr: trace, coef, out }, { n, D: d }, grid(e, n, WG));
+  e.run(ASSEMBLE, {}, { y, s: score, tr: trace, coef, out }, { n, D: d }, grid(e, n, WG));
 }

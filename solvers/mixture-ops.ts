@@ -8,9 +8,10 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
+import { defineOp, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
-import { grid } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { grid } from '../engine/wgsl.js';
 import { addMaybe } from '../kernels/elementwise.js';
 
 const WG = 64;
@@ -150,22 +151,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
 }`;
 }
 
-function launchMixture(e: Engine, mode: Mode, x: Tensor, v: Tensor | null, w: Tensor | null, p: MixtureParams): Tensor {
-  const model = p.model;
-  const K = model.componentsPerClass;
-  const D = model.dim;
-  const B = x.size / D;
-  if (!Number.isInteger(B) || x.shape[0] !== B) throw new ShapeError(`mixture.${mode}: ${x.describe()} is not [B, ${model.shape.join(', ')}]`);
-  for (const [name, t] of [['v', v], ['w', w]] as const) {
-    if (t && (t.size !== x.size || t.dtype !== 'f32')) throw new ShapeError(`mixture.${mode} ${name}: ${t.describe()} does not match ${x.describe()}`);
-  }
-  const { means, comp } = model.tables(e);
-  const program = e.program({
+/** One workgroup per row, specialised by mode (which also decides the bound tangents v, w) and components K. */
+const MIXTURE = defineProgram<{ mode: Mode; K: number }>({
+  name: 'mixture',
+  spec: { mode: true, K: true },
+  build: ({ mode, K }) => ({
     name: `mixture.${mode}`,
     buffers: [
       { name: 'x', type: 'f32' },
-      ...(v ? [{ name: 'v', type: 'f32' as const }] : []),
-      ...(w ? [{ name: 'w', type: 'f32' as const }] : []),
+      ...(mode !== 'score' ? [{ name: 'v', type: 'f32' as const }] : []),
+      ...(mode === 'third' ? [{ name: 'w', type: 'f32' as const }] : []),
       { name: 'means', type: 'f32' },
       { name: 'cd', type: 'f32' },
       { name: 'rowd', type: 'f32' },
@@ -178,18 +173,25 @@ function launchMixture(e: Engine, mode: Mode, x: Tensor, v: Tensor | null, w: Te
     ],
     workgroupSize: [WG],
     body: mixtureKernelBody(mode, K),
-  });
-  const out = e.empty(x.shape, 'f32', `mixture.${mode}`);
+  }),
+});
+
+function launchMixture(e: Engine, mode: Mode, x: Tensor, v: Tensor | null, w: Tensor | null, p: MixtureParams): Tensor {
+  const model = p.model;
+  const K = model.componentsPerClass;
+  const D = model.dim;
+  const B = x.size / D;
+  if (!Number.isInteger(B) || x.shape[0] !== B) throw new ShapeError(`mixture.${mode}: ${x.describe()} is not [B, ${model.shape.join(', ')}]`);
+  for (const [name, t] of [['v', v], ['w', w]] as const) {
+    if (t && (t.size !== x.size || t.dtype !== 'f32')) throw new ShapeError(`mixture.${mode} ${name}: ${t.describe()} does not match ${x.describe()}`);
+  }
+  const { means, comp } = model.tables(e);
+  const out = e.empty(x.shape, 'f32', MIXTURE.name);
   const bindings: Record<string, Tensor> = { x, means, cd: comp, rowd: p.rows, lab: p.labels, out };
   if (v) bindings.v = v;
   if (w) bindings.w = w;
-  e.dispatch(program, bindings, { B, D }, grid(e, B, 1));
+  e.run(MIXTURE, { mode, K }, bindings, { B, D }, grid(e, B, 1));
   return out;
-}
-
-function need(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  return t;
 }
 
 /** T(x)[v, w]: the third-derivative contraction, ∂/∂x (J(x)·v)·w. Not differentiated further. */
@@ -198,22 +200,24 @@ function mixtureThird(e: Engine, x: Tensor, v: Tensor, w: Tensor, p: MixturePara
 }
 
 /** J(x)·v with J = ∂score/∂x (symmetric). */
-export const mixtureJacobianVector: Op<MixtureParams> = defineOp<MixtureParams>({
+export const mixtureJacobianVector: Op<MixtureParams> = defineOp({
   name: 'mixture.jv',
-  forward: (e, [x, v], p) => launchMixture(e, 'jv', need(x, 'mixture.jv x'), need(v, 'mixture.jv v'), null, p),
+  inputs: ['x', 'v'],
+  forward: (e, [x, v], p) => launchMixture(e, 'jv', x, v, null, p),
   // ⟨ct, J(x)v⟩: ∂/∂v = J ct (symmetric J); ∂/∂x = T[v, ct] (T fully symmetric).
   vjp: (e, { inputs: [x, v], params }, ct, needs) => [
-    needs[0] ? mixtureThird(e, x!, v!, ct, params) : null,
+    needs[0] ? mixtureThird(e, x, v, ct, params) : null,
     needs[1] ? mixtureJacobianVector(e, [x, ct], params) : null,
   ],
   jvp: (e, { inputs: [x, v], params }, [tx, tv]) =>
-    addMaybe(e, tx ? mixtureThird(e, x!, v!, tx, params) : null, tv ? mixtureJacobianVector(e, [x, tv], params) : null),
+    addMaybe(e, tx ? mixtureThird(e, x, v, tx, params) : null, tv ? mixtureJacobianVector(e, [x, tv], params) : null),
 });
 
 /** The mixture score s(x) (times the per-row output scale). */
-export const mixtureScore: Op<MixtureParams> = defineOp<MixtureParams>({
+export const mixtureScore: Op<MixtureParams> = defineOp({
   name: 'mixture.score',
-  forward: (e, [x], p) => launchMixture(e, 'score', need(x, 'mixture.score x'), null, null, p),
+  inputs: ['x'],
+  forward: (e, [x], p) => launchMixture(e, 'score', x, null, null, p),
   vjp: (e, { inputs: [x], params }, ct) => [mixtureJacobianVector(e, [x, ct], params)],
   jvp: (e, { inputs: [x], params }, [tx]) => (tx ? mixtureJacobianVector(e, [x, tx], params) : null),
 });
