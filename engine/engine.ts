@@ -23,6 +23,8 @@ import {
 } from './tensor.js';
 import { DTypeError, DeviceLimitError, GpuError, SbgcError, ShapeError } from './errors.js';
 import { Profiler } from './profiler.js';
+import { CommandSubmitter, type Command } from './command-batch.js';
+import { TensorScopes } from './tensor-scopes.js';
 
 export const ENGINE_VERSION = '0.1.0';
 
@@ -30,30 +32,6 @@ export type Program = CompiledProgram;
 
 export type Workgroups = [number, number?, number?];
 
-interface DispatchCmd {
-  kind: 'dispatch';
-  program: Program;
-  entries: GPUBindGroupEntry[];
-  uniformBytes: Uint8Array | null;
-  workgroups: [number, number, number];
-}
-interface CopyCmd {
-  kind: 'copy';
-  src: GPUBuffer;
-  srcOffset: number;
-  dst: GPUBuffer;
-  dstOffset: number;
-  size: number;
-  /** Staging buffers to destroy after the submit. */
-  transient?: GPUBuffer;
-}
-interface ClearCmd {
-  kind: 'clear';
-  dst: GPUBuffer;
-  offset: number;
-  size: number;
-}
-type Command = DispatchCmd | CopyCmd | ClearCmd;
 
 export interface EngineOptions extends DeviceOptions {
   /** Collect per-kernel GPU times (timestamp queries where available). */
@@ -78,10 +56,8 @@ export class Engine implements TensorOwner {
   private commands: Command[] = [];
   private flushChain: Promise<void> = Promise.resolve();
   private flushesInFlight = 0;
-  private uniformArena: GPUBuffer | null = null;
-  private readonly uniformAlign: number;
-  private readonly scopes: Set<Tensor>[] = [];
-  private readonly live = new Set<Tensor>();
+  private readonly submitter: CommandSubmitter;
+  private readonly scopes = new TensorScopes();
   private deviceLost: string | null = null;
   private uncaptured: string | null = null;
   private destroyed = false;
@@ -90,13 +66,20 @@ export class Engine implements TensorOwner {
     this.acquired = acquired;
     this.device = acquired.device;
     this.info = acquired.info;
-    this.uniformAlign = Math.max(256, this.device.limits.minUniformBufferOffsetAlignment);
     this.pool = new BufferPool(
       this.device,
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     );
     this.profiler = new Profiler(this.device, options.profile ?? false);
     this.programs = new ProgramCache((src) => compileProgram(this.device, src));
+    this.submitter = new CommandSubmitter(this.device, this.profiler, {
+      takeUncaptured: () => {
+        const message = this.uncaptured;
+        this.uncaptured = null;
+        return message;
+      },
+      lostReason: () => this.deviceLost,
+    });
     this.device.lost.then((info) => {
       if (!this.destroyed) this.deviceLost = `${info.reason}: ${info.message}`;
     });
@@ -262,13 +245,11 @@ export class Engine implements TensorOwner {
   }
 
   track(t: Tensor): void {
-    this.live.add(t);
-    this.scopes[this.scopes.length - 1]?.add(t);
+    this.scopes.track(t);
   }
 
   untrack(t: Tensor): void {
-    this.live.delete(t);
-    for (let i = this.scopes.length - 1; i >= 0; i--) if (this.scopes[i].delete(t)) break;
+    this.scopes.untrack(t);
   }
 
   /**
@@ -277,51 +258,16 @@ export class Engine implements TensorOwner {
    * scopes must then not interleave with other concurrent scopes.
    */
   scope<T>(fn: () => T): T {
-    const set = new Set<Tensor>();
-    this.scopes.push(set);
-    let result: T;
-    try {
-      result = fn();
-    } catch (e) {
-      this.endScope(set, undefined);
-      throw e;
-    }
-    if (result instanceof Promise) {
-      return result.then(
-        (v) => {
-          this.endScope(set, v);
-          return v;
-        },
-        (e) => {
-          this.endScope(set, undefined);
-          throw e;
-        },
-      ) as T;
-    }
-    this.endScope(set, result);
-    return result;
-  }
-
-  private endScope(set: Set<Tensor>, result: unknown): void {
-    const idx = this.scopes.lastIndexOf(set);
-    if (idx >= 0) this.scopes.splice(idx, 1);
-    const keepers = new Set<Tensor>();
-    collectTensors(result, keepers, 0);
-    const parent = this.scopes[this.scopes.length - 1];
-    for (const t of set) {
-      if (keepers.has(t)) parent?.add(t);
-      else t.dispose();
-    }
+    return this.scopes.run(fn);
   }
 
   /** Removes `t` from scope tracking: it lives until disposed by hand. */
   keep<T extends Tensor>(t: T): T {
-    for (const s of this.scopes) s.delete(t);
-    return t;
+    return this.scopes.keep(t);
   }
 
   memory(): MemoryStats {
-    return { ...this.pool.snapshot(), liveTensors: this.live.size, pipelines: this.programs.size + this.legacyPrograms.size };
+    return { ...this.pool.snapshot(), liveTensors: this.scopes.liveCount, pipelines: this.programs.size + this.legacyPrograms.size };
   }
 
   // ---------------------------------------------------------------- programs and dispatch
@@ -434,7 +380,10 @@ export class Engine implements TensorOwner {
     const batch = this.commands;
     this.commands = [];
     this.flushesInFlight++;
-    const run = this.flushChain.then(() => this.submitBatch(batch));
+    const run = this.flushChain.then(() => {
+      this.checkAlive('flush');
+      return this.submitter.submit(batch);
+    });
     this.flushChain = run.catch(() => undefined).finally(() => this.flushesInFlight--);
     return run;
   }
@@ -446,94 +395,6 @@ export class Engine implements TensorOwner {
     await this.profiler.collect();
   }
 
-  private async submitBatch(batch: Command[]): Promise<void> {
-    this.checkAlive('flush');
-    const dispatches = batch.filter((c): c is DispatchCmd => c.kind === 'dispatch');
-    // Await only pipelines that are still compiling.
-    const waiting = dispatches.filter((d) => !d.program.compiled).map((d) => d.program.pipeline);
-    if (waiting.length) await Promise.all(waiting);
-    const names = [...new Set(dispatches.map((d) => d.program.name))];
-
-    this.device.pushErrorScope('out-of-memory');
-    this.device.pushErrorScope('validation');
-    // Uniforms of the whole batch go into one arena written once before the submit.
-    let uniformBuffer: GPUBuffer | null = null;
-    let arenaBytes = 0;
-    for (const d of dispatches) if (d.uniformBytes) arenaBytes += this.uniformAlign;
-    if (arenaBytes > 0) {
-      if (!this.uniformArena || this.uniformArena.size < arenaBytes) {
-        this.uniformArena?.destroy();
-        this.uniformArena = this.device.createBuffer({
-          size: Math.max(arenaBytes, 64 * 1024),
-          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-          label: 'uniform arena',
-        });
-      }
-      uniformBuffer = this.uniformArena;
-      const arena = new Uint8Array(arenaBytes);
-      let off = 0;
-      for (const d of dispatches) {
-        if (!d.uniformBytes) continue;
-        arena.set(d.uniformBytes, off);
-        d.entries.push({
-          binding: d.program.layout.uniform!.binding,
-          resource: { buffer: uniformBuffer, offset: off, size: d.uniformBytes.byteLength },
-        });
-        off += this.uniformAlign;
-      }
-      this.device.queue.writeBuffer(uniformBuffer, 0, arena);
-    }
-
-    const encoder = this.device.createCommandEncoder({ label: `batch(${names.slice(0, 4).join(',')})` });
-    const profiling = this.profiler.enabled;
-    let pass: GPUComputePassEncoder | null = null;
-    const endPass = () => {
-      pass?.end();
-      pass = null;
-    };
-    const transients: GPUBuffer[] = [];
-    for (const c of batch) {
-      if (c.kind === 'dispatch') {
-        if (profiling) {
-          endPass();
-          pass = encoder.beginComputePass(this.profiler.passDescriptor(c.program.name));
-        } else if (!pass) {
-          pass = encoder.beginComputePass();
-        }
-        const bindGroup = this.device.createBindGroup({
-          layout: c.program.bindGroupLayout,
-          entries: c.entries,
-          label: c.program.name,
-        });
-        pass.setPipeline(c.program.compiled ?? (await c.program.pipeline));
-        pass.setBindGroup(0, bindGroup);
-        pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
-        if (profiling) endPass();
-      } else if (c.kind === 'copy') {
-        endPass();
-        encoder.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
-        if (c.transient) transients.push(c.transient);
-      } else {
-        endPass();
-        encoder.clearBuffer(c.dst, c.offset, c.size);
-      }
-    }
-    endPass();
-    if (profiling) this.profiler.resolve(encoder);
-    this.device.queue.submit([encoder.finish()]);
-    for (const b of transients) b.destroy();
-    const validation = await this.device.popErrorScope();
-    const oom = await this.device.popErrorScope();
-    if (profiling) this.profiler.afterSubmit();
-    const err = validation ?? oom;
-    if (err || this.uncaptured) {
-      const msg = err?.message ?? this.uncaptured!;
-      this.uncaptured = null;
-      throw new GpuError(`GPU error in a batch of [${names.join(', ')}]: ${msg}`, names);
-    }
-    if (this.deviceLost) throw new GpuError(`the GPU device was lost (${this.deviceLost})`, names);
-  }
-
   /** Releases everything. Dawn keeps a busy loop alive until the device is destroyed (node-webgpu #17). */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
@@ -543,7 +404,7 @@ export class Engine implements TensorOwner {
     } finally {
       this.destroyed = true;
       this.pool.trim();
-      this.uniformArena?.destroy();
+      this.submitter.destroy();
       this.device.destroy();
     }
   }
@@ -561,25 +422,6 @@ function padTo(bytes: Uint8Array, size: number): Uint8Array {
   const out = new Uint8Array(size);
   out.set(bytes);
   return out;
-}
-
-function collectTensors(v: unknown, out: Set<Tensor>, depth: number): void {
-  if (depth > 6 || v === null || typeof v !== 'object') return;
-  if (v instanceof Tensor) {
-    out.add(v);
-    return;
-  }
-  if (Array.isArray(v)) {
-    for (const x of v) collectTensors(x, out, depth + 1);
-    return;
-  }
-  if (v instanceof Map) {
-    for (const x of v.values()) collectTensors(x, out, depth + 1);
-    return;
-  }
-  if (Object.getPrototypeOf(v) === Object.prototype) {
-    for (const x of Object.values(v as Record<string, unknown>)) collectTensors(x, out, depth + 1);
-  }
 }
 
 export { Tensor };
