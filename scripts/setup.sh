@@ -23,7 +23,10 @@ if [ "$node_major" -lt 20 ]; then
   log "Node.js $(node --version) is too old; sbgc needs Node.js ≥ 20."
   exit 1
 fi
-if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+  # A checkout sharing another's install (a git worktree): npm ci would empty the link's target, so leave it alone.
+  [ -f node_modules/.package-lock.json ] || { log "node_modules links to an incomplete install: $(readlink node_modules)"; exit 1; }
+elif [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund >&2
 fi
