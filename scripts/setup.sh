@@ -4,7 +4,9 @@
 #   2. checks that Dawn finds a WebGPU adapter;
 #   3. without one, on Debian/Ubuntu as root, installs Mesa's lavapipe (Vulkan on the CPU) — on Debian bookworm
 #      from bookworm-backports, because bookworm's Mesa 22.3 lacks shaderSampledImageArrayDynamicIndexing, which
-#      Dawn requires — and otherwise prints the exact command a person must run.
+#      Dawn requires — and otherwise prints the exact command a person must run;
+#   4. builds the Vulkan layer that keeps Dawn from printing two limit warnings at every start
+#      (scripts/build-dawn-limits-layer.sh; optional, it never fails the set-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +49,7 @@ probe_adapter() {
 
 if adapter=$(probe_adapter); then
   log "WebGPU adapter: $adapter"
+  bash scripts/build-dawn-limits-layer.sh || log "building the Vulkan layer failed: Dawn will print its two limit warnings"
   exit 0
 fi
 
@@ -86,6 +89,7 @@ fi
 
 if adapter=$(probe_adapter); then
   log "WebGPU adapter: $adapter"
+  bash scripts/build-dawn-limits-layer.sh || log "building the Vulkan layer failed: Dawn will print its two limit warnings"
   exit 0
 fi
 log "Still no WebGPU adapter after installing lavapipe. Check 'vulkaninfo --summary' (package vulkan-tools);"
