@@ -13,6 +13,7 @@
 
 export const DAWN_LIMITS_LAYER = 'VK_LAYER_SBGC_dawn_limits';
 export const DAWN_LIMITS_LAYER_MANIFEST = 'VkLayer_sbgc_dawn_limits.json';
+export const DAWN_LIMITS_LAYER_LIBRARY = 'libVkLayer_sbgc_dawn_limits.so';
 /** Relative to this module: engine/ (sources) and dist/ (bundles) both sit one level below the repository root. */
 const LAYER_DIR_FROM_MODULE = '../.vulkan-layer/';
 
@@ -54,7 +55,7 @@ export async function enableDawnLimitsLayer(layerDir?: string): Promise<boolean>
   const dir = layerDir ?? (await defaultDawnLimitsLayerDir());
   const { existsSync } = await import('node:fs');
   const { join } = await import('node:path');
-  if (!existsSync(join(dir, DAWN_LIMITS_LAYER_MANIFEST))) return false;
+  if (!existsSync(join(dir, DAWN_LIMITS_LAYER_MANIFEST)) || !existsSync(join(dir, DAWN_LIMITS_LAYER_LIBRARY))) return false;
   Object.assign(process.env, dawnLimitsLayerEnv(process.env, dir));
   return true;
 }
