@@ -2,6 +2,7 @@
  * Acquiring a WebGPU device: Dawn through the `webgpu` npm package in Node, `navigator.gpu` in browsers.
  * One interface for both; the engine asks for the adapter's largest storage limits it needs.
  */
+import { enableDawnLimitsLayer } from './dawn-limits-layer.js';
 import { DeviceLimitError, SbgcError } from './errors.js';
 
 export interface AdapterDescription {
@@ -68,6 +69,9 @@ async function nodeGpu(toggles: string[]): Promise<GPU> {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     process.env.XDG_RUNTIME_DIR = dir;
   }
+  // Lavapipe reports more dynamic buffers than Dawn's maximum, and Dawn warns on stderr each start when it clamps
+  // them; a Vulkan layer built by setup.sh reports that maximum instead (see dawn-limits-layer.ts).
+  await enableDawnLimitsLayer();
   const flags = toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : [];
   return mod.create(flags);
 }

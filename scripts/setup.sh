@@ -4,7 +4,9 @@
 #   2. checks that Dawn finds a WebGPU adapter;
 #   3. without one, on Debian/Ubuntu as root, installs Mesa's lavapipe (Vulkan on the CPU) — on Debian bookworm
 #      from bookworm-backports, because bookworm's Mesa 22.3 lacks shaderSampledImageArrayDynamicIndexing, which
-#      Dawn requires — and otherwise prints the exact command a person must run.
+#      Dawn requires — and otherwise prints the exact command a person must run;
+#   4. builds the Vulkan layer that keeps Dawn from printing two limit warnings at every start
+#      (scripts/build-dawn-limits-layer.sh; optional, it never fails the set-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +25,10 @@ if [ "$node_major" -lt 20 ]; then
   log "Node.js $(node --version) is too old; sbgc needs Node.js ≥ 20."
   exit 1
 fi
-if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+  # A checkout sharing another's install (a git worktree): npm ci would empty the link's target, so leave it alone.
+  [ -f node_modules/.package-lock.json ] || { log "node_modules links to an incomplete install: $(readlink node_modules)"; exit 1; }
+elif [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund >&2
 fi
@@ -44,6 +49,7 @@ probe_adapter() {
 
 if adapter=$(probe_adapter); then
   log "WebGPU adapter: $adapter"
+  bash scripts/build-dawn-limits-layer.sh || log "building the Vulkan layer failed: Dawn will print its two limit warnings"
   exit 0
 fi
 
@@ -83,6 +89,7 @@ fi
 
 if adapter=$(probe_adapter); then
   log "WebGPU adapter: $adapter"
+  bash scripts/build-dawn-limits-layer.sh || log "building the Vulkan layer failed: Dawn will print its two limit warnings"
   exit 0
 fi
 log "Still no WebGPU adapter after installing lavapipe. Check 'vulkaninfo --summary' (package vulkan-tools);"
