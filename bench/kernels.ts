@@ -9,6 +9,7 @@
  * (`e.sync()`; tfjs: endComputePassEncoder + submitQueue + onSubmittedWorkDone); tfjs tensors are prepared
  * outside the timing (NHWC, HWIO). Writes bench/results/kernels-<adapter>.json and .md (atomically).
  */
+import { enableDawnLimitsLayer } from '../engine/dawn-limits-layer.js';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -157,6 +158,8 @@ async function setupTfjs(): Promise<(c: Case, op: TfjsOp) => TfjsItem> {
   const name = 'webgpu';
   const dawn = (await import(name)) as { create(flags: string[]): GPU; globals: Record<string, unknown> };
   for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  // Like engine/gpu.ts: the Vulkan layer keeps Dawn from printing its two limit warnings (engine/dawn-limits-layer.ts).
+  await enableDawnLimitsLayer();
   Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
   const tf: TfModule = await import('@tensorflow/tfjs-core');
   await import('@tensorflow/tfjs-backend-webgpu');

@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SbgcError } from '../engine/errors.js';
+import { SbgcError, SourceError } from '../engine/errors.js';
 import { checkIndex, type ImageDataset } from './dataset.js';
 
 export type Cifar10Split = 'train' | 'test';
@@ -21,15 +21,8 @@ export const CIFAR10_RECORD_BYTES = 1 + CIFAR10_IMAGE_BYTES;
 const TAR_SUBDIR = 'cifar-10-batches-bin';
 
 /** A corrupt, truncated or missing CIFAR-10 file; the message names the file (and byte offset where known). */
-export class Cifar10Error extends SbgcError {
-  constructor(
-    readonly file: string,
-    detail: string,
-    readonly byteOffset?: number,
-  ) {
-    super(`${file}: ${detail}`);
-    this.name = 'Cifar10Error';
-  }
+export class Cifar10Error extends SourceError {
+  override name = 'Cifar10Error';
 }
 
 /**

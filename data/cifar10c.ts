@@ -6,7 +6,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SbgcError } from '../engine/errors.js';
+import { SbgcError, SourceError } from '../engine/errors.js';
 import { type NpyArray, npyItemSize, parseNpy } from '../engine/npy.js';
 import { cifarDataset } from './cifar10.js';
 import type { ImageDataset } from './dataset.js';
@@ -24,14 +24,8 @@ export const CIFAR10C_SEVERITIES = 5;
 const HW = 32 * 32;
 
 /** A missing, corrupt or mis-shaped CIFAR-10-C file; the message names the file. */
-export class Cifar10CError extends SbgcError {
-  constructor(
-    readonly file: string,
-    detail: string,
-  ) {
-    super(`${file}: ${detail}`);
-    this.name = 'Cifar10CError';
-  }
+export class Cifar10CError extends SourceError {
+  override name = 'Cifar10CError';
 }
 
 async function readNpyFile(path: string, dir: string): Promise<{ arr: NpyArray; fileBytes: number }> {

@@ -16,7 +16,7 @@ import * as zlib from 'node:zlib';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { SbgcError } from '../engine/errors.js';
+import { SbgcError, SourceError } from '../engine/errors.js';
 import { checkIndex, type ImageDataset, type ImageShape } from './dataset.js';
 
 export interface PngFolderOptions {
@@ -29,15 +29,8 @@ export interface PngFolderOptions {
 }
 
 /** A corrupt, unsupported or mis-sized PNG, or a bad folder layout; the message names the file or folder. */
-export class PngError extends SbgcError {
-  constructor(
-    readonly file: string,
-    detail: string,
-    readonly byteOffset?: number,
-  ) {
-    super(`${file}: ${detail}`);
-    this.name = 'PngError';
-  }
+export class PngError extends SourceError {
+  override name = 'PngError';
 }
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];

@@ -19,7 +19,7 @@
  */
 import { basename, resolve } from 'node:path';
 
-import { SbgcError } from '../engine/errors.js';
+import { SbgcError, SourceError } from '../engine/errors.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import type { NcsnppConfig } from './config.js';
 import { paramSpec } from './param-spec.js';
@@ -27,14 +27,8 @@ import { saveSafetensors, type SafetensorsTensor } from './safetensors.js';
 import { PickleDict, TorchTensor, loadTensorData, readTorchCheckpoint, type PickleValue, type TorchDtype } from './torch-checkpoint.js';
 
 /** A checkpoint that cannot be converted as asked; the message names the file and what is wrong. */
-export class ConvertError extends SbgcError {
-  constructor(
-    readonly source: string,
-    detail: string,
-  ) {
-    super(`${source}: ${detail}`);
-    this.name = 'ConvertError';
-  }
+export class ConvertError extends SourceError {
+  override name = 'ConvertError';
 }
 
 export type ScoreSdeEntry = 'model' | 'ema';

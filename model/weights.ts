@@ -2,7 +2,7 @@
 // loaded from / saved to safetensors (names and shapes exactly score_sde_pytorch's state dict, see param-spec.ts).
 
 import type { Engine } from '../engine/engine.js';
-import { SbgcError } from '../engine/errors.js';
+import { SbgcError, SourceError } from '../engine/errors.js';
 import type { Tensor } from '../engine/tensor.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import type { NcsnppConfig } from './config.js';
@@ -20,14 +20,8 @@ import {
 } from './safetensors.js';
 
 /** A weights problem (missing/unexpected/mis-shaped tensors, non-finite values); the message names the source. */
-export class WeightsError extends SbgcError {
-  constructor(
-    readonly source: string,
-    detail: string,
-  ) {
-    super(`${source}: ${detail}`);
-    this.name = 'WeightsError';
-  }
+export class WeightsError extends SourceError {
+  override name = 'WeightsError';
 }
 
 const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
