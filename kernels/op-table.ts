@@ -100,7 +100,7 @@ export const KERNEL_OPS = {
   attentionCore,
 } as const satisfies OpTable;
 
-export type KernelOpName = keyof typeof KERNEL_OPS;
+export type OpName = keyof typeof KERNEL_OPS;
 
 /** The params type of a table entry, e.g. `OpParams<typeof KERNEL_OPS, 'scale'>` is `{ alpha: number }`. */
 export type OpParams<T extends OpTable, K extends keyof T> = T[K] extends Op<infer P, infer _I> ? P : never;
@@ -110,7 +110,7 @@ export type OpParams<T extends OpTable, K extends keyof T> = T[K] extends Op<inf
  * channelBroadcast under the same names as kernels/bias.ts (issue 14, deliverable 3 merges the reductions and
  * broadcasts; then these entries and this list go). The test holds every other key equal to its name.
  */
-export const NAMES_PENDING_MERGE: { readonly [K in KernelOpName]?: string } = {
+export const NAMES_PENDING_MERGE: { readonly [K in OpName]?: string } = {
   'groupNorm.channelSum': 'channelSum',
   'groupNorm.channelBroadcast': 'channelBroadcast',
 };

@@ -20,7 +20,7 @@ import {
   sinusoidDerivRef,
   softmaxBackwardRef,
 } from '../helpers/op-references.js';
-import type { KERNEL_OPS, KernelOpName, OpParams } from '../../kernels/op-table.js';
+import type { KERNEL_OPS, OpName, OpParams } from '../../kernels/op-table.js';
 import { convGeometry } from '../../kernels/conv2d.js';
 import { dropoutKeepMask } from '../../kernels/dropout.js';
 import { timestepFrequencies } from '../../kernels/embeddings.js';
@@ -34,7 +34,7 @@ import { linearRef, matmulRef, transpose2dRef } from '../../kernels/reference/li
 import { logSumExpRef, perSampleDotRef, perSampleSumRef, perSampleSumSqRef } from '../../kernels/reference/reductions.js';
 import { avgPool2xRef, firUpsample2dRef } from '../../kernels/reference/resample.js';
 
-export type KernelOpCases = { readonly [K in KernelOpName]: OpCase<OpParams<typeof KERNEL_OPS, K>> };
+export type KernelOpCases = { readonly [K in OpName]: OpCase<OpParams<typeof KERNEL_OPS, K>> };
 
 // Tolerances, as their per-op tests justify them (relative to the max-norm of the reference quantity).
 /** elementwise.test.ts: 1–2 ulp per element (exp ≤ 3 ulp on lavapipe). */

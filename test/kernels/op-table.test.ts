@@ -3,10 +3,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { isOp, runOpCase } from '../helpers/op-case.js';
-import { KERNEL_OPS, NAMES_PENDING_MERGE, type KernelOpName } from '../../kernels/op-table.js';
+import { KERNEL_OPS, NAMES_PENDING_MERGE, type OpName } from '../../kernels/op-table.js';
 import { KERNEL_OP_CASES } from './op-table-cases.js';
 
-const NAMES = Object.keys(KERNEL_OPS) as KernelOpName[];
+const NAMES = Object.keys(KERNEL_OPS) as OpName[];
 const KERNELS_DIR = fileURLToPath(new URL('../../kernels/', import.meta.url));
 
 describe('the kernel op table', () => {
