@@ -11,10 +11,10 @@
  * u₁ = ((w₀ >> 8) + 1)·2⁻²⁴ ∈ (0, 1], u₂ = (w₁ >> 8)·2⁻²⁴ and z = √(−2 ln u₁)·cos(2π u₂) — its words are
  * bit-identical everywhere, its f32 value agrees to a few ulp (WGSL log/cos are not correctly rounded).
  */
-import { grid } from './wgsl.js';
+import { flatMain, grid } from './wgsl.js';
+import { defineProgram } from './program.js';
 import type { Engine } from './engine.js';
 import type { Tensor } from './tensor.js';
-import { shapeSize } from './tensor.js';
 import { SbgcError } from './errors.js';
 
 const M0 = 0xd2511f53;
@@ -144,46 +144,73 @@ fn philox(ctr_in: vec4<u32>, key_in: vec2<u32>) -> vec4<u32> {
 /** WGSL source of the Philox function, for kernels that draw in place (e.g. fused dropout). */
 export const philoxWgsl = PHILOX_WGSL;
 
-function rngKernelBody(dist: Distribution): string {
-  const perBlock = dist === 'normal' ? 2 : 4;
-  const store =
-    dist === 'normal'
-      ? `
+/** The store loop of one Philox block: `perBlock` values of the distribution, guarded at the tail. */
+function rngStore(dist: Distribution): string {
+  if (dist === 'normal') {
+    return `
     for (var j = 0u; j < 2u; j++) {
       let i = base + j;
       if (i >= params.n) { break; }
       let u1 = (f32(w[2u * j] >> 8u) + 1.0) * 5.9604644775390625e-8;
       let u2 = f32(w[2u * j + 1u] >> 8u) * 5.9604644775390625e-8;
       out[i] = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-    }`
-      : `
+    }`;
+  }
+  const value =
+    dist === 'bits'
+      ? 'out[i] = w[j];'
+      : dist === 'uniform'
+        ? 'out[i] = f32(w[j] >> 8u) * 5.9604644775390625e-8;'
+        : 'out[i] = select(-1.0, 1.0, (w[j] >> 31u) == 1u);';
+  return `
     for (var j = 0u; j < 4u; j++) {
       let i = base + j;
       if (i >= params.n) { break; }
-      ${
-        dist === 'bits'
-          ? 'out[i] = w[j];'
-          : dist === 'uniform'
-            ? 'out[i] = f32(w[j] >> 8u) * 5.9604644775390625e-8;'
-            : 'out[i] = select(-1.0, 1.0, (w[j] >> 31u) == 1u);'
-      }
+      ${value}
     }`;
-  return `${PHILOX_WGSL}
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let blk = gid.x + gid.y * nwg.x * 64u;
-  let base = blk * ${perBlock}u;
-  if (base >= params.n) { return; }
+}
+
+const RNG_WG = 64;
+
+/**
+ * One invocation per Philox block. The guard `blk ≥ ⌈n / perBlock⌉` is the old `blk·perBlock ≥ n` (equal for
+ * integers); the store loop guards the block's tail values.
+ */
+const RNG = defineProgram<{ dist: Distribution }>({
+  name: 'rng',
+  spec: { dist: true },
+  build: ({ dist }) => {
+    const perBlock = dist === 'normal' ? 2 : 4;
+    return {
+      name: `rng.${dist}`,
+      buffers: [{ name: 'out', type: dist === 'bits' ? 'u32' : 'f32', access: 'read_write' }],
+      uniforms: [
+        ['n', 'u32'],
+        ['key0', 'u32'],
+        ['key1', 'u32'],
+        ['stream', 'u32'],
+        ['offset_lo', 'u32'],
+        ['offset_hi', 'u32'],
+      ],
+      workgroupSize: [RNG_WG],
+      body: `${PHILOX_WGSL}
+${flatMain({
+  wg: RNG_WG,
+  index: 'blk',
+  count: `(params.n + ${perBlock - 1}u) / ${perBlock}u`,
+  body: `  let base = blk * ${perBlock}u;
   // 64-bit block index = offset + blk, carried into the high word.
   let lo = params.offset_lo + blk;
   let hi = params.offset_hi + select(0u, 1u, lo < blk);
   let w = philox(vec4<u32>(lo, hi, params.stream, 0u), vec2<u32>(params.key0, params.key1));
-  ${store}
-}`;
-}
+  ${rngStore(dist)}`,
+})}`,
+    };
+  },
+});
 
 /** Fills a new tensor with a draw. Same spec → same numbers, on every device and as `drawHost`. */
 export function randomTensor(engine: Engine, shape: readonly number[], dist: Distribution, spec: DrawSpec): Tensor {
-  const n = shapeSize(shape);
   const out = engine.empty(shape, dist === 'bits' ? 'u32' : 'f32', `random.${dist}`);
   fillRandom(engine, out, dist, spec);
   return out;
@@ -192,25 +219,11 @@ export function randomTensor(engine: Engine, shape: readonly number[], dist: Dis
 /** Overwrites `out` with a draw. */
 export function fillRandom(engine: Engine, out: Tensor, dist: Distribution, spec: DrawSpec): void {
   const n = out.size;
-  const program = engine.program({
-    name: `rng.${dist}`,
-    buffers: [{ name: 'out', type: dist === 'bits' ? 'u32' : 'f32', access: 'read_write' }],
-    uniforms: [
-      ['n', 'u32'],
-      ['key0', 'u32'],
-      ['key1', 'u32'],
-      ['stream', 'u32'],
-      ['offset_lo', 'u32'],
-      ['offset_hi', 'u32'],
-    ],
-    workgroupSize: [64],
-    body: rngKernelBody(dist),
-  });
   const [key0, key1] = seedKey(spec.seed);
   const offset = spec.offset ?? 0;
-  const blocks = blocksFor(n, dist);
-  engine.dispatch(
-    program,
+  engine.run(
+    RNG,
+    { dist },
     { out },
     {
       n,
@@ -220,7 +233,7 @@ export function fillRandom(engine: Engine, out: Tensor, dist: Distribution, spec
       offset_lo: offset >>> 0,
       offset_hi: Math.floor(offset / 2 ** 32) >>> 0,
     },
-    grid(engine, blocks, 64),
+    grid(engine, blocksFor(n, dist), RNG_WG),
   );
 }
 

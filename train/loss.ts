@@ -9,12 +9,15 @@
  * `vjp` differentiates it and an enclosing `jvp` could too.
  */
 import type { Engine } from '../engine/engine.js';
-import { defineOp, vjp, type MaybeTensor, type Op } from '../engine/autodiff.js';
+import { vjp, type MaybeTensor } from '../engine/autodiff.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
-import { grid, randomTensor, type Seed } from '../engine/rng.js';
+import { randomTensor, type Seed } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import { shapeSize, type Tensor } from '../engine/tensor.js';
 import { sub } from '../kernels/elementwise.js';
 import { perSampleDot, perSampleSumSq } from '../kernels/reductions.js';
+import { reshapeOp } from '../kernels/reshape.js';
 import type { Sde } from '../model/sde.js';
 import type { TrainableModel } from './model.js';
 import type { TimeBatch } from './time-sampling.js';
@@ -26,19 +29,10 @@ export const NOISE_STREAM = 0x7a; // 'z'
 
 const WG = 64;
 
-/**
- * x_t = mean_b·x₀ + std_b·z per sample (a plain kernel: neither input is differentiated in training).
- * `coefs` is [2, B]: row 0 the mean coefficients, row 1 the stds.
- */
-export function perturbSamples(e: Engine, x0: Tensor, z: Tensor, coefs: Tensor): Tensor {
-  const batch = x0.shape[0];
-  if (x0.rank < 1 || z.size !== x0.size || z.shape[0] !== batch) {
-    throw new ShapeError(`perturbSamples: x₀ ${x0.describe()} and z ${z.describe()} must have the same [B, …] shape`);
-  }
-  coefs.assertShape([2, batch], 'perturbSamples coefs');
-  const out = e.empty(x0.shape, 'f32', 'x_t');
-  const inner = x0.size / Math.max(batch, 1);
-  const program = e.program({
+const PERTURB = defineProgram<Record<string, never>>({
+  name: 'train.perturb',
+  spec: {},
+  build: () => ({
     name: 'train.perturb',
     buffers: [
       { name: 'x0', type: 'f32' },
@@ -52,15 +46,28 @@ export function perturbSamples(e: Engine, x0: Tensor, z: Tensor, coefs: Tensor):
       ['batch', 'u32'],
     ],
     workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  let b = i / params.inner;
-  out[i] = coefs[b] * x0[i] + coefs[params.batch + b] * z[i];
-}`,
-  });
-  e.dispatch(program, { x0, z, coefs, out }, { n: x0.size, inner, batch }, grid(e, x0.size, WG));
+    body: flatMain({
+      wg: WG,
+      count: 'params.n',
+      body: `  let b = i / params.inner;
+  out[i] = coefs[b] * x0[i] + coefs[params.batch + b] * z[i];`,
+    }),
+  }),
+});
+
+/**
+ * x_t = mean_b·x₀ + std_b·z per sample (a plain kernel: neither input is differentiated in training).
+ * `coefs` is [2, B]: row 0 the mean coefficients, row 1 the stds.
+ */
+export function perturbSamples(e: Engine, x0: Tensor, z: Tensor, coefs: Tensor): Tensor {
+  const batch = x0.shape[0];
+  if (x0.rank < 1 || z.size !== x0.size || z.shape[0] !== batch) {
+    throw new ShapeError(`perturbSamples: x₀ ${x0.describe()} and z ${z.describe()} must have the same [B, …] shape`);
+  }
+  coefs.assertShape([2, batch], 'perturbSamples coefs');
+  const out = e.empty(x0.shape, 'f32', 'x_t');
+  const inner = x0.size / Math.max(batch, 1);
+  e.run(PERTURB, {}, { x0, z, coefs, out }, { n: x0.size, inner, batch }, grid(e, x0.size, WG));
   return out;
 }
 
@@ -73,20 +80,6 @@ export function perturbationCoefficients(sde: Sde, t: ArrayLike<number>): Float3
   }
   return out;
 }
-
-/**
- * A zero-copy reshape that the tape sees (a plain `Tensor.reshape` view is a new tensor the tape does not know,
- * which would cut the gradient path). Kept local until kernels/ has one.
- */
-export const reshapeOp: Op<{ shape: readonly number[] }> = defineOp<{ shape: readonly number[] }>({
-  name: 'reshape',
-  forward: (_e, [x], { shape }) => {
-    if (!x) throw new ShapeError('reshape: missing input');
-    return x.reshape(shape);
-  },
-  vjp: (e, { inputs: [x] }, ct) => [reshapeOp(e, [ct], { shape: x!.shape })],
-  jvp: (e, { params }, [tx]) => (tx ? reshapeOp(e, [tx], params) : null),
-});
 
 /** L = Σ_b c_b ‖pred_b − target_b‖², c = per-sample coefficients [B] (weights already divided by B, D); [1]. */
 export function weightedSquaredError(e: Engine, pred: Tensor, target: Tensor, coef: Tensor): Tensor {

@@ -17,7 +17,8 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { SbgcError } from '../engine/errors.js';
-import { grid } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { ParamArena } from './param-arena.js';
 
@@ -77,6 +78,9 @@ const REDUCE_WG = 256;
 const VEC4_PER_THREAD = 64;
 const MAX_PARTIALS = 16384;
 
+/** A program whose WGSL depends on nothing but its sizes (passed as uniforms). */
+type NoSpec = Record<string, never>;
+
 export class AdamOptimizer {
   /** Updates done so far (the next update is number `step + 1`). */
   step = 0;
@@ -119,12 +123,12 @@ export class AdamOptimizer {
     const k = this.step + 1;
     const { stepSize, invSqrtBc2 } = adamStepScalars(o, k);
     const withEma = o.emaDecay !== null;
-    const program = e.program(adamKernel(withEma));
     for (const seg of this.arena.segments) {
       const bindings: Record<string, Tensor> = { p: seg.param, m: seg.m, v: seg.v, g: seg.grad, normsq: this.gradNormSq };
       if (withEma) bindings.ema = seg.ema!;
-      e.dispatch(
-        program,
+      e.run(
+        ADAM,
+        { withEma },
         bindings,
         {
           n4: seg.size / 4,
@@ -147,12 +151,11 @@ export class AdamOptimizer {
   /** Records ‖g‖² of the arena's gradient slots into `gradNormSq` (fixed summation order: deterministic). */
   recordGradNorm(): void {
     const e = this.engine;
-    const stage1 = e.program(normPartialsKernel());
     this.arena.segments.forEach((seg, i) => {
       const p = this.partialCount[i];
-      e.dispatch(stage1, { g: seg.grad, partials: this.partials }, { n4: seg.size / 4, threads: p, base: this.partialBase[i] }, grid(e, p, WG));
+      e.run(NORM_PARTIALS, {}, { g: seg.grad, partials: this.partials }, { n4: seg.size / 4, threads: p, base: this.partialBase[i] }, grid(e, p, WG));
     });
-    e.dispatch(e.program(normFinishKernel()), { partials: this.partials, out: this.gradNormSq }, { n: this.partials.size }, [1]);
+    e.run(NORM_FINISH, {}, { partials: this.partials, out: this.gradNormSq }, { n: this.partials.size }, [1]);
   }
 
   dispose(): void {
@@ -164,7 +167,16 @@ export class AdamOptimizer {
 /** Records an EMA update ema ← ema + (1 − d)(p − ema) over every segment (the unfused form, e.g. after a load). */
 export function emaUpdate(e: Engine, arena: ParamArena, decay: number): void {
   if (!(decay >= 0 && decay < 1)) throw new SbgcError(`emaUpdate: decay must be in [0, 1), got ${decay}`);
-  const program = e.program({
+  for (const seg of arena.segments) {
+    if (!seg.ema) throw new SbgcError('emaUpdate: the arena keeps no EMA');
+    e.run(EMA, {}, { p: seg.param, ema: seg.ema }, { n4: seg.size / 4, omd: 1 - decay }, grid(e, seg.size / 4, WG));
+  }
+}
+
+const EMA = defineProgram<NoSpec>({
+  name: 'train.ema',
+  spec: {},
+  build: () => ({
     name: 'train.ema',
     buffers: [
       { name: 'p', type: 'vec4<f32>' },
@@ -175,29 +187,27 @@ export function emaUpdate(e: Engine, arena: ParamArena, decay: number): void {
       ['omd', 'f32'],
     ],
     workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= params.n4) { return; }
-  let e = ema[i];
-  ema[i] = e + params.omd * (p[i] - e);
-}`,
-  });
-  for (const seg of arena.segments) {
-    if (!seg.ema) throw new SbgcError('emaUpdate: the arena keeps no EMA');
-    e.dispatch(program, { p: seg.param, ema: seg.ema }, { n4: seg.size / 4, omd: 1 - decay }, grid(e, seg.size / 4, WG));
-  }
-}
+    body: flatMain({
+      wg: WG,
+      count: 'params.n4',
+      body: `  let e = ema[i];
+  ema[i] = e + params.omd * (p[i] - e);`,
+    }),
+  }),
+});
 
-function adamKernel(withEma: boolean) {
-  return {
+/** Fused Adam (+ EMA when `withEma`): one invocation updates one vec4 of p, m, v (and ema). */
+const ADAM = defineProgram<{ withEma: boolean }>({
+  name: 'train.adam',
+  spec: { withEma: true },
+  build: ({ withEma }) => ({
     name: withEma ? 'train.adam.ema' : 'train.adam',
     buffers: [
-      { name: 'p', type: 'vec4<f32>' as const, access: 'read_write' as const },
-      { name: 'm', type: 'vec4<f32>' as const, access: 'read_write' as const },
-      { name: 'v', type: 'vec4<f32>' as const, access: 'read_write' as const },
-      { name: 'g', type: 'vec4<f32>' as const },
-      { name: 'normsq', type: 'f32' as const },
+      { name: 'p', type: 'vec4<f32>', access: 'read_write' },
+      { name: 'm', type: 'vec4<f32>', access: 'read_write' },
+      { name: 'v', type: 'vec4<f32>', access: 'read_write' },
+      { name: 'g', type: 'vec4<f32>' },
+      { name: 'normsq', type: 'f32' },
       ...(withEma ? [{ name: 'ema', type: 'vec4<f32>' as const, access: 'read_write' as const }] : []),
     ],
     uniforms: [
@@ -211,13 +221,12 @@ function adamKernel(withEma: boolean) {
       ['eps', 'f32'],
       ['clip', 'f32'],
       ['omd', 'f32'],
-    ] as Array<[string, 'u32' | 'f32']>,
-    workgroupSize: [WG] as [number],
-    body: `
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= params.n4) { return; }
-  // Clip factor from the reduced norm: every invocation recomputes the same scalar (cheaper than a pass).
+    ],
+    workgroupSize: [WG],
+    body: flatMain({
+      wg: WG,
+      count: 'params.n4',
+      body: `  // Clip factor from the reduced norm: every invocation recomputes the same scalar (cheaper than a pass).
   var c = 1.0;
   if (params.clip > 0.0) { c = params.clip / max(sqrt(normsq[0]), params.clip); }
   let gi = g[i] * c;
@@ -227,46 +236,50 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   v[i] = vi;
   let pi = p[i] - params.step_size * mi / (sqrt(vi) * params.inv_sqrt_bc2 + params.eps);
   p[i] = pi;
-  ${withEma ? 'let e = ema[i]; ema[i] = e + params.omd * (pi - e);' : ''}
-}`,
-  };
-}
+  ${withEma ? 'let e = ema[i]; ema[i] = e + params.omd * (pi - e);' : ''}`,
+    }),
+  }),
+});
 
 /** Stage 1: invocation j of `threads` sums g² over the vec4s j, j + threads, … (coalesced on GPUs, no barriers). */
-function normPartialsKernel() {
-  return {
+const NORM_PARTIALS = defineProgram<NoSpec>({
+  name: 'train.gradnorm.partials',
+  spec: {},
+  build: () => ({
     name: 'train.gradnorm.partials',
     buffers: [
-      { name: 'g', type: 'vec4<f32>' as const },
-      { name: 'partials', type: 'f32' as const, access: 'read_write' as const },
+      { name: 'g', type: 'vec4<f32>' },
+      { name: 'partials', type: 'f32', access: 'read_write' },
     ],
     uniforms: [
       ['n4', 'u32'],
       ['threads', 'u32'],
       ['base', 'u32'],
-    ] as Array<[string, 'u32']>,
-    workgroupSize: [WG] as [number],
-    body: `
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let j = gid.x + gid.y * nwg.x * ${WG}u;
-  if (j >= params.threads) { return; }
-  var acc = vec4<f32>(0.0);
+    ],
+    workgroupSize: [WG],
+    body: flatMain({
+      wg: WG,
+      index: 'j',
+      count: 'params.threads',
+      body: `  var acc = vec4<f32>(0.0);
   for (var k = j; k < params.n4; k += params.threads) { let x = g[k]; acc += x * x; }
-  partials[params.base + j] = (acc.x + acc.y) + (acc.z + acc.w);
-}`,
-  };
-}
+  partials[params.base + j] = (acc.x + acc.y) + (acc.z + acc.w);`,
+    }),
+  }),
+});
 
 /** Stage 2: one workgroup sums the partials (strided, then a tree). */
-function normFinishKernel() {
-  return {
+const NORM_FINISH = defineProgram<NoSpec>({
+  name: 'train.gradnorm.finish',
+  spec: {},
+  build: () => ({
     name: 'train.gradnorm.finish',
     buffers: [
-      { name: 'partials', type: 'f32' as const },
-      { name: 'out', type: 'f32' as const, access: 'read_write' as const },
+      { name: 'partials', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
     ],
-    uniforms: [['n', 'u32']] as Array<[string, 'u32']>,
-    workgroupSize: [REDUCE_WG] as [number],
+    uniforms: [['n', 'u32']],
+    workgroupSize: [REDUCE_WG],
     body: `
 var<workgroup> part: array<f32, ${REDUCE_WG}>;
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -280,5 +293,5 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   if (lid == 0u) { out[0] = part[0]; }
 }`,
-  };
-}
+  }),
+});

@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
-import type { Engine, Program } from '../../engine/engine.js';
+import type { Engine } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { DeviceLimitError, DTypeError, ShapeError } from '../../engine/errors.js';
-import { grid } from '../../engine/rng.js';
+import { defineProgram } from '../../engine/program.js';
+import { flatMain, grid } from '../../engine/wgsl.js';
 
-function axpyProgram(e: Engine): Program {
-  return e.program({
+const AXPY = defineProgram<Record<string, never>>({
+  name: 'test.axpy',
+  spec: {},
+  build: () => ({
     name: 'test.axpy',
     buffers: [
       { name: 'x', type: 'f32' },
@@ -18,17 +21,24 @@ function axpyProgram(e: Engine): Program {
       ['a', 'f32'],
     ],
     workgroupSize: [64],
-    body: `fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-      let i = g.x + g.y * nwg.x * 64u;
-      if (i < params.n) { out[i] = params.a * x[i] + y[i]; }
-    }`,
-  });
-}
+    body: flatMain({ wg: 64, count: 'params.n', body: '  out[i] = params.a * x[i] + y[i];' }),
+  }),
+});
+
+const BROKEN = defineProgram<Record<string, never>>({
+  name: 'test.broken',
+  spec: {},
+  build: () => ({
+    name: 'test.broken',
+    buffers: [{ name: 'out', type: 'f32', access: 'read_write' }],
+    workgroupSize: [1],
+    body: 'fn main() { out[0] = undefined_symbol; }',
+  }),
+});
 
 function axpy(e: Engine, a: number, x: Tensor, y: Tensor): Tensor {
   const out = e.empty(x.shape, 'f32', 'axpy.out');
-  const p = axpyProgram(e);
-  e.dispatch(p, { x, y, out }, { n: x.size, a }, grid(e, x.size, 64));
+  e.run(AXPY, {}, { x, y, out }, { n: x.size, a }, grid(e, x.size, 64));
   return out;
 }
 
@@ -145,14 +155,8 @@ describe('engine', () => {
 
   it('reports a WGSL compile error naming the kernel', async () => {
     const e = engine();
-    const p = e.program({
-      name: 'test.broken',
-      buffers: [{ name: 'out', type: 'f32', access: 'read_write' }],
-      workgroupSize: [1],
-      body: 'fn main() { out[0] = undefined_symbol; }',
-    });
     const out = e.empty([1]);
-    e.dispatch(p, { out }, {}, [1]);
+    e.run(BROKEN, {}, { out }, {}, [1]);
     await expect(e.flush()).rejects.toThrow(/test\.broken/);
     out.dispose();
   });
@@ -176,6 +180,5 @@ describe('engine', () => {
 });
 
 function axpyUnbound(e: Engine, x: Tensor): void {
-  const p = axpyProgram(e);
-  e.dispatch(p, { x, out: x }, { n: 1, a: 1 }, [1]);
+  e.run(AXPY, {}, { x, out: x }, { n: 1, a: 1 }, [1]);
 }

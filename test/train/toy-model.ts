@@ -11,7 +11,7 @@ import { oneHot, timestepEmbedding } from '../../kernels/embeddings.js';
 import { createSde } from '../../model/sde.js';
 import type { ImageDataset } from '../../data/dataset.js';
 import type { TrainableModel } from '../../train/model.js';
-import { reshapeOp } from '../../train/loss.js';
+import { reshapeOp } from '../../kernels/reshape.js';
 
 export interface ToyModelSpec {
   channels: number;
