@@ -7,8 +7,8 @@
  *   reuses it for every kernel column and output channel. The same generator serves the forward conv, its dual
  *   (x and ẋ share every weight load) and each stride phase of the input gradient (a transposed conv is, per
  *   output phase, a plain correlation with a subset of the taps — so stride 2 needs no scatter and no atomics).
- *   Weights are packed per call as vec4 over the column taps (`packWeightsKernel`): one load per (channel, kernel
- *   row) instead of one per tap, +50 % on 3×3 convs.
+ *   Weights are packed as vec4 over the column taps (conv2d-packed-weights.ts, cached per weight tensor until it
+ *   is written): one load per (channel, kernel row) instead of one per tap, +50 % on 3×3 convs.
  * - `weightGradKernel`: gW = Σ_pixels gy ⊗ x-patch. Invocations own (TM output channels × TC input channels × one
  *   kernel row of taps); the pixel reduction is split into chunks of rows (workgroup z), each summed in its own
  *   partial buffer and then added in order: short f32 sums and parallelism over pixels.
@@ -78,7 +78,7 @@ export type RowConvSpec = {
   tapD0: number;
   tapDStep: number;
   /**
-   * Weights pre-packed as vec4 per (k, kernel row, m) with the column taps as components (packWeightsKernel): one
+   * Weights pre-packed as vec4 per (k, kernel row, m) with the column taps as components (packedWeights): one
    * load instead of one per tap. Needs ≤ 4 column taps.
    */
   packedW: boolean;
