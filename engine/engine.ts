@@ -130,6 +130,7 @@ export class Engine implements TensorOwner {
 
   zeros(shape: readonly number[], dtype: DType = 'f32', name?: string): Tensor {
     const t = this.empty(shape, dtype, name);
+    t.storage.version++;
     this.commands.push({ kind: 'clear', dst: t.buffer, offset: 0, size: t.storage.byteSize });
     return t;
   }
@@ -161,6 +162,7 @@ export class Engine implements TensorOwner {
     }
     const size = Math.ceil(bytes.byteLength / 4) * 4;
     if (size === 0) return;
+    t.storage.version++;
     if (this.commands.length === 0 && this.flushesInFlight === 0) {
       // Nothing pending can touch this buffer: the queue write is ordered before any later submit.
       const padded = size === bytes.byteLength ? bytes : padTo(bytes, size);
@@ -189,6 +191,7 @@ export class Engine implements TensorOwner {
       throw new ShapeError(`copy ${src.describe()} → ${dst.describe()}: byte lengths differ`);
     }
     const size = Math.ceil(src.byteLength / 4) * 4;
+    dst.storage.version++;
     this.commands.push({
       kind: 'copy',
       src: src.buffer,
@@ -341,6 +344,7 @@ export class Engine implements TensorOwner {
         );
       }
       entries.push({ binding: b.binding, resource: binding });
+      if (!b.readOnly) t.storage.version++;
     }
     for (const name of Object.keys(bindings)) {
       if (!program.layout.buffers.some((b) => b.name === name)) {

@@ -20,6 +20,13 @@ export interface TensorOwner {
 
 export class Storage {
   refs = 1;
+  /**
+   * Bumped by the engine whenever the contents may change (a write, copy or clear into it, or a dispatch binding it
+   * read_write), so caches of data derived from it (packed conv weights) know when they are stale.
+   */
+  version = 0;
+  /** Called once when the last view is disposed: derived data cached per storage is freed with it. */
+  onRelease: (() => void)[] | null = null;
   constructor(
     readonly buffer: GPUBuffer,
     readonly byteSize: number,
@@ -159,7 +166,11 @@ export class Tensor {
     this._disposed = true;
     this.owner.untrack(this);
     this.storage.refs--;
-    if (this.storage.refs === 0) this.owner.releaseStorage(this.storage);
+    if (this.storage.refs === 0) {
+      for (const release of this.storage.onRelease ?? []) release();
+      this.storage.onRelease = null;
+      this.owner.releaseStorage(this.storage);
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
+import { defineProgram } from '../engine/program.js';
 
 /** Queries per workgroup of the per-query kernels: small, so HW = 7×7 still spreads over several workgroups. */
 const WG_QUERY = 16;
@@ -54,8 +55,10 @@ function onlineUpdate(rescale: string): string {
     l += p.x + p.y + p.z + p.w;`;
 }
 
-export function flashForward(e: Engine, q: Tensor, k: Tensor, v: Tensor, out: Tensor, alpha: number, n: number, c: number, s: number): void {
-  const program = e.program({
+const FLASH_FORWARD = defineProgram<{ c: number }>({
+  name: 'attention.flash',
+  spec: { c: true },
+  build: ({ c }) => ({
     name: 'attention.flash',
     buffers: [
       { name: 'q', type: 'f32' },
@@ -83,13 +86,18 @@ export function flashForward(e: Engine, q: Tensor, k: Tensor, v: Tensor, out: Te
   let inv = 1.0 / l;
   for (var ch = 0u; ch < C; ch++) { out[base + ch * S + i] = acc[ch] * inv; }
 }`,
-  });
-  e.dispatch(program, { q, k, v, out }, { s, alpha }, [Math.ceil(s / WG_QUERY), n]);
+  }),
+});
+
+export function flashForward(e: Engine, q: Tensor, k: Tensor, v: Tensor, out: Tensor, alpha: number, n: number, c: number, s: number): void {
+  e.run(FLASH_FORWARD, { c }, { q, k, v, out }, { s, alpha }, [Math.ceil(s / WG_QUERY), n]);
 }
 
 /** Fused softmax·V over precomputed scores z [N, S, S]: per query, row max, then Σ exp(z − m)·v in one pass. */
-export function softmaxMix(e: Engine, z: Tensor, v: Tensor, out: Tensor, n: number, c: number, s: number): void {
-  const program = e.program({
+const SOFTMAX_MIX = defineProgram<{ c: number }>({
+  name: 'attention.softmax_mix',
+  spec: { c: true },
+  build: ({ c }) => ({
     name: 'attention.softmax_mix',
     buffers: [
       { name: 'z', type: 'f32' },
@@ -113,49 +121,47 @@ export function softmaxMix(e: Engine, z: Tensor, v: Tensor, out: Tensor, n: numb
   let inv = 1.0 / l;
   for (var ch = 0u; ch < C; ch++) { out[base + ch * S + i] = acc[ch] * inv; }
 }`,
-  });
-  e.dispatch(program, { z, v, out }, { s }, [Math.ceil(s / WG_QUERY), n]);
+  }),
+});
+
+export function softmaxMix(e: Engine, z: Tensor, v: Tensor, out: Tensor, n: number, c: number, s: number): void {
+  e.run(SOFTMAX_MIX, { c }, { z, v, out }, { s }, [Math.ceil(s / WG_QUERY), n]);
 }
 
-/**
- * Flash-style dual: per query, online over keys, z and ż = α(q̇ᵢ·kⱼ + qᵢ·k̇ⱼ), then
- * a = Σp·v / l and ȧ = (Σ p·ż·v + Σ p·v̇)/l − (Σ p·ż / l)·a. Missing tangents drop their terms at compile time.
- */
-export function flashDual(
-  e: Engine,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  t: { q: MaybeTensor; k: MaybeTensor; v: MaybeTensor },
-  alpha: number,
-): [Tensor, Tensor] {
-  const [n, c] = q.shape;
-  const s = q.size / Math.max(n * c, 1);
-  const tz = !!(t.q || t.k);
-  const zd = [t.q ? 'qd[ch] * kk' : '', t.k ? `qr[ch] * ${load4('tk', 'base + ch * S')}` : ''].filter(Boolean).join(' + ');
-  const program = e.program({
-    name: `attention.flash.dual.${+!!t.q}${+!!t.k}${+!!t.v}`,
-    buffers: [
-      { name: 'q', type: 'f32' },
-      { name: 'k', type: 'f32' },
-      { name: 'v', type: 'f32' },
-      ...(['q', 'k', 'v'] as const).filter((x) => t[x]).map((x) => ({ name: `t${x}`, type: 'f32' as const })),
-      { name: 'out', type: 'f32', access: 'read_write' },
-      { name: 'tout', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['s', 'u32'],
-      ['alpha', 'f32'],
-    ],
-    workgroupSize: [WG_QUERY],
-    body: `${perQueryHead(c)}
+type FlashDualSpec = { c: number; tq: boolean; tk: boolean; tv: boolean };
+
+/** The dual kernel: one pipeline per channel count and set of tangents present. */
+const FLASH_DUAL = defineProgram<FlashDualSpec>({
+  name: 'attention.flash.dual',
+  spec: { c: true, tq: true, tk: true, tv: true },
+  build: ({ c, tq, tk, tv }) => {
+    const tz = tq || tk;
+    const zd = [tq ? 'qd[ch] * kk' : '', tk ? `qr[ch] * ${load4('tk', 'base + ch * S')}` : ''].filter(Boolean).join(' + ');
+    return {
+      name: `attention.flash.dual.${+tq}${+tk}${+tv}`,
+      buffers: [
+        { name: 'q', type: 'f32' },
+        { name: 'k', type: 'f32' },
+        { name: 'v', type: 'f32' },
+        ...(tq ? [{ name: 'tq', type: 'f32' as const }] : []),
+        ...(tk ? [{ name: 'tk', type: 'f32' as const }] : []),
+        ...(tv ? [{ name: 'tv', type: 'f32' as const }] : []),
+        { name: 'out', type: 'f32', access: 'read_write' },
+        { name: 'tout', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: [
+        ['s', 'u32'],
+        ['alpha', 'f32'],
+      ],
+      workgroupSize: [WG_QUERY],
+      body: `${perQueryHead(c)}
   var qr: array<f32, C>;
-  ${t.q ? 'var qd: array<f32, C>;' : ''}
+  ${tq ? 'var qd: array<f32, C>;' : ''}
   var acc: array<f32, C>;
   var accd: array<f32, C>;
   for (var ch = 0u; ch < C; ch++) {
     qr[ch] = q[base + ch * S + i] * params.alpha;
-    ${t.q ? 'qd[ch] = tq[base + ch * S + i] * params.alpha;' : ''}
+    ${tq ? 'qd[ch] = tq[base + ch * S + i] * params.alpha;' : ''}
     acc[ch] = 0.0;
     accd[ch] = 0.0;
   }
@@ -176,7 +182,7 @@ export function flashDual(
     for (var ch = 0u; ch < C; ch++) {
       let vv = ${load4('v', 'base + ch * S')};
       acc[ch] += dot(p, vv);
-      accd[ch] += ${tz ? 'dot(pz, vv)' : '0.0'}${t.v ? ` + dot(p, ${load4('tv', 'base + ch * S')})` : ''};
+      accd[ch] += ${tz ? 'dot(pz, vv)' : '0.0'}${tv ? ` + dot(p, ${load4('tv', 'base + ch * S')})` : ''};
     }
   }
   let inv = 1.0 / l;
@@ -187,13 +193,30 @@ export function flashDual(
     tout[base + ch * S + i] = accd[ch] * inv - mz * a;
   }
 }`,
-  });
+    };
+  },
+});
+
+/**
+ * Flash-style dual: per query, online over keys, z and ż = α(q̇ᵢ·kⱼ + qᵢ·k̇ⱼ), then
+ * a = Σp·v / l and ȧ = (Σ p·ż·v + Σ p·v̇)/l − (Σ p·ż / l)·a. Missing tangents drop their terms at compile time.
+ */
+export function flashDual(
+  e: Engine,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  t: { q: MaybeTensor; k: MaybeTensor; v: MaybeTensor },
+  alpha: number,
+): [Tensor, Tensor] {
+  const [n, c] = q.shape;
+  const s = q.size / Math.max(n * c, 1);
   const out = e.empty(q.shape, 'f32', 'attention');
   const tout = e.empty(q.shape, 'f32', 'attention.tangent');
   const bindings: Record<string, Tensor> = { q, k, v, out, tout };
   if (t.q) bindings.tq = t.q;
   if (t.k) bindings.tk = t.k;
   if (t.v) bindings.tv = t.v;
-  e.dispatch(program, bindings, { s, alpha }, [Math.ceil(s / WG_QUERY), n]);
+  e.run(FLASH_DUAL, { c, tq: !!t.q, tk: !!t.k, tv: !!t.v }, bindings, { s, alpha }, [Math.ceil(s / WG_QUERY), n]);
   return [out, tout];
 }

@@ -21,12 +21,6 @@ import { stridedProduct, type StridedProduct } from './strided-product.js';
 
 export { stridedProduct, type StridedProduct };
 
-function req(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  t.assertDType('f32', what);
-  return t;
-}
-
 /** [N, C, ...spatial] → N, C, S. */
 function ncs(t: Tensor, what: string): { n: number; c: number; s: number } {
   if (t.rank < 2) throw new ShapeError(`${what}: ${t.describe()} must be [N, C, ...spatial]`);
@@ -41,11 +35,10 @@ export interface NinParams {
   transposed: boolean;
 }
 
-export const ninApply: Op<NinParams> = defineOp<NinParams>({
+export const ninApply: Op<NinParams> = defineOp({
   name: 'ninApply',
-  forward(e, [x0, W0, b0], { transposed }) {
-    const x = req(x0, 'ninApply x');
-    const W = req(W0, 'ninApply W');
+  inputs: ['x', 'W', 'b?'],
+  forward(e, [x, W, b0], { transposed }) {
     const { n, c, s } = ncs(x, 'ninApply x');
     const [rows, cols] = W.shape;
     const cin = transposed ? cols : rows;
@@ -53,10 +46,7 @@ export const ninApply: Op<NinParams> = defineOp<NinParams>({
     if (W.rank !== 2 || cin !== c) {
       throw new ShapeError(`ninApply: W ${W.describe()} does not take the ${c} channels of ${x.describe()}`);
     }
-    if (b0) {
-      b0.assertDType('f32', 'ninApply b');
-      b0.assertShape([cout], 'ninApply b');
-    }
+    if (b0) b0.assertShape([cout], 'ninApply b');
     const out = e.empty([n, cout, ...x.shape.slice(2)], 'f32', 'nin');
     // A(i = out channel, k2 = in channel) = W; B(k2, j = position) = x[n].
     const a: StridedProduct['a'] = transposed ? [0, cols, 0, 1] : [0, 1, 0, cols];
@@ -89,11 +79,10 @@ export const ninApply: Op<NinParams> = defineOp<NinParams>({
 });
 
 /** Σ_{n,s} x[n,c,s]·g[n,o,s] → [Cx, Cg]. */
-export const ninWeightGrad: Op<Record<string, never>> = defineOp<Record<string, never>>({
+export const ninWeightGrad: Op<Record<string, never>> = defineOp({
   name: 'ninWeightGrad',
-  forward(e, [x0, g0]) {
-    const x = req(x0, 'ninWeightGrad x');
-    const g = req(g0, 'ninWeightGrad g');
+  inputs: ['x', 'g'],
+  forward(e, [x, g]) {
     const dx = ncs(x, 'ninWeightGrad x');
     const dg = ncs(g, 'ninWeightGrad g');
     if (dx.n !== dg.n || dx.s !== dg.s) {
@@ -134,11 +123,10 @@ function checkPair(op: string, q: Tensor, k: Tensor): { n: number; c: number; s:
 }
 
 /** z[n,i,j] = α·Σ_c q[n,c,i]·k[n,c,j] → [N, S, S]. */
-export const attnScores: Op<ScaleParams> = defineOp<ScaleParams>({
+export const attnScores: Op<ScaleParams> = defineOp({
   name: 'attnScores',
-  forward(e, [q0, k0], { alpha }) {
-    const q = req(q0, 'attnScores q');
-    const k = req(k0, 'attnScores k');
+  inputs: ['q', 'k'],
+  forward(e, [q, k], { alpha }) {
     const { n, c, s } = checkPair('attnScores', q, k);
     const out = e.empty([n, s, s], 'f32', 'attn.scores');
     stridedProduct(e, 'scores', q, k, null, out, {
@@ -168,11 +156,10 @@ export interface MixParams extends ScaleParams {
 }
 
 /** a[n,c,i] = α·Σ_j w[n,i,j]·v[n,c,j] (transposed: w[n,j,i]) → v's shape. */
-export const attnMix: Op<MixParams> = defineOp<MixParams>({
+export const attnMix: Op<MixParams> = defineOp({
   name: 'attnMix',
-  forward(e, [w0, v0], { alpha, transposed }) {
-    const w = req(w0, 'attnMix w');
-    const v = req(v0, 'attnMix v');
+  inputs: ['w', 'v'],
+  forward(e, [w, v], { alpha, transposed }) {
     const { n, c, s } = ncs(v, 'attnMix v');
     w.assertShape([n, s, s], 'attnMix w');
     const out = e.empty(v.shape, 'f32', 'attn.mix');

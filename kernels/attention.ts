@@ -121,11 +121,8 @@ function attentionForward(e: Engine, q: Tensor, k: Tensor, v: Tensor, alpha: num
 
 // ---------------------------------------------------------------- the op
 
-function checkCore(inputs: readonly MaybeTensor[]): { q: Tensor; k: Tensor; v: Tensor; n: number; c: number; s: number } {
-  const [q, k, v] = inputs;
-  if (!q || !k || !v) throw new ShapeError('attentionCore: q, k and v are all required');
+function checkCore([q, k, v]: readonly [Tensor, Tensor, Tensor]): { q: Tensor; k: Tensor; v: Tensor; n: number; c: number; s: number } {
   for (const [t, what] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
-    t.assertDType('f32', `attentionCore ${what}`);
     if (t.rank < 2) throw new ShapeError(`attentionCore: ${what} ${t.describe()} must be [N, C, ...spatial]`);
     t.assertShape(q.shape, `attentionCore ${what}`);
   }
@@ -134,8 +131,9 @@ function checkCore(inputs: readonly MaybeTensor[]): { q: Tensor; k: Tensor; v: T
 }
 
 /** a[n,c,i] = Σ_j softmax_j(α·Σ_c' q[n,c',i]·k[n,c',j])·v[n,c,j], for q, k, v of shape [N, C, ...spatial]. */
-export const attentionCore: Op<AttentionParams> = defineOp<AttentionParams>({
+export const attentionCore: Op<AttentionParams> = defineOp({
   name: 'attentionCore',
+  inputs: ['q', 'k', 'v'],
   forward(e, inputs, { alpha }) {
     const { q, k, v, n, c, s } = checkCore(inputs);
     return attentionForward(e, q, k, v, alpha, attentionVariant(e, n, c, s));

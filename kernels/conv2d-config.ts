@@ -5,7 +5,8 @@
 import type { Engine } from '../engine/engine.js';
 import { ShapeError } from '../engine/errors.js';
 import { autotuner, shapeClass } from './autotune.js';
-import { TILED_CANDIDATES, availableVariants, subgroupSize, tiledDefault, type GemmVariant, type TileConfig } from './gemm-wgsl.js';
+import { availableVariants, subgroupSize, type GemmVariant } from './gemm-wgsl.js';
+import { TILED_CANDIDATES, tiledDefault, type TileConfig } from './gemm-tiled.js';
 
 export type Conv2dPadding = number | [number, number] | [number, number, number, number];
 

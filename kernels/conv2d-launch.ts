@@ -1,53 +1,19 @@
 /**
  * The conv kernels' launchers (forward and its dual, input gradient, weight gradient; 1×1 convs through the batched
- * CPU matmul) and the autotuner entry point `tuneConv2d`. The ops in conv2d.ts pick a configuration and call these.
+ * CPU matmul). The ops in conv2d.ts pick a configuration and call these; conv2d-tune.ts times them.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
-import { grid } from '../engine/rng.js';
-import { autotuner, type TuneResult } from './autotune.js';
-import { availableVariants, cpuMatmulKernel, subgroupSize, sumPartialsKernel, tiledGemmKernel, type GemmVariant } from './gemm-wgsl.js';
-import {
-  TILED_CONV_UNIFORMS,
-  packWeightsKernel,
-  rowConvKernel,
-  tiledForwardHelpers,
-  tiledInputGradHelpers,
-  tiledWeightGradHelpers,
-  weightGradKernel,
-  type Tap,
-} from './conv2d-wgsl.js';
-import {
-  convCandidates,
-  convGeometry,
-  tuneKey,
-  type Conv2dParams,
-  type ConvConfig,
-  type ConvGeometry,
-  type ConvKind,
-  type RowTile,
-  type WeightGradTile,
-} from './conv2d-config.js';
+import { grid } from '../engine/wgsl.js';
+import { CPU_MATMUL, subgroupSize } from './gemm-wgsl.js';
+import { SUM_PARTIALS } from './gemm-tiled.js';
+import { ROW_CONV, WEIGHT_GRAD, forwardTaps, phaseTaps } from './conv2d-wgsl.js';
+import { TILED_CONV, tiledUniforms } from './conv2d-tiled.js';
+import { packedWeights } from './conv2d-packed-weights.js';
+import type { ConvConfig, ConvGeometry, RowTile, WeightGradTile } from './conv2d-config.js';
 
 const WG = 64;
-
-function tiledUniforms(g: ConvGeometry, M: number, N: number, K: number, kChunk: number): Record<string, number> {
-  const { Cin, Cout, H, W, OH, OW, KH, KW, sh, sw, pt, pl } = g;
-  return { M, N, K, kChunk, Cin, Cout, H, W, OH, OW, KH, KW, sh, sw, pt, pl };
-}
-
-// ---------------------------------------------------------------- launchers
-
-/** Packs W for rowConvKernel's packedW mode (see packWeightsKernel); `taps` are the kernel columns used. */
-function packWeights(e: Engine, w: Tensor, M: number, KC: number, KH: number, KW: number, wsM: number, wsK: number, taps: Tap[]): Tensor {
-  const n = KC * KH * M;
-  const out = e.empty([n, 4], 'f32', 'conv2d.packed-weights');
-  const kw = [0, 1, 2, 3].map((c) => taps[c]?.w ?? 0);
-  const uniforms = { n, M, KHp: KH, wsM, wsK, KW, nU: taps.length, kw0: kw[0], kw1: kw[1], kw2: kw[2], kw3: kw[3] };
-  e.dispatch(e.program(packWeightsKernel()), { W: w, Wp: out }, uniforms, grid(e, n, 64));
-  return out;
-}
 
 /** 1×1, stride 1, unpadded: per image a plain matmul, run as the batched CPU matmul (vec4 along pixels, K by 4). */
 export function isPointwise(g: ConvGeometry): boolean {
@@ -73,26 +39,24 @@ interface BatchedGemm {
 function batchedMatmul(e: Engine, m: BatchedGemm, tile: { tm: number; tn: number }, variant: 'register' | 'subgroup', bind: Record<string, Tensor>): void {
   const sg = variant === 'subgroup' ? subgroupSize(e) : 0;
   const tn = Math.max(4, Math.ceil(tile.tn / 4) * 4);
-  const program = e.program(
-    cpuMatmulKernel({
-      tm: tile.tm,
-      tn,
-      transA: m.transA,
-      transB: m.transB,
-      vecA: m.transA ? m.M % 4 === 0 && !sg : m.K % 4 === 0,
-      vecB: m.transB ? m.K % 4 === 0 : m.N % 4 === 0,
-      vecC: m.N % 4 === 0,
-      kTail: m.K % 4 !== 0,
-      biasAxis: 'rows',
-      bias: m.bias,
-      bias2: m.bias2,
-      batched: true,
-      dual: m.dual,
-      subgroup: sg,
-      wg: WG,
-    }),
-  );
-  e.dispatch(program, bind, { M: m.M, N: m.N, K: m.K, sA: m.sA, sB: m.sB, sC: m.sC }, [Math.ceil(m.N / tn / WG), Math.ceil(m.M / tile.tm), m.batch]);
+  const spec = {
+    tm: tile.tm,
+    tn,
+    transA: m.transA,
+    transB: m.transB,
+    vecA: m.transA ? m.M % 4 === 0 && !sg : m.K % 4 === 0,
+    vecB: m.transB ? m.K % 4 === 0 : m.N % 4 === 0,
+    vecC: m.N % 4 === 0,
+    kTail: m.K % 4 !== 0,
+    biasAxis: 'rows' as const,
+    bias: m.bias,
+    bias2: m.bias2,
+    batched: true,
+    dual: m.dual,
+    subgroup: sg,
+    wg: WG,
+  };
+  e.run(CPU_MATMUL, spec, bind, { M: m.M, N: m.N, K: m.K, sA: m.sA, sB: m.sB, sC: m.sC }, [Math.ceil(m.N / tn / WG), Math.ceil(m.M / tile.tm), m.batch]);
 }
 
 /** conv(x, W) + b, and with x2 also conv(x2, W) + b2 in the same dispatch. */
@@ -110,26 +74,8 @@ export function launchForward(e: Engine, g: ConvGeometry, x: Tensor, x2: MaybeTe
     const M = g.Cout;
     const N = g.N * g.OH * g.OW;
     const K = g.Cin * g.KH * g.KW;
-    const program = e.program(
-      tiledGemmKernel({
-        name: dual ? 'conv2d.dual.tiled' : 'conv2d.tiled',
-        ...t,
-        dual,
-        splitK: false,
-        buffers: [
-          { name: 'Wt', type: 'f32' },
-          { name: 'X', type: 'f32' },
-          ...(dual ? [{ name: 'X2', type: 'f32' as const }] : []),
-          ...(b ? [{ name: 'bias', type: 'f32' as const }] : []),
-          ...(dual && b2 ? [{ name: 'bias2', type: 'f32' as const }] : []),
-          { name: 'Y', type: 'f32', access: 'read_write' },
-          ...(dual ? [{ name: 'Y2', type: 'f32' as const, access: 'read_write' as const }] : []),
-        ],
-        uniforms: TILED_CONV_UNIFORMS,
-        helpers: tiledForwardHelpers(dual, !!b, dual && !!b2),
-      }),
-    );
-    e.dispatch(program, { ...bind, Wt: w }, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, kind: 'forward' as const, dual, bias: !!b, bias2: dual && !!b2 };
+    e.run(TILED_CONV, spec, { ...bind, Wt: w }, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
     return [y, y2];
   }
   const tile = config.tile as RowTile;
@@ -143,29 +89,16 @@ export function launchForward(e: Engine, g: ConvGeometry, x: Tensor, x2: MaybeTe
     return [y, y2];
   }
   const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;
-  const colTaps = Array.from({ length: g.KW }, (_, kw) => ({ d: kw - g.pl, w: kw }));
+  const taps = forwardTaps(g.KW, g.pl);
   const packedW = !!tile.packW && g.KW <= 4;
   const vecX = !!tile.vecX && g.W % 4 === 0 && (tile.tn * g.sw) % 4 === 0;
-  const program = e.program(
-    rowConvKernel({
-      name: `conv2d${dual ? '.dual' : ''}.${config.variant}`,
-      tm: tile.tm,
-      tn: tile.tn,
-      subgroup: sg,
-      dual,
-      bias: !!b,
-      bias2: dual && !!b2,
-      inStepW: g.sw,
-      outStepW: 1,
-      colTaps,
-      packedW,
-      vecX,
-      wg: WG,
-    }),
-  );
+  const spec = {
+    inputGrad: false, tm: tile.tm, tn: tile.tn, subgroup: sg, dual, bias: !!b, bias2: dual && !!b2, inStepW: g.sw, outStepW: 1,
+    taps: taps.count, tapW0: taps.w0, tapWStep: taps.wStep, tapD0: taps.d0, tapDStep: taps.dStep, packedW, vecX, wg: WG,
+  };
   const wsM = g.Cin * g.KH * g.KW;
   const wsK = g.KH * g.KW;
-  const wBound = packedW ? packWeights(e, w, g.Cout, g.Cin, g.KH, g.KW, wsM, wsK, colTaps) : w;
+  const wBound = packedW ? packedWeights(e, w, { M: g.Cout, KC: g.Cin, KH: g.KH, KW: g.KW, wsM, wsK, taps }) : w;
   if (vecX) Object.assign(bind, { X4: x }, x2 ? { X24: x2 } : {});
   const nCb = Math.ceil(g.OW / tile.tn);
   const lanes = g.N * g.OH * nCb;
@@ -173,16 +106,8 @@ export function launchForward(e: Engine, g: ConvGeometry, x: Tensor, x2: MaybeTe
     M: g.Cout, KC: g.Cin, R: g.OH, CC: g.OW, Hi: g.H, Wi: g.W, OHs: g.OH, OWs: g.OW, ph: 0, outStepH: 1, lanes, nCb,
     wsM, wsK, KW: g.KW, inStepH: g.sh, nT: g.KH, kh0: 0, khStep: 1, d0: -g.pt, dStep: 1, pw: 0, KHp: g.KH,
   };
-  e.dispatch(program, { ...bind, W: wBound }, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cout / tile.tm)]);
-  if (packedW) wBound.dispose();
+  e.run(ROW_CONV, spec, { ...bind, W: wBound }, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cout / tile.tm)]);
   return [y, y2];
-}
-
-/** Taps of one stride phase of the transposed conv: kernel indices k ≡ phase + pad (mod stride). */
-function phaseTaps(phase: number, pad: number, stride: number, K: number): Tap[] {
-  const taps: Tap[] = [];
-  for (let k = (((phase + pad) % stride) + stride) % stride; k < K; k += stride) taps.push({ d: (phase + pad - k) / stride, w: k });
-  return taps;
 }
 
 /** gx = transposed conv of gy (and of gy2 in the same dispatch). */
@@ -196,26 +121,10 @@ export function launchInputGrad(e: Engine, g: ConvGeometry, gy: Tensor, gy2: May
     const M = g.Cin;
     const N = g.N * g.H * g.W;
     const K = g.Cout * g.KH * g.KW;
-    const program = e.program(
-      tiledGemmKernel({
-        name: dual ? 'conv2d.input-grad.dual.tiled' : 'conv2d.input-grad.tiled',
-        ...t,
-        dual,
-        splitK: false,
-        buffers: [
-          { name: 'Wt', type: 'f32' },
-          { name: 'G', type: 'f32' },
-          ...(dual ? [{ name: 'G2', type: 'f32' as const }] : []),
-          { name: 'Y', type: 'f32', access: 'read_write' },
-          ...(dual ? [{ name: 'Y2', type: 'f32' as const, access: 'read_write' as const }] : []),
-        ],
-        uniforms: TILED_CONV_UNIFORMS,
-        helpers: tiledInputGradHelpers(dual),
-      }),
-    );
+    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, kind: 'inputGrad' as const, dual, bias: false, bias2: false };
     const bind: Record<string, Tensor> = { Wt: w, G: gy, Y: gx };
     if (dual) Object.assign(bind, { G2: gy2!, Y2: gx2! });
-    e.dispatch(program, bind, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    e.run(TILED_CONV, spec, bind, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
     return [gx, gx2];
   }
   if (isPointwise(g)) {
@@ -235,26 +144,13 @@ export function launchInputGrad(e: Engine, g: ConvGeometry, gy: Tensor, gy2: May
   const vecX = !!tile.vecX && g.OW % 4 === 0 && tile.tn % 4 === 0;
   if (vecX) Object.assign(bind, { X4: gy }, gy2 ? { X24: gy2 } : {});
   for (let pw = 0; pw < Math.min(g.sw, g.W); pw++) {
-    const colTaps = phaseTaps(pw, g.pl, g.sw, g.KW);
-    const packedW = !!tile.packW && colTaps.length <= 4;
-    const program = e.program(
-      rowConvKernel({
-        name: `conv2d.input-grad${dual ? '.dual' : ''}.${config.variant}`,
-        tm: tile.tm,
-        tn: tile.tn,
-        subgroup: sg,
-        dual,
-        bias: false,
-        bias2: false,
-        inStepW: 1,
-        outStepW: g.sw,
-        colTaps,
-        packedW,
-        vecX,
-        wg: WG,
-      }),
-    );
-    bind.W = packedW ? packWeights(e, w, g.Cin, g.Cout, g.KH, g.KW, wsM, wsK, colTaps) : w;
+    const taps = phaseTaps(pw, g.pl, g.sw, g.KW);
+    const packedW = !!tile.packW && taps.count <= 4;
+    const spec = {
+      inputGrad: true, tm: tile.tm, tn: tile.tn, subgroup: sg, dual, bias: false, bias2: false, inStepW: 1, outStepW: g.sw,
+      taps: taps.count, tapW0: taps.w0, tapWStep: taps.wStep, tapD0: taps.d0, tapDStep: taps.dStep, packedW, vecX, wg: WG,
+    };
+    bind.W = packedW ? packedWeights(e, w, { M: g.Cin, KC: g.Cout, KH: g.KH, KW: g.KW, wsM, wsK, taps }) : w;
     const CC = Math.ceil((g.W - pw) / g.sw);
     const nCb = Math.ceil(CC / tile.tn);
     for (let ph = 0; ph < Math.min(g.sh, g.H); ph++) {
@@ -263,12 +159,11 @@ export function launchInputGrad(e: Engine, g: ConvGeometry, gy: Tensor, gy2: May
       const lanes = g.N * R * nCb;
       const uniforms = {
         M: g.Cin, KC: g.Cout, R, CC, Hi: g.OH, Wi: g.OW, OHs: g.H, OWs: g.W, ph, outStepH: g.sh, lanes, nCb,
-        wsM, wsK, KW: g.KW, inStepH: 1, nT: rows.length, kh0: rows[0]?.w ?? 0,
-        khStep: g.sh, d0: rows[0]?.d ?? 0, dStep: -1, pw, KHp: g.KH,
+        wsM, wsK, KW: g.KW, inStepH: 1, nT: rows.count, kh0: rows.count ? rows.w0 : 0,
+        khStep: g.sh, d0: rows.count ? rows.d0 : 0, dStep: -1, pw, KHp: g.KH,
       };
-      e.dispatch(program, bind, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cin / tile.tm)]);
+      e.run(ROW_CONV, spec, bind, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cin / tile.tm)]);
     }
-    if (packedW) bind.W.dispose();
   }
   return [gx, gx2];
 }
@@ -284,7 +179,7 @@ function weightGradChunks(g: ConvGeometry): { parts: number; rowsPerChunk: numbe
 /** out = Σ_z partial[z] (in z order); partial is released. */
 function sumParts(e: Engine, partial: Tensor, out: Tensor, parts: number): void {
   const n = out.size;
-  e.dispatch(e.program(sumPartialsKernel()), { partial, out }, { n, parts }, grid(e, n, 64));
+  e.run(SUM_PARTIALS, {}, { partial, out }, { n, parts }, grid(e, n, 64));
   partial.dispose();
 }
 
@@ -306,98 +201,23 @@ export function launchWeightGrad(e: Engine, g: ConvGeometry, x: Tensor, gy: Tens
   if (config.variant === 'tiled') {
     const t = config.tile;
     const K = g.N * g.OH * g.OW;
-    const program = e.program(
-      tiledGemmKernel({
-        name: 'conv2d.weight-grad.tiled',
-        ...t,
-        dual: false,
-        splitK: true,
-        buffers: [
-          { name: 'X', type: 'f32' },
-          { name: 'G', type: 'f32' },
-          { name: 'P', type: 'f32', access: 'read_write' },
-        ],
-        uniforms: TILED_CONV_UNIFORMS,
-        helpers: tiledWeightGradHelpers(),
-      }),
-    );
     const N = g.Cin * g.KH * g.KW;
+    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, kind: 'weightGrad' as const, dual: false, bias: false, bias2: false };
     const uniforms = tiledUniforms(g, g.Cout, N, K, rowsPerChunk * g.OW);
-    e.dispatch(program, { X: x, G: gy, P: partial }, uniforms, [Math.ceil(N / t.bn), Math.ceil(g.Cout / t.bm), parts]);
+    e.run(TILED_CONV, spec, { X: x, G: gy, P: partial }, uniforms, [Math.ceil(N / t.bn), Math.ceil(g.Cout / t.bm), parts]);
   } else {
     const tile = config.tile as WeightGradTile;
     const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;
     const vecG = !!tile.vecG && g.OW % 4 === 0 && tile.tp % 4 === 0;
-    const program = e.program(
-      weightGradKernel({
-        tm: tile.tm,
-        tc: tile.tc,
-        tp: tile.tp,
-        vecG,
-        subgroup: sg,
-        sw: g.sw,
-        colTaps: Array.from({ length: g.KW }, (_, kw) => ({ d: kw - g.pl, w: kw })),
-        wg: WG,
-      }),
-    );
+    const spec = { tm: tile.tm, tc: tile.tc, tp: tile.tp, subgroup: sg, sw: g.sw, KW: g.KW, pl: g.pl, vecG, wg: WG };
     const lanes = Math.ceil(g.Cin / tile.tc) * g.KH;
     const uniforms = {
       Cout: g.Cout, Cin: g.Cin, H: g.H, W: g.W, OH: g.OH, OW: g.OW, rowsPerChunk, rows: g.N * g.OH, lanes,
       KH: g.KH, KW: g.KW, sh: g.sh, pt: g.pt,
     };
-    e.dispatch(program, { X: x, [vecG ? 'G4' : 'G']: gy, P: partial }, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cout / tile.tm), parts]);
+    const bind: Record<string, Tensor> = vecG ? { X: x, G4: gy, P: partial } : { X: x, G: gy, P: partial };
+    e.run(WEIGHT_GRAD, spec, bind, uniforms, [Math.ceil(lanes / WG), Math.ceil(g.Cout / tile.tm), parts]);
   }
   if (parts > 1) sumParts(e, partial, gw, parts);
   return gw;
-}
-
-// ---------------------------------------------------------------- tuning
-
-export interface TuneConvOptions {
-  kinds?: ConvKind[];
-  variants?: GemmVariant[];
-  /** Candidates per variant (default: all of convCandidates). */
-  candidates?: (kind: ConvKind, variant: GemmVariant) => ConvConfig[];
-  repeats?: number;
-}
-
-/**
- * Times the candidate configurations of each kind for this conv shape class (on zero tensors) and caches the
- * fastest, overall and per variant. The forward timing uses the dual kernel's sibling, the plain forward; the dual
- * shares its configuration (same tile, twice the accumulators).
- */
-export async function tuneConv2d(
-  e: Engine,
-  xShape: readonly number[],
-  wShape: readonly number[],
-  params: Conv2dParams,
-  options: TuneConvOptions = {},
-): Promise<Record<ConvKind, TuneResult<ConvConfig>>> {
-  const g = convGeometry('tuneConv2d', xShape, wShape, params);
-  const tuner = autotuner(e);
-  const x = e.keep(e.zeros(xShape, 'f32', 'tune x'));
-  const w = e.keep(e.zeros(wShape, 'f32', 'tune W'));
-  const gy = e.keep(e.zeros([g.N, g.Cout, g.OH, g.OW], 'f32', 'tune gy'));
-  const run: Record<ConvKind, (c: ConvConfig) => void> = {
-    forward: (c) => void launchForward(e, g, x, null, w, null, null, c),
-    inputGrad: (c) => void launchInputGrad(e, g, gy, null, w, c),
-    weightGrad: (c) => void launchWeightGrad(e, g, x, gy, c),
-  };
-  const out = {} as Record<ConvKind, TuneResult<ConvConfig>>;
-  try {
-    for (const kind of options.kinds ?? (['forward', 'inputGrad', 'weightGrad'] as ConvKind[])) {
-      const timings: TuneResult<ConvConfig>['timings'] = [];
-      for (const variant of options.variants ?? availableVariants(e)) {
-        const candidates = options.candidates?.(kind, variant) ?? convCandidates(e, kind, variant);
-        const r = await tuner.tune(e, `${tuneKey(kind, g)}|${variant}`, candidates, run[kind], { repeats: options.repeats, force: true });
-        timings.push(...r.timings);
-      }
-      const best = timings.reduce((a, b) => (b.ms < a.ms ? b : a)).config;
-      tuner.set(tuneKey(kind, g), best);
-      out[kind] = { best, timings };
-    }
-  } finally {
-    [x, w, gy].forEach((t) => t.dispose());
-  }
-  return out;
 }

@@ -7,15 +7,17 @@
  *   reuses it for every kernel column and output channel. The same generator serves the forward conv, its dual
  *   (x and ẋ share every weight load) and each stride phase of the input gradient (a transposed conv is, per
  *   output phase, a plain correlation with a subset of the taps — so stride 2 needs no scatter and no atomics).
- *   Weights are packed per call as vec4 over the column taps (`packWeightsKernel`): one load per (channel, kernel
- *   row) instead of one per tap, +50 % on 3×3 convs.
+ *   Weights are packed as vec4 over the column taps (conv2d-packed-weights.ts, cached per weight tensor until it
+ *   is written): one load per (channel, kernel row) instead of one per tap, +50 % on 3×3 convs.
  * - `weightGradKernel`: gW = Σ_pixels gy ⊗ x-patch. Invocations own (TM output channels × TC input channels × one
  *   kernel row of taps); the pixel reduction is split into chunks of rows (workgroup z), each summed in its own
  *   partial buffer and then added in order: short f32 sums and parallelism over pixels.
- * GPU variant: loader functions for the tiled GEMM of gemm-wgsl.ts (all geometry in uniforms, one pipeline per
- * kind serves every shape).
+ * Both are program objects whose specs hold primitives only (tiles, flags, the column taps as an arithmetic run),
+ * so a cached dispatch builds no WGSL. The GPU variant's loaders are in conv2d-tiled.ts, weight packing in
+ * conv2d-packed-weights.ts.
  */
 import type { KernelSource } from '../engine/kernel.js';
+import { defineProgram } from '../engine/program.js';
 
 export interface Tap {
   /** Offset of the input row/column read, relative to (output position × inStep). */
@@ -24,8 +26,36 @@ export interface Tap {
   w: number;
 }
 
-export interface RowConvSpec {
-  name: string;
+/**
+ * Taps as an arithmetic run — tap u reads offset d0 + u·dStep with kernel index w0 + u·wStep — which is what every
+ * conv here uses (forward: all columns; input gradient: one stride phase), and what a spec can hold as numbers.
+ */
+export interface TapRun {
+  count: number;
+  w0: number;
+  wStep: number;
+  d0: number;
+  dStep: number;
+}
+
+/** The forward taps of a kernel KW wide with left padding pl: tap kw reads column kw − pl. */
+export function forwardTaps(KW: number, pl: number): TapRun {
+  return { count: KW, w0: 0, wStep: 1, d0: -pl, dStep: 1 };
+}
+
+/** Taps of one stride phase of the transposed conv: kernel indices k ≡ phase + pad (mod stride), d = (phase + pad − k)/stride. */
+export function phaseTaps(phase: number, pad: number, stride: number, K: number): TapRun {
+  const w0 = (((phase + pad) % stride) + stride) % stride;
+  return { count: w0 < K ? Math.ceil((K - w0) / stride) : 0, w0, wStep: stride, d0: (phase + pad - w0) / stride, dStep: -1 };
+}
+
+export function tapList(t: TapRun): Tap[] {
+  return Array.from({ length: t.count }, (_, u) => ({ d: t.d0 + u * t.dStep, w: t.w0 + u * t.wStep }));
+}
+
+export type RowConvSpec = {
+  /** Names the kernel (conv2d.input-grad.* rather than conv2d.*); the WGSL does not depend on it otherwise. */
+  inputGrad: boolean;
   tm: number;
   tn: number;
   /** Subgroup size when weights are shared by subgroupBroadcast (tm a multiple of it), 0 for plain loads. */
@@ -38,13 +68,17 @@ export interface RowConvSpec {
   /** Output storage column positions per computed column (forward: 1; input-grad phase: the stride). */
   outStepW: number;
   /**
-   * Column taps, unrolled at compile time so one loaded input row segment serves all of them. Row taps are a
-   * runtime loop described by uniforms (kernel row kh0 + t·khStep reads input row r·inStepH + d0 + t·dStep):
+   * Column taps (a TapRun), unrolled at compile time so one loaded input row segment serves all of them. Row taps
+   * are a runtime loop described by uniforms (kernel row kh0 + t·khStep reads input row r·inStepH + d0 + t·dStep):
    * a third of the code, and lavapipe's JIT time grows fast with code size (seconds per kernel).
    */
-  colTaps: Tap[];
+  taps: number;
+  tapW0: number;
+  tapWStep: number;
+  tapD0: number;
+  tapDStep: number;
   /**
-   * Weights pre-packed as vec4 per (k, kernel row, m) with the column taps as components (packWeightsKernel): one
+   * Weights pre-packed as vec4 per (k, kernel row, m) with the column taps as components (packedWeights): one
    * load instead of one per tap. Needs ≤ 4 column taps.
    */
   packedW: boolean;
@@ -54,7 +88,7 @@ export interface RowConvSpec {
    */
   vecX: boolean;
   wg: number;
-}
+};
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
@@ -72,10 +106,11 @@ export const ROW_CONV_UNIFORMS: Array<[string, 'u32' | 'i32']> = [
  * for loads and skip their stores, so every lane of a subgroup stays active for the broadcasts and no read leaves
  * its buffer.
  */
-export function rowConvKernel(s: RowConvSpec): KernelSource {
+function rowConvKernel(s: RowConvSpec): KernelSource {
   const { tm, tn, inStepW: inW } = s;
   const sg = s.subgroup;
-  const rels = [...new Set(range(tn).flatMap((j) => s.colTaps.map((u) => j * inW + u.d)))].sort((a, b) => a - b);
+  const colTaps = tapList({ count: s.taps, w0: s.tapW0, wStep: s.tapWStep, d0: s.tapD0, dStep: s.tapDStep });
+  const rels = [...new Set(range(tn).flatMap((j) => colTaps.map((u) => j * inW + u.d)))].sort((a, b) => a - b);
   const ins = s.dual ? ['X', 'X2'] : ['X'];
   const L: string[] = [];
   L.push('let M = params.M; let Hi = params.Hi; let Wi = params.Wi;');
@@ -137,7 +172,7 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
       for (let i = 0; i < tm; i++) B.push(`let w${i}_v = W[wt + wb${i}];`);
     }
   }
-  s.colTaps.forEach((u, ui) => {
+  colTaps.forEach((u, ui) => {
     if (s.packedW) {
       for (let i = 0; i < tm; i++) B.push(`let w${i}_${ui} = w${i}_v.${C4[ui]};`);
     } else if (sg) {
@@ -167,7 +202,7 @@ export function rowConvKernel(s: RowConvSpec): KernelSource {
     L.push(`{ let m = m0 + ${i}u; if (laneRaw < params.lanes && m < M) {\n    let ob = (b * M + m) * params.OHs * params.OWs;\n    ${S.join('\n    ')}\n  } }`);
   }
   return {
-    name: s.name,
+    name: `conv2d${s.inputGrad ? '.input-grad' : ''}${s.dual ? '.dual' : ''}.${sg ? 'subgroup' : 'register'}`,
     buffers: [
       ...ins.map((name) => ({ name, type: 'f32' as const })),
       ...(blocks.length ? ins.map((name) => ({ name: `${name}4`, type: 'vec4<f32>' as const })) : []),
@@ -186,33 +221,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   };
 }
 
-export const PACK_WEIGHTS_UNIFORMS = ['n', 'M', 'KHp', 'wsM', 'wsK', 'KW', 'nU', 'kw0', 'kw1', 'kw2', 'kw3'] as const;
+export const ROW_CONV = defineProgram<RowConvSpec>({
+  name: 'conv2d.row',
+  spec: {
+    inputGrad: true, tm: true, tn: true, subgroup: true, dual: true, bias: true, bias2: true, inStepW: true, outStepW: true,
+    taps: true, tapW0: true, tapWStep: true, tapD0: true, tapDStep: true, packedW: true, vecX: true, wg: true,
+  },
+  build: rowConvKernel,
+});
 
-/** Wp[(k·KHp + kh)·M + m] = (W[m·wsM + k·wsK + kh·KW + kw_c] for the ≤ 4 column taps c), zero-padded. */
-export function packWeightsKernel(): KernelSource {
-  return {
-    name: 'conv2d.pack-weights',
-    buffers: [
-      { name: 'W', type: 'f32' },
-      { name: 'Wp', type: 'vec4<f32>', access: 'read_write' },
-    ],
-    uniforms: PACK_WEIGHTS_UNIFORMS.map((n) => [n, 'u32'] as [string, 'u32']),
-    workgroupSize: [64],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * 64u;
-  if (i >= params.n) { return; }
-  let m = i % params.M; let kh = (i / params.M) % params.KHp; let k = i / (params.M * params.KHp);
-  let base = m * params.wsM + k * params.wsK + kh * params.KW;
-  let kw = vec4<u32>(params.kw0, params.kw1, params.kw2, params.kw3);
-  var v = vec4<f32>(0.0);
-  for (var c = 0u; c < params.nU; c++) { v[c] = W[base + kw[c]]; }
-  Wp[i] = v;
-}`,
-  };
-}
-
-export interface WeightGradSpec {
+export type WeightGradSpec = {
   /** Output channels per invocation (shared by the lanes; a multiple of the subgroup size in subgroup mode). */
   tm: number;
   /** Input channels per invocation; lanes run along (input-channel block, kernel row). */
@@ -221,22 +239,24 @@ export interface WeightGradSpec {
   tp: number;
   subgroup: number;
   sw: number;
-  /** Column taps (d = kw − pad_left); kernel rows are spread over lanes, so code stays one row of taps. */
-  colTaps: Tap[];
+  /** Kernel width and left padding: the column taps are forwardTaps(KW, pl); kernel rows are spread over lanes. */
+  KW: number;
+  pl: number;
   /** gy read as vec4 (a second binding G4 of the same tensor): needs OW % 4 = 0 and tp % 4 = 0. */
   vecG: boolean;
   wg: number;
-}
+};
 
 export const WEIGHT_GRAD_UNIFORMS = ['Cout', 'Cin', 'H', 'W', 'OH', 'OW', 'rowsPerChunk', 'rows', 'lanes', 'KH', 'KW', 'sh', 'pt'] as const;
 
 /** partial[z, co, ci, kh, kw] = Σ over the rows (b, oh) of chunk z and all ow of gy[b, co, oh, ow] · x[b, ci, ·, ·]. */
-export function weightGradKernel(s: WeightGradSpec): KernelSource {
+function weightGradKernel(s: WeightGradSpec): KernelSource {
   const { tm, tc, tp, sw } = s;
   const sg = s.subgroup;
-  const rels = [...new Set(range(tp).flatMap((p) => s.colTaps.map((u) => p * sw + u.d)))].sort((a, b) => a - b);
-  const relOf = (p: number, u: number): number => rels.indexOf(p * sw + s.colTaps[u].d);
-  const nU = s.colTaps.length;
+  const colTaps = tapList(forwardTaps(s.KW, s.pl));
+  const rels = [...new Set(range(tp).flatMap((p) => colTaps.map((u) => p * sw + u.d)))].sort((a, b) => a - b);
+  const relOf = (p: number, u: number): number => rels.indexOf(p * sw + colTaps[u].d);
+  const nU = colTaps.length;
   const acc = (i: number, c: number, u: number) => `a${i}_${c}_${u}`;
   const L: string[] = [];
   L.push('let Cout = params.Cout; let Cin = params.Cin; let H = params.H; let Wd = params.W; let OH = params.OH; let OW = params.OW;');
@@ -304,7 +324,7 @@ export function weightGradKernel(s: WeightGradSpec): KernelSource {
   L.push('let part = wg.z * Cout * Cin * params.KH * params.KW;');
   for (let i = 0; i < tm; i++) {
     for (let c = 0; c < tc; c++) {
-      const S = range(nU).map((u) => `P[base + ${s.colTaps[u].w}u] = ${acc(i, c, u)};`);
+      const S = range(nU).map((u) => `P[base + ${colTaps[u].w}u] = ${acc(i, c, u)};`);
       L.push(`if (laneRaw < params.lanes && m0 + ${i}u < Cout && ci0 + ${c}u < Cin) {
     let base = part + (((m0 + ${i}u) * Cin + ci0 + ${c}u) * params.KH + kh) * params.KW;
     ${S.join(' ')}
@@ -327,84 +347,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   };
 }
 
-// ---------------------------------------------------------------- GPU loaders for tiledGemmKernel
-
-/** Geometry uniforms shared by the three tiled conv kernels (pads as i32 so index math stays signed). */
-export const TILED_CONV_UNIFORMS: Array<[string, 'u32' | 'i32']> = [
-  ['M', 'u32'],
-  ['N', 'u32'],
-  ['K', 'u32'],
-  ['kChunk', 'u32'],
-  ['Cin', 'u32'],
-  ['Cout', 'u32'],
-  ['H', 'u32'],
-  ['W', 'u32'],
-  ['OH', 'u32'],
-  ['OW', 'u32'],
-  ['KH', 'u32'],
-  ['KW', 'u32'],
-  ['sh', 'u32'],
-  ['sw', 'u32'],
-  ['pt', 'i32'],
-  ['pl', 'i32'],
-];
-
-/** x[b, ci, oh·sh + kh − pt, ow·sw + kw − pl] for GEMM row k = (ci, kh, kw) and column n = (b, oh, ow). */
-const IM2COL = (name: string) => `
-fn im2col${name}(k: u32, n: u32) -> f32 {
-  let khw = params.KH * params.KW; let ci = k / khw; let tap = k - ci * khw; let kh = tap / params.KW; let kw = tap - kh * params.KW;
-  let ohw = params.OH * params.OW; let b = n / ohw; let p = n - b * ohw; let oh = p / params.OW; let ow = p - oh * params.OW;
-  let ih = i32(oh * params.sh + kh) - params.pt; let iw = i32(ow * params.sw + kw) - params.pl;
-  if (ih < 0 || iw < 0 || ih >= i32(params.H) || iw >= i32(params.W)) { return 0.0; }
-  return ${name}[((b * params.Cin + ci) * params.H + u32(ih)) * params.W + u32(iw)];
-}`;
-
-/** Forward (and dual): M = Cout, N = B·OH·OW, K = Cin·KH·KW. */
-export function tiledForwardHelpers(dual: boolean, bias: boolean, bias2: boolean): string {
-  const store = (y: string, acc: string, b: boolean) =>
-    `fn store${acc}(m: u32, n: u32, z: u32, v: f32) { let ohw = params.OH * params.OW; let b = n / ohw; ${y}[(b * params.M + m) * ohw + n - b * ohw] = v${b ? ` + ${acc === 'C' ? 'bias' : 'bias2'}[m]` : ''}; }`;
-  return [
-    IM2COL('X'),
-    dual ? IM2COL('X2') : '',
-    'fn loadA(m: u32, k: u32) -> f32 { return Wt[m * params.K + k]; }',
-    'fn loadB(k: u32, n: u32) -> f32 { return im2colX(k, n); }',
-    dual ? 'fn loadB2(k: u32, n: u32) -> f32 { return im2colX2(k, n); }' : '',
-    store('Y', 'C', bias),
-    dual ? store('Y2', 'C2', bias2) : '',
-  ].join('\n');
-}
-
-/** Input gradient: M = Cin, N = B·H·W, K = Cout·KH·KW; a tap contributes where (i + pad − k) is a stride multiple. */
-export function tiledInputGradHelpers(dual: boolean): string {
-  const gather = (name: string) => `
-fn gather${name}(k: u32, n: u32) -> f32 {
-  let khw = params.KH * params.KW; let co = k / khw; let tap = k - co * khw; let kh = tap / params.KW; let kw = tap - kh * params.KW;
-  let hw = params.H * params.W; let b = n / hw; let p = n - b * hw; let ih = p / params.W; let iw = p - ih * params.W;
-  let th = i32(ih) + params.pt - i32(kh); let tw = i32(iw) + params.pl - i32(kw);
-  if (th < 0 || tw < 0) { return 0.0; }
-  let oh = u32(th) / params.sh; let ow = u32(tw) / params.sw;
-  if (oh * params.sh != u32(th) || ow * params.sw != u32(tw) || oh >= params.OH || ow >= params.OW) { return 0.0; }
-  return ${name}[((b * params.Cout + co) * params.OH + oh) * params.OW + ow];
-}`;
-  const store = (y: string, acc: string) =>
-    `fn store${acc}(m: u32, n: u32, z: u32, v: f32) { let hw = params.H * params.W; let b = n / hw; ${y}[(b * params.M + m) * hw + n - b * hw] = v; }`;
-  return [
-    gather('G'),
-    dual ? gather('G2') : '',
-    'fn loadA(m: u32, k: u32) -> f32 { let khw = params.KH * params.KW; let co = k / khw; return Wt[(co * params.M + m) * khw + k - co * khw]; }',
-    'fn loadB(k: u32, n: u32) -> f32 { return gatherG(k, n); }',
-    dual ? 'fn loadB2(k: u32, n: u32) -> f32 { return gatherG2(k, n); }' : '',
-    store('Y', 'C'),
-    dual ? store('Y2', 'C2') : '',
-  ].join('\n');
-}
-
-/** Weight gradient: M = Cout, N = Cin·KH·KW, K = B·OH·OW (split over workgroup z into partial sums). */
-export function tiledWeightGradHelpers(): string {
-  return [
-    IM2COL('X'),
-    'fn loadA(m: u32, k: u32) -> f32 { let ohw = params.OH * params.OW; let b = k / ohw; return G[(b * params.M + m) * ohw + k - b * ohw]; }',
-    'fn loadB(k: u32, n: u32) -> f32 { return im2colX(n, k); }',
-    'fn storeC(m: u32, n: u32, z: u32, v: f32) { P[(z * params.M + m) * params.N + n] = v; }',
-  ].join('\n');
-}
+export const WEIGHT_GRAD = defineProgram<WeightGradSpec>({
+  name: 'conv2d.weight-grad',
+  spec: { tm: true, tc: true, tp: true, subgroup: true, sw: true, KW: true, pl: true, vecG: true, wg: true },
+  build: weightGradKernel,
+});

@@ -8,8 +8,9 @@
  * - `conv2dInputGrad` (gy, W) → gx, the transposed convolution (per stride phase, see conv2d-wgsl.ts); linear in
  *   gy and in W, with its own dual (gy and ġy share the weight loads).
  * - `conv2dWeightGrad` (x, gy) → gW, a GEMM over N·OH·OW split into chunks of rows.
- * Bias gradients are `channelSum` (bias.ts). Configurations: conv2d-config.ts; launchers and tuning:
- * conv2d-launch.ts; WGSL: conv2d-wgsl.ts.
+ * Bias gradients are `channelSum` (bias.ts). Configurations: conv2d-config.ts; launchers: conv2d-launch.ts;
+ * tuning: conv2d-tune.ts; WGSL: conv2d-wgsl.ts (CPU) and conv2d-tiled.ts (GPU); weight packing (cached per
+ * weight tensor): conv2d-packed-weights.ts.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -29,12 +30,8 @@ import { launchForward, launchInputGrad, launchWeightGrad } from './conv2d-launc
 
 export * from './conv2d-config.js';
 export * from './conv2d-launch.js';
-
-function req(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  t.assertDType('f32', what);
-  return t;
-}
+export * from './conv2d-tune.js';
+export { packedWeightStats } from './conv2d-packed-weights.js';
 
 function checkBias(op: string, b: MaybeTensor, C: number): void {
   if (!b) return;
@@ -63,27 +60,26 @@ export function conv2dDual(e: Engine, x: Tensor, xDot: Tensor, w: Tensor, b: May
   return [y, yDot!];
 }
 
-function conv2dTangent(e: Engine, [x, w, b]: readonly MaybeTensor[], [tx, tw, tb]: readonly MaybeTensor[], p: Conv2dParams): [Tensor, MaybeTensor] {
+function conv2dTangent(e: Engine, [x, w, b]: readonly [Tensor, Tensor, MaybeTensor], [tx, tw, tb]: readonly MaybeTensor[], p: Conv2dParams): [Tensor, MaybeTensor] {
   let y: Tensor;
   let ty: MaybeTensor = null;
-  if (tx) [y, ty] = conv2dDual(e, x!, tx, w!, b ?? null, tb ?? null, p);
+  if (tx) [y, ty] = conv2dDual(e, x, tx, w, b ?? null, tb ?? null, p);
   else y = conv2d.def.forward(e, [x, w, b ?? null], p);
-  if (tw) ty = addMaybe(e, ty, conv2d(e, [x!, tw, tx ? null : (tb ?? null)], p));
+  if (tw) ty = addMaybe(e, ty, conv2d(e, [x, tw, tx ? null : (tb ?? null)], p));
   else if (!tx && tb) ty = channelBroadcast(e, [tb], { shape: y.shape, axis: 1 });
   return [y, ty];
 }
 
-export const conv2d: Op<Conv2dParams> = defineOp<Conv2dParams>({
+export const conv2d: Op<Conv2dParams> = defineOp({
   name: 'conv2d',
-  forward(e, [x0, w0, b], p) {
-    const x = req(x0, 'conv2d x');
-    const w = req(w0, 'conv2d W');
+  inputs: ['x', 'W', 'bias?'],
+  forward(e, [x, w, b], p) {
     const g = forwardGeometry(x, w, b ?? null, p);
     return launchForward(e, g, x, null, w, b ?? null, null, resolveConvConfig(e, 'forward', g, p.variant))[0];
   },
   vjp: (e, { inputs: [x, w], params }, ct, needs) => [
-    needs[0] ? conv2dInputGrad(e, [ct, w], { ...geometryParams(params), inputSize: [x!.shape[2], x!.shape[3]] }) : null,
-    needs[1] ? conv2dWeightGrad(e, [x, ct], { ...geometryParams(params), kernelSize: [w!.shape[2], w!.shape[3]] }) : null,
+    needs[0] ? conv2dInputGrad(e, [ct, w], { ...geometryParams(params), inputSize: [x.shape[2], x.shape[3]] }) : null,
+    needs[1] ? conv2dWeightGrad(e, [x, ct], { ...geometryParams(params), kernelSize: [w.shape[2], w.shape[3]] }) : null,
     needs[2] ? channelSum(e, [ct], { axis: 1 }) : null,
   ],
   jvp(e, { inputs: [x, w], output, params }, [tx, tw, tb]) {
@@ -103,24 +99,21 @@ function inputGradGeometry(gy: Tensor, w: Tensor, p: Conv2dInputGradParams): Con
 }
 
 /** gx = ∂⟨gy, conv(x, W)⟩/∂x for x of spatial size params.inputSize; bilinear in (gy, W). */
-export const conv2dInputGrad: Op<Conv2dInputGradParams> = defineOp<Conv2dInputGradParams>({
+export const conv2dInputGrad: Op<Conv2dInputGradParams> = defineOp({
   name: 'conv2dInputGrad',
-  forward(e, [gy0, w0], p) {
-    const gy = req(gy0, 'conv2dInputGrad gy');
-    const w = req(w0, 'conv2dInputGrad W');
+  inputs: ['gy', 'W'],
+  forward(e, [gy, w], p) {
     const g = inputGradGeometry(gy, w, p);
     return launchInputGrad(e, g, gy, null, w, resolveConvConfig(e, 'inputGrad', g, p.variant))[0];
   },
   // ⟨ct, igrad(gy, W)⟩ = ⟨conv(ct, W), gy⟩ = ⟨W, wgrad(ct, gy)⟩
   vjp: (e, { inputs: [gy, w], params }, ct, needs) => [
     needs[0] ? conv2d(e, [ct, w], geometryParams(params)) : null,
-    needs[1] ? conv2dWeightGrad(e, [ct, gy], { ...geometryParams(params), kernelSize: [w!.shape[2], w!.shape[3]] }) : null,
+    needs[1] ? conv2dWeightGrad(e, [ct, gy], { ...geometryParams(params), kernelSize: [w.shape[2], w.shape[3]] }) : null,
   ],
   jvp: (e, { inputs: [gy, w], params }, [tgy, tw]) =>
     addMaybe(e, tgy ? conv2dInputGrad(e, [tgy, w], params) : null, tw ? conv2dInputGrad(e, [gy, tw], params) : null),
-  dual(e, [gy0, w0], [tgy, tw], p) {
-    const gy = req(gy0, 'conv2dInputGrad gy');
-    const w = req(w0, 'conv2dInputGrad W');
+  dual(e, [gy, w], [tgy, tw], p) {
     const g = inputGradGeometry(gy, w, p);
     const [gx, tgx] = launchInputGrad(e, g, gy, tgy, w, resolveConvConfig(e, 'inputGrad', g, p.variant));
     return [gx, addMaybe(e, tgx, tw ? conv2dInputGrad(e, [gy, tw], p) : null)];
@@ -128,11 +121,10 @@ export const conv2dInputGrad: Op<Conv2dInputGradParams> = defineOp<Conv2dInputGr
 });
 
 /** gW = ∂⟨gy, conv(x, W)⟩/∂W for a kernel of params.kernelSize; bilinear in (x, gy). */
-export const conv2dWeightGrad: Op<Conv2dWeightGradParams> = defineOp<Conv2dWeightGradParams>({
+export const conv2dWeightGrad: Op<Conv2dWeightGradParams> = defineOp({
   name: 'conv2dWeightGrad',
-  forward(e, [x0, gy0], p) {
-    const x = req(x0, 'conv2dWeightGrad x');
-    const gy = req(gy0, 'conv2dWeightGrad gy');
+  inputs: ['x', 'gy'],
+  forward(e, [x, gy], p) {
     if (gy.rank !== 4) throw new ShapeError(`conv2dWeightGrad: ${gy.describe()} must be rank 4`);
     const g = convGeometry('conv2dWeightGrad', x.shape, [gy.shape[1], x.shape[1], p.kernelSize[0], p.kernelSize[1]], p);
     gy.assertShape([g.N, g.Cout, g.OH, g.OW], 'conv2dWeightGrad gy');
@@ -140,7 +132,7 @@ export const conv2dWeightGrad: Op<Conv2dWeightGradParams> = defineOp<Conv2dWeigh
   },
   // ⟨ct, wgrad(x, gy)⟩ = ⟨conv(x, ct), gy⟩ = ⟨x, igrad(gy, ct)⟩
   vjp: (e, { inputs: [x, gy], params }, ct, needs) => [
-    needs[0] ? conv2dInputGrad(e, [gy, ct], { ...geometryParams(params), inputSize: [x!.shape[2], x!.shape[3]] }) : null,
+    needs[0] ? conv2dInputGrad(e, [gy, ct], { ...geometryParams(params), inputSize: [x.shape[2], x.shape[3]] }) : null,
     needs[1] ? conv2d(e, [x, ct], geometryParams(params)) : null,
   ],
   jvp: (e, { inputs: [x, gy], params }, [tx, tgy]) =>

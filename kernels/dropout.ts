@@ -10,8 +10,10 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
-import { drawHost, grid, philoxWgsl, seedKey, type Seed } from '../engine/rng.js';
+import { defineOp, type Op } from '../engine/autodiff.js';
+import { drawHost, philoxWgsl, seedKey, type Seed } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 
 const WG = 64;
@@ -35,9 +37,11 @@ function checkRate(rate: number): void {
   if (!(rate >= 0 && rate < 1)) throw new SbgcError(`dropout: rate must be in [0, 1), got ${rate}`);
 }
 
-function launch(e: Engine, p: DropoutParams, x: Tensor, out: Tensor, tx: Tensor | null, tout: Tensor | null): void {
-  const dual = tx !== null && tout !== null;
-  const program = e.program({
+/** One Philox block (4 uniforms, laid out as rng.ts's uniform draw) per invocation; `dual` masks tx too. */
+const DROPOUT = defineProgram<{ dual: boolean }>({
+  name: 'dropout',
+  spec: { dual: true },
+  build: ({ dual }) => ({
     name: dual ? 'dropout.dual' : 'dropout',
     buffers: [
       { name: 'x', type: 'f32' },
@@ -57,12 +61,13 @@ function launch(e: Engine, p: DropoutParams, x: Tensor, out: Tensor, tx: Tensor 
     ],
     workgroupSize: [WG],
     body: `${philoxWgsl}
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  // One Philox block (4 uniforms) per invocation, laid out as rng.ts's uniform draw.
-  let blk = gid.x + gid.y * nwg.x * ${WG}u;
-  let base = blk * 4u;
-  if (base >= params.n) { return; }
-  let lo = params.offset_lo + blk;
+${flatMain({
+  wg: WG,
+  index: 'blk',
+  // Block blk covers elements 4·blk … 4·blk + 3: it has work iff 4·blk < n.
+  prologue: '  let base = blk * 4u;\n',
+  count: '(params.n + 3u) / 4u',
+  body: `  let lo = params.offset_lo + blk;
   let hi = params.offset_hi + select(0u, 1u, lo < blk);
   let w = philox(vec4<u32>(lo, hi, params.stream, 0u), vec2<u32>(params.key0, params.key1));
   for (var j = 0u; j < 4u; j++) {
@@ -72,14 +77,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // x·(mask·scale) as PyTorch does: a dropped NaN stays NaN.
     let m = select(0.0, params.scale, u >= params.rate);
     out[i] = x[i] * m;${dual ? '\n    tout[i] = tx[i] * m;' : ''}
-  }
-}`,
-  });
+  }`,
+})}`,
+  }),
+});
+
+function launch(e: Engine, p: DropoutParams, x: Tensor, out: Tensor, tx: Tensor | null, tout: Tensor | null): void {
+  const dual = tx !== null && tout !== null;
   const [key0, key1] = seedKey(p.seed);
   const offset = p.offset ?? 0;
   const bindings: Record<string, Tensor> = dual ? { x, tx: tx!, out, tout: tout! } : { x, out };
-  e.dispatch(
-    program,
+  e.run(
+    DROPOUT,
+    { dual },
     bindings,
     {
       n: x.size,
@@ -95,17 +105,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   );
 }
 
-function input(x: MaybeTensor): Tensor {
-  if (!x) throw new ShapeError('dropout: missing input x');
-  x.assertDType('f32', 'dropout x');
-  return x;
-}
-
 /** x·mask/(1 − rate), always dispatching (use `dropout` for the eval-mode / rate-0 shortcut). Linear in x. */
-export const dropoutMasked: Op<DropoutParams> = defineOp<DropoutParams>({
+export const dropoutMasked: Op<DropoutParams> = defineOp({
   name: 'dropout',
-  forward(e, [x0], p) {
-    const x = input(x0);
+  inputs: ['x'],
+  forward(e, [x], p) {
     checkRate(p.rate);
     const out = e.empty(x.shape, 'f32', 'dropout');
     if (x.size > 0) launch(e, p, x, out, null, null);
@@ -114,8 +118,7 @@ export const dropoutMasked: Op<DropoutParams> = defineOp<DropoutParams>({
   // Same (seed, stream, offset) → same mask: the adjoint of a diagonal map is itself.
   vjp: (e, { params }, ct) => [dropoutMasked(e, [ct], params)],
   jvp: (e, { params }, [tx]) => (tx ? dropoutMasked(e, [tx], params) : null),
-  dual(e, [x0], [tx], p) {
-    const x = input(x0);
+  dual(e, [x], [tx], p) {
     checkRate(p.rate);
     if (!tx) return [dropoutMasked.def.forward(e, [x], p), null];
     if (tx.size !== x.size) throw new ShapeError(`dropout: tangent ${tx.describe()} does not match ${x.describe()}`);

@@ -19,7 +19,9 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
-import { grid, randomTensor, type Seed } from '../engine/rng.js';
+import { randomTensor, type Seed } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import { DTypeError, SbgcError, ShapeError } from '../engine/errors.js';
 import { addMaybe, mul, scale } from './elementwise.js';
 
@@ -63,21 +65,121 @@ fn freqPower(cf: f32, m: u32) -> f32 {
   return p;
 }`;
 
+/** D_m: one invocation per (n, k) writes the sin and cos columns; `scaled` multiplies by s[n]. */
+const SINUSOID_EMBED = defineProgram<{ scaled: boolean }>({
+  name: 'embedding.sinusoid',
+  spec: { scaled: true },
+  build: ({ scaled }) => ({
+    name: `embedding.sinusoid${scaled ? '.scaled' : ''}`,
+    buffers: [
+      { name: 't', type: 'f32' },
+      { name: 'f', type: 'f32' },
+      ...(scaled ? [{ name: 's', type: 'f32' as const }] : []),
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['total', 'u32'],
+      ['half', 'u32'],
+      ['dim', 'u32'],
+      ['order', 'u32'],
+      ['c', 'f32'],
+    ],
+    workgroupSize: [WG],
+    body: `${SINCOS_WGSL}
+${flatMain({
+  wg: WG,
+  count: 'params.total',
+  body: `  let n = i / params.half;
+  let k = i % params.half;
+  let a = (t[n] * f[k]) * params.c;
+  let amp = freqPower(f[k] * params.c, params.order)${scaled ? ' * s[n]' : ''};
+  let sc = sincosShifted(a, params.order);
+  let row = n * params.dim;
+  out[row + k] = amp * sc.x;
+  out[row + params.half + k] = amp * sc.y;
+  if (k == 0u && params.dim > 2u * params.half) { out[row + params.dim - 1u] = 0.0; }`,
+})}`,
+  }),
+});
+
+/** R_m: one invocation per row n sums over the h frequencies. */
+const SINUSOID_CONTRACT = defineProgram<Record<string, never>>({
+  name: 'embedding.sinusoidContract',
+  spec: {},
+  build: () => ({
+    name: 'embedding.sinusoidContract',
+    buffers: [
+      { name: 't', type: 'f32' },
+      { name: 'f', type: 'f32' },
+      { name: 'g', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['rows', 'u32'],
+      ['half', 'u32'],
+      ['dim', 'u32'],
+      ['order', 'u32'],
+      ['c', 'f32'],
+    ],
+    workgroupSize: [WG],
+    body: `${SINCOS_WGSL}
+${flatMain({
+  wg: WG,
+  count: 'params.rows',
+  index: 'n',
+  body: `  let tn = t[n];
+  let row = n * params.dim;
+  var acc = 0.0;
+  for (var k = 0u; k < params.half; k++) {
+    let sc = sincosShifted((tn * f[k]) * params.c, params.order);
+    let amp = freqPower(f[k] * params.c, params.order);
+    acc += amp * (sc.x * g[row + k] + sc.y * g[row + params.half + k]);
+  }
+  out[n] = acc;`,
+})}`,
+  }),
+});
+
+const ONE_HOT_WG = 256;
+
+/** One invocation per output element; an out-of-range label gives a NaN row. */
+const ONE_HOT = defineProgram<Record<string, never>>({
+  name: 'embedding.oneHot',
+  spec: {},
+  build: () => ({
+    name: 'embedding.oneHot',
+    buffers: [
+      { name: 'labels', type: 'u32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['total', 'u32'],
+      ['classes', 'u32'],
+      ['nan_bits', 'u32'],
+    ],
+    workgroupSize: [ONE_HOT_WG],
+    body: flatMain({
+      wg: ONE_HOT_WG,
+      count: 'params.total',
+      body: `  let label = labels[i / params.classes];
+  let hit = select(0.0, 1.0, label == i % params.classes);
+  // NaN from a uniform: a NaN constant expression is a shader-creation error.
+  out[i] = select(bitcast<f32>(params.nan_bits), hit, label < params.classes);`,
+    }),
+  }),
+});
+
 function checkOrder(p: SinusoidParams, what: string): void {
   if (!Number.isInteger(p.order) || p.order < 0) throw new SbgcError(`${what}: order must be an integer ≥ 0, got ${p.order}`);
   if (!Number.isFinite(p.angleScale)) throw new SbgcError(`${what}: angleScale must be finite, got ${p.angleScale}`);
 }
 
-function times(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing t`);
-  t.assertDType('f32', `${what} t`);
+function times(t: Tensor, what: string): Tensor {
   if (t.rank !== 1) throw new ShapeError(`${what}: t ${t.describe()} must be 1-D [N]`);
   return t;
 }
 
-function freqs(f: MaybeTensor, dim: number, what: string): Tensor {
-  if (!f) throw new ShapeError(`${what}: missing frequencies`);
-  f.assertDType('f32', `${what} frequencies`);
+function freqs(f: Tensor, dim: number, what: string): Tensor {
   if (f.rank !== 1) throw new ShapeError(`${what}: frequencies ${f.describe()} must be 1-D`);
   const h = f.shape[0];
   if (dim !== 2 * h && dim !== 2 * h + 1) {
@@ -92,8 +194,9 @@ function constantFrequencies(tangent: MaybeTensor, what: string): void {
 }
 
 /** D_m(t, s): inputs [t [N], f [h], s [N] | null] → [N, dim]. */
-export const sinusoidEmbed: Op<SinusoidParams> = defineOp<SinusoidParams>({
+export const sinusoidEmbed: Op<SinusoidParams> = defineOp({
   name: 'embedding.sinusoid',
+  inputs: ['t', 'f', 's?'],
   forward(e, [t0, f0, s0], p) {
     const what = 'sinusoidEmbed';
     checkOrder(p, what);
@@ -101,48 +204,15 @@ export const sinusoidEmbed: Op<SinusoidParams> = defineOp<SinusoidParams>({
     const f = freqs(f0, p.dim, what);
     const n = t.shape[0];
     const h = f.shape[0];
-    if (s0) {
-      s0.assertDType('f32', `${what} s`);
-      s0.assertShape([n], `${what} s`);
-    }
+    if (s0) s0.assertShape([n], `${what} s`);
     const out = e.empty([n, p.dim], 'f32', 'sinusoidEmbed');
     if (n * h === 0) {
       if (out.size > 0) e.write(out, new Uint8Array(out.byteLength)); // dim 1: only the zero column
       return out;
     }
-    const program = e.program({
-      name: `embedding.sinusoid${s0 ? '.scaled' : ''}`,
-      buffers: [
-        { name: 't', type: 'f32' },
-        { name: 'f', type: 'f32' },
-        ...(s0 ? [{ name: 's', type: 'f32' as const }] : []),
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: [
-        ['total', 'u32'],
-        ['half', 'u32'],
-        ['dim', 'u32'],
-        ['order', 'u32'],
-        ['c', 'f32'],
-      ],
-      workgroupSize: [WG],
-      body: `${SINCOS_WGSL}
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.total) { return; }
-  let n = i / params.half;
-  let k = i % params.half;
-  let a = (t[n] * f[k]) * params.c;
-  let amp = freqPower(f[k] * params.c, params.order)${s0 ? ' * s[n]' : ''};
-  let sc = sincosShifted(a, params.order);
-  let row = n * params.dim;
-  out[row + k] = amp * sc.x;
-  out[row + params.half + k] = amp * sc.y;
-  if (k == 0u && params.dim > 2u * params.half) { out[row + params.dim - 1u] = 0.0; }
-}`,
-    });
     const bindings: Record<string, Tensor> = s0 ? { t, f, s: s0, out } : { t, f, out };
-    e.dispatch(program, bindings, { total: n * h, half: h, dim: p.dim, order: p.order, c: p.angleScale }, grid(e, n * h, WG));
+    const uniforms = { total: n * h, half: h, dim: p.dim, order: p.order, c: p.angleScale };
+    e.run(SINUSOID_EMBED, { scaled: !!s0 }, bindings, uniforms, grid(e, n * h, WG));
     return out;
   },
   vjp(e, { inputs: [t, f, s], params }, ct, needs) {
@@ -163,56 +233,20 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 });
 
 /** R_m(t, g): inputs [t [N], f [h], g [N, dim]] → [N]. */
-export const sinusoidContract: Op<SinusoidParams> = defineOp<SinusoidParams>({
+export const sinusoidContract: Op<SinusoidParams> = defineOp({
   name: 'embedding.sinusoidContract',
-  forward(e, [t0, f0, g0], p) {
+  inputs: ['t', 'f', 'g'],
+  forward(e, [t0, f0, g], p) {
     const what = 'sinusoidContract';
     checkOrder(p, what);
     const t = times(t0, what);
     const f = freqs(f0, p.dim, what);
     const n = t.shape[0];
-    if (!g0) throw new ShapeError(`${what}: missing g`);
-    g0.assertDType('f32', `${what} g`);
-    g0.assertShape([n, p.dim], `${what} g`);
+    g.assertShape([n, p.dim], `${what} g`);
     const out = e.zeros([n], 'f32', 'sinusoidContract');
     if (n === 0 || f.shape[0] === 0) return out;
-    const program = e.program({
-      name: 'embedding.sinusoidContract',
-      buffers: [
-        { name: 't', type: 'f32' },
-        { name: 'f', type: 'f32' },
-        { name: 'g', type: 'f32' },
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: [
-        ['rows', 'u32'],
-        ['half', 'u32'],
-        ['dim', 'u32'],
-        ['order', 'u32'],
-        ['c', 'f32'],
-      ],
-      workgroupSize: [WG],
-      body: `${SINCOS_WGSL}
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n = gid.x + gid.y * nwg.x * ${WG}u;
-  if (n >= params.rows) { return; }
-  let tn = t[n];
-  let row = n * params.dim;
-  var acc = 0.0;
-  for (var k = 0u; k < params.half; k++) {
-    let sc = sincosShifted((tn * f[k]) * params.c, params.order);
-    let amp = freqPower(f[k] * params.c, params.order);
-    acc += amp * (sc.x * g[row + k] + sc.y * g[row + params.half + k]);
-  }
-  out[n] = acc;
-}`,
-    });
-    e.dispatch(
-      program,
-      { t, f, g: g0, out },
-      { rows: n, half: f.shape[0], dim: p.dim, order: p.order, c: p.angleScale },
-      grid(e, n, WG),
-    );
+    const uniforms = { rows: n, half: f.shape[0], dim: p.dim, order: p.order, c: p.angleScale };
+    e.run(SINUSOID_CONTRACT, {}, { t, f, g, out }, uniforms, grid(e, n, WG));
     return out;
   },
   vjp(e, { inputs: [t, f, g], params }, ct, needs) {
@@ -309,29 +343,8 @@ export function oneHot(e: Engine, labels: Tensor | ArrayLike<number>, numClasses
   const n = lab.shape[0];
   const out = e.empty([n, numClasses], 'f32', 'oneHot');
   if (out.size > 0) {
-    const program = e.program({
-      name: 'embedding.oneHot',
-      buffers: [
-        { name: 'labels', type: 'u32' },
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: [
-        ['total', 'u32'],
-        ['classes', 'u32'],
-        ['nan_bits', 'u32'],
-      ],
-      workgroupSize: [256],
-      body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * 256u;
-  if (i >= params.total) { return; }
-  let label = labels[i / params.classes];
-  let hit = select(0.0, 1.0, label == i % params.classes);
-  // NaN from a uniform: a NaN constant expression is a shader-creation error.
-  out[i] = select(bitcast<f32>(params.nan_bits), hit, label < params.classes);
-}`,
-    });
-    e.dispatch(program, { labels: lab, out }, { total: out.size, classes: numClasses, nan_bits: 0x7fc00000 }, grid(e, out.size, 256));
+    const uniforms = { total: out.size, classes: numClasses, nan_bits: 0x7fc00000 };
+    e.run(ONE_HOT, {}, { labels: lab, out }, uniforms, grid(e, out.size, ONE_HOT_WG));
   }
   if (owned) lab.dispose(); // the dispatch holds the buffer until the batch is submitted
   return out;

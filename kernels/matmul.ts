@@ -12,16 +12,9 @@ import { ShapeError } from '../engine/errors.js';
 import { addMaybe } from './elementwise.js';
 import { channelBroadcast, channelSum } from './bias.js';
 import { autotuner, shapeClass, type TuneResult } from './autotune.js';
-import {
-  TILED_CANDIDATES,
-  availableVariants,
-  tiledDefault,
-  cpuMatmulKernel,
-  subgroupSize,
-  tiledGemmKernel,
-  type GemmVariant,
-  type TileConfig,
-} from './gemm-wgsl.js';
+import { defineProgram } from '../engine/program.js';
+import { CPU_MATMUL, availableVariants, subgroupSize, type GemmVariant } from './gemm-wgsl.js';
+import { TILED_CANDIDATES, TILE_SPEC_FIELDS, tiledDefault, tiledGemmKernel, type TileConfig } from './gemm-tiled.js';
 
 export interface MatmulParams {
   /** A is given as [K, M]. */
@@ -64,12 +57,6 @@ interface MatmulShape {
   K: number;
 }
 
-function req(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  t.assertDType('f32', what);
-  return t;
-}
-
 function shapeOf(op: string, a: Tensor, b: Tensor, bias: MaybeTensor, transA: boolean, transB: boolean): MatmulShape {
   if (a.rank !== 2) throw new ShapeError(`${op}: ${a.describe()} must be a matrix`);
   if (b.rank !== 2) throw new ShapeError(`${op}: ${b.describe()} must be a matrix`);
@@ -110,6 +97,34 @@ function resolveConfig(e: Engine, s: MatmulShape, transA: boolean, transB: boole
   return tuner.choice<MatmulConfig>(key) ?? defaultConfig(e, availableVariants(e)[0], s);
 }
 
+/** The tiled GPU GEMM for matmul: the loaders follow the transposes, storeC adds the bias. */
+const MATMUL_TILED = defineProgram<TileConfig & { transA: boolean; transB: boolean; bias: boolean }>({
+  name: 'matmul.tiled',
+  spec: { ...TILE_SPEC_FIELDS, transA: true, transB: true, bias: true },
+  build: ({ transA, transB, bias, ...tile }) =>
+    tiledGemmKernel({
+      name: 'matmul.tiled',
+      ...tile,
+      dual: false,
+      splitK: false,
+      buffers: [
+        { name: 'A', type: 'f32' },
+        { name: 'B', type: 'f32' },
+        ...(bias ? [{ name: 'bias', type: 'f32' as const }] : []),
+        { name: 'C', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: [
+        ['M', 'u32'],
+        ['N', 'u32'],
+        ['K', 'u32'],
+      ],
+      helpers: `
+fn loadA(m: u32, k: u32) -> f32 { return A[${transA ? 'k * params.M + m' : 'm * params.K + k'}]; }
+fn loadB(k: u32, n: u32) -> f32 { return B[${transB ? 'n * params.K + k' : 'k * params.N + n'}]; }
+fn storeC(m: u32, n: u32, z: u32, v: f32) { C[m * params.N + n] = v${bias ? ' + bias[n]' : ''}; }`,
+    }),
+});
+
 /** Records C = op(A)·op(B) (+ bias) with the given configuration. */
 function launch(
   e: Engine,
@@ -127,55 +142,30 @@ function launch(
   if (bias) bindings.bias = bias;
   if (config.variant === 'tiled') {
     const t = config.tile;
-    const helpers = `
-fn loadA(m: u32, k: u32) -> f32 { return A[${transA ? 'k * params.M + m' : 'm * params.K + k'}]; }
-fn loadB(k: u32, n: u32) -> f32 { return B[${transB ? 'n * params.K + k' : 'k * params.N + n'}]; }
-fn storeC(m: u32, n: u32, z: u32, v: f32) { C[m * params.N + n] = v${bias ? ' + bias[n]' : ''}; }`;
-    const program = e.program(
-      tiledGemmKernel({
-        name: 'matmul.tiled',
-        ...t,
-        dual: false,
-        splitK: false,
-        buffers: [
-          { name: 'A', type: 'f32' },
-          { name: 'B', type: 'f32' },
-          ...(bias ? [{ name: 'bias', type: 'f32' as const }] : []),
-          { name: 'C', type: 'f32', access: 'read_write' },
-        ],
-        uniforms: [
-          ['M', 'u32'],
-          ['N', 'u32'],
-          ['K', 'u32'],
-        ],
-        helpers,
-      }),
-    );
-    e.dispatch(program, bindings, { M, N, K }, [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, transA, transB, bias: !!bias };
+    e.run(MATMUL_TILED, spec, bindings, { M, N, K }, [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
     return out;
   }
   const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;
   const { tm, tn } = config.tile;
-  const program = e.program(
-    cpuMatmulKernel({
-      tm,
-      tn,
-      transA,
-      transB,
-      vecA: transA ? M % 4 === 0 && !sg : K % 4 === 0,
-      vecB: transB ? K % 4 === 0 : N % 4 === 0,
-      vecC: N % 4 === 0,
-      kTail: K % 4 !== 0,
-      biasAxis: 'cols',
-      bias: !!bias,
-      bias2: false,
-      batched: false,
-      dual: false,
-      subgroup: sg,
-      wg: CPU_WG,
-    }),
-  );
-  e.dispatch(program, bindings, { M, N, K }, [Math.ceil(N / tn / CPU_WG), Math.ceil(M / tm)]);
+  const spec = {
+    tm,
+    tn,
+    transA,
+    transB,
+    vecA: transA ? M % 4 === 0 && !sg : K % 4 === 0,
+    vecB: transB ? K % 4 === 0 : N % 4 === 0,
+    vecC: N % 4 === 0,
+    kTail: K % 4 !== 0,
+    biasAxis: 'cols' as const,
+    bias: !!bias,
+    bias2: false,
+    batched: false,
+    dual: false,
+    subgroup: sg,
+    wg: CPU_WG,
+  };
+  e.run(CPU_MATMUL, spec, bindings, { M, N, K }, [Math.ceil(N / tn / CPU_WG), Math.ceil(M / tm)]);
   return out;
 }
 
@@ -263,24 +253,24 @@ function matmulGrads(e: Engine, a: Tensor, b: Tensor, g: Tensor, p: MatmulParams
   return [ga, gb, gbias];
 }
 
-export const matmul: Op<MatmulParams> = defineOp<MatmulParams>({
+export const matmul: Op<MatmulParams> = defineOp({
   name: 'matmul',
-  forward: (e, [a, b, bias], p) => matmulForward(e, req(a, 'matmul A'), req(b, 'matmul B'), bias ?? null, p),
-  vjp: (e, { inputs: [a, b], params }, ct, needs) => matmulGrads(e, a!, b!, ct, params, needs),
+  inputs: ['A', 'B', 'bias?'],
+  forward: (e, [a, b, bias], p) => matmulForward(e, a, b, bias ?? null, p),
+  vjp: (e, { inputs: [a, b], params }, ct, needs) => matmulGrads(e, a, b, ct, params, needs),
   jvp: (e, { inputs: [a, b], output, params }, [ta, tb, tbias]) => {
-    const tA = ta ? matmul(e, [ta, b!, tbias ?? null], params) : null;
-    const tB = tb ? matmul(e, [a!, tb], params) : null;
+    const tA = ta ? matmul(e, [ta, b, tbias ?? null], params) : null;
+    const tB = tb ? matmul(e, [a, tb], params) : null;
     const onlyBias = !ta && tbias ? channelBroadcast(e, [tbias], { shape: output.shape, axis: 1 }) : null;
     return addMaybe(e, addMaybe(e, tA, tB), onlyBias);
   },
 });
 
 /** y = x·Wᵀ + b: x [batch, in], W [out, in], b [out] (optional). */
-export const dense: Op<DenseParams> = defineOp<DenseParams>({
+export const dense: Op<DenseParams> = defineOp({
   name: 'dense',
-  forward(e, [x0, w0, b], { variant }) {
-    const x = req(x0, 'dense x');
-    const w = req(w0, 'dense W');
+  inputs: ['x', 'W', 'b?'],
+  forward(e, [x, w, b], { variant }) {
     if (x.rank !== 2 || w.rank !== 2 || x.shape[1] !== w.shape[1]) {
       throw new ShapeError(`dense: x ${x.describe()} must be [batch, in] and W ${w.describe()} [out, in] with equal in`);
     }
@@ -289,14 +279,14 @@ export const dense: Op<DenseParams> = defineOp<DenseParams>({
   vjp(e, { inputs: [x, w], params }, ct, needs) {
     const v = params.variant;
     return [
-      needs[0] ? matmul(e, [ct, w!], { variant: v }) : null, // G·W
-      needs[1] ? matmul(e, [ct, x!], { transA: true, variant: v }) : null, // Gᵀ·x
+      needs[0] ? matmul(e, [ct, w], { variant: v }) : null, // G·W
+      needs[1] ? matmul(e, [ct, x], { transA: true, variant: v }) : null, // Gᵀ·x
       needs[2] ? channelSum(e, [ct], { axis: 1 }) : null,
     ];
   },
   jvp(e, { inputs: [x, w], output, params }, [tx, tw, tb]) {
-    const fromX = tx ? dense(e, [tx, w!, tb ?? null], params) : null;
-    const fromW = tw ? dense(e, [x!, tw], params) : null;
+    const fromX = tx ? dense(e, [tx, w, tb ?? null], params) : null;
+    const fromW = tw ? dense(e, [x, tw], params) : null;
     const onlyBias = !tx && tb ? channelBroadcast(e, [tb], { shape: output.shape, axis: 1 }) : null;
     return addMaybe(e, addMaybe(e, fromX, fromW), onlyBias);
   },

@@ -17,8 +17,9 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
-import { grid } from '../engine/rng.js';
+import { defineOp, type Op } from '../engine/autodiff.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 
 const WG = 256;
@@ -32,9 +33,7 @@ export interface ResampleParams {
   gain?: number;
 }
 
-function nchw(x: MaybeTensor, what: string): [number, number, number, number] {
-  if (!x) throw new ShapeError(`${what}: missing input x`);
-  x.assertDType('f32', what);
+function nchw(x: Tensor, what: string): [number, number, number, number] {
   if (x.rank !== 4) throw new ShapeError(`${what}: input ${x.describe()} must be NCHW (rank 4)`);
   return [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
 }
@@ -51,8 +50,6 @@ function gainOf(p: ResampleParams, what: string): number {
 // vec2<f32> (its rows have 2·LW floats), so a block row is one vec2. LH, LW are pipeline constants: division by a
 // constant compiles to a multiply-shift, which made these kernels 1.5–2× faster on lavapipe than uniform sizes.
 const INDEX = `
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.total) { return; }
   let lx = i % LW;
   let r = i / LW;
   let ly = r % LH;
@@ -106,9 +103,11 @@ const DOWN_BODY: Record<ResampleFilter, string> = {
   lo[i] = params.gain * s;`,
 };
 
-/** One dispatch over the low-res grid; `up` writes `hi` from `lo`, otherwise `lo` from `hi`. */
-function launch(e: Engine, up: boolean, filter: ResampleFilter, lo: Tensor, hi: Tensor, gain: number): void {
-  const program = e.program({
+/** One program per direction, filter and low-res size (LH, LW are pipeline constants, see INDEX). */
+const RESAMPLE = defineProgram<{ up: boolean; filter: ResampleFilter; LH: number; LW: number }>({
+  name: 'resample',
+  spec: { up: true, filter: true, LH: true, LW: true },
+  build: ({ up, filter, LH, LW }) => ({
     name: `resample.${up ? 'up' : 'down'}2x.${filter}`,
     buffers: up
       ? [
@@ -124,24 +123,28 @@ function launch(e: Engine, up: boolean, filter: ResampleFilter, lo: Tensor, hi: 
       ['gain', 'f32'],
     ],
     workgroupSize: [WG],
-    constants: { LH: lo.shape[2], LW: lo.shape[3] },
+    constants: { LH, LW },
     body: `
 override LH: u32;
 override LW: u32;
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {${INDEX}${(up ? UP_BODY : DOWN_BODY)[filter]}
-}`,
-  });
-  e.dispatch(program, { lo, hi }, { total: lo.size, gain }, grid(e, lo.size, WG));
+${flatMain({ wg: WG, count: 'params.total', body: `${INDEX}${(up ? UP_BODY : DOWN_BODY)[filter]}` })}`,
+  }),
+});
+
+/** One dispatch over the low-res grid; `up` writes `hi` from `lo`, otherwise `lo` from `hi`. */
+function launch(e: Engine, up: boolean, filter: ResampleFilter, lo: Tensor, hi: Tensor, gain: number): void {
+  const spec = { up, filter, LH: lo.shape[2], LW: lo.shape[3] };
+  e.run(RESAMPLE, spec, { lo, hi }, { total: lo.size, gain }, grid(e, lo.size, WG));
 }
 
 /** [N, C, H, W] → [N, C, 2H, 2W]: nearest ('naive') or score_sde's upsample_2d ('fir'), times gain. */
-export const upsample2x: Op<ResampleParams> = defineOp<ResampleParams>({
+export const upsample2x: Op<ResampleParams> = defineOp({
   name: 'resample.up2x',
-  forward(e, [x0], params) {
+  inputs: ['x'],
+  forward(e, [x], params) {
     const what = `upsample2x (${params.filter})`;
     const gain = gainOf(params, what);
-    const [n, c, h, w] = nchw(x0, what);
-    const x = x0!;
+    const [n, c, h, w] = nchw(x, what);
     const out = e.empty([n, c, 2 * h, 2 * w], 'f32', `upsample2x.${params.filter}`);
     if (out.size > 0) launch(e, true, params.filter, x, out, gain);
     return out;
@@ -151,13 +154,13 @@ export const upsample2x: Op<ResampleParams> = defineOp<ResampleParams>({
 });
 
 /** [N, C, H, W] → [N, C, H/2, W/2] for even H, W: 2×2 mean ('naive') or score_sde's downsample_2d ('fir'). */
-export const downsample2x: Op<ResampleParams> = defineOp<ResampleParams>({
+export const downsample2x: Op<ResampleParams> = defineOp({
   name: 'resample.down2x',
-  forward(e, [x0], params) {
+  inputs: ['x'],
+  forward(e, [x], params) {
     const what = params.filter === 'naive' ? 'avgPool2x (naive downsample2x)' : 'downsample2x (fir)';
     const gain = gainOf(params, what);
-    const [n, c, h, w] = nchw(x0, what);
-    const x = x0!;
+    const [n, c, h, w] = nchw(x, what);
     // The network halves 32→16→8→4 only; score_sde's reshape-based mean needs even sizes too.
     if (h % 2 !== 0 || w % 2 !== 0) {
       throw new ShapeError(`${what}: input ${x.describe()} must have even height and width, got ${h}×${w}`);

@@ -15,6 +15,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
 import { DeviceLimitError } from '../engine/errors.js';
+import { defineProgram } from '../engine/program.js';
 
 export interface StridedProduct {
   batch: number;
@@ -45,7 +46,7 @@ function modeOf(tileStride: number, tileLen: number, kStride: number, K2: number
   return 'scalar';
 }
 
-/** WGSL of the kernel for one combination of load modes (the pipeline cache keys on it). */
+/** WGSL of the kernel for one combination of load modes. */
 function body(ma: LoadMode, mb: LoadMode, vecOut: boolean, bias: boolean): string {
   const unroll = ma === 'k' || mb === 'k';
   const consecutive = mb === 'tile' || vecOut;
@@ -114,16 +115,15 @@ fn store(ob: u32, i: u32, js: vec4<u32>, acc: vec4<f32>) {
 }`;
 }
 
-/** Records out = A·B per the strides (out must be a fresh tensor covering every (b, i, j)). */
-export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bias: MaybeTensor, out: Tensor, p: StridedProduct): void {
-  const [ab, ai, ak1, ak2] = p.a;
-  const [bb, bj, bk1, bk2] = p.b;
-  const [ob, oi, oj] = p.out;
-  const ma = modeOf(ai, p.I, ak2, p.K2, [ab, ak1]);
-  const mb = modeOf(bj, p.J, bk2, p.K2, [bb, bk1]);
-  const vecOut = oj === 1 && p.J % 4 === 0 && all4([ob, oi]) && mb !== 'k';
-  const vec = (m: boolean) => (m ? 'vec4<f32>' : 'f32') as 'vec4<f32>' | 'f32';
-  const program = e.program({
+type ProductSpec = { name: string; ma: LoadMode; mb: LoadMode; vecOut: boolean; bias: boolean };
+
+const vec = (m: boolean) => (m ? 'vec4<f32>' : 'f32') as 'vec4<f32>' | 'f32';
+
+/** One pipeline per (caller's name, load modes, vec4 output, bias); sizes and strides are uniforms. */
+const STRIDED_PRODUCT = defineProgram<ProductSpec>({
+  name: 'product',
+  spec: { name: true, ma: true, mb: true, vecOut: true, bias: true },
+  build: ({ name, ma, mb, vecOut, bias }) => ({
     name: `product.${name}.${ma}.${mb}${vecOut ? '.v4out' : ''}${bias ? '.bias' : ''}`,
     buffers: [
       { name: 'A', type: vec(ma !== 'scalar') },
@@ -135,8 +135,18 @@ export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bi
       .map((n): [string, 'u32' | 'f32'] => [n, 'u32'])
       .concat([['alpha', 'f32']]),
     workgroupSize: [WG[0], WG[1]],
-    body: body(ma, mb, vecOut, !!bias),
-  });
+    body: body(ma, mb, vecOut, bias),
+  }),
+});
+
+/** Records out = A·B per the strides (out must be a fresh tensor covering every (b, i, j)). */
+export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bias: MaybeTensor, out: Tensor, p: StridedProduct): void {
+  const [ab, ai, ak1, ak2] = p.a;
+  const [bb, bj, bk1, bk2] = p.b;
+  const [ob, oi, oj] = p.out;
+  const ma = modeOf(ai, p.I, ak2, p.K2, [ab, ak1]);
+  const mb = modeOf(bj, p.J, bk2, p.K2, [bb, bk1]);
+  const vecOut = oj === 1 && p.J % 4 === 0 && all4([ob, oi]) && mb !== 'k';
   const gx = Math.ceil(p.J / (4 * WG[0]));
   const gy = Math.ceil(p.I / (4 * WG[1]));
   const max = e.limits.maxComputeWorkgroupsPerDimension;
@@ -146,5 +156,5 @@ export function stridedProduct(e: Engine, name: string, A: Tensor, B: Tensor, bi
   const bindings: Record<string, Tensor> = { A, B, out };
   if (bias) bindings.bias = bias;
   const u = { I: p.I, J: p.J, K1: p.K1, K2: p.K2, ab, ai, ak1, ak2, bb, bj, bk1, bk2, ob, oi, oj, alpha: p.alpha };
-  e.dispatch(program, bindings, u, [gx, gy, p.batch]);
+  e.run(STRIDED_PRODUCT, { name, ma, mb, vecOut, bias: !!bias }, bindings, u, [gx, gy, p.batch]);
 }
