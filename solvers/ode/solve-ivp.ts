@@ -13,12 +13,14 @@
 import { scipyControl } from './control-policy.js';
 import { DenseOutput, StepInterpolant } from './dense-output.js';
 import type { OdeRhs } from './host-rhs.js';
-import { messages, type SolveIvpStatus } from './outcome.js';
+import type { SolveIvpStatus } from './outcome.js';
 import { solve } from './solve.js';
 import { HostF64State } from './state-host.js';
 import type { EmbeddedRkTableau } from './tableau.js';
 import { RK45 } from './tableaus.js';
 import { validateTolerances, type Tolerance } from './tolerance.js';
+
+export type { OdeRhs } from './host-rhs.js';
 
 /** States up to this many components keep every accepted state by default (8 KiB each; the GPU batch does not). */
 export const SAVE_STEPS_DEFAULT_MAX_DIM = 1024;
