@@ -9,8 +9,8 @@
  */
 import type { ControlPolicy } from './control-policy.js';
 import type { StepController, StepTrial } from './controller.js';
-import { annotate, flaggedRowsNote, messages, type RowOutcome, type SolveIvpStatus } from './outcome.js';
-import type { RkState, RowFlags, StageTerm } from './state.js';
+import { annotate, flaggedRowsNote, fmt, messages, type RowOutcome, type SolveIvpStatus } from './outcome.js';
+import type { MaybePromise, RkState, RowFlags, StageTerm } from './state.js';
 import { initialStepFinal, initialStepGuess } from './step-size.js';
 import { checkTableau, type EmbeddedRkTableau } from './tableau.js';
 
@@ -69,6 +69,11 @@ interface Row {
   times: number[];
 }
 
+/** What was non-finite: the initial state, f(t0, y0), the initial-step probe, stage s of a trial, y_new, or the norms. */
+type Fault = 'initial-state' | 'f0' | 'probe' | number | 'new-state' | 'norms';
+/** Which evaluation threw. */
+type Call = 'f0' | 'probe' | 'step';
+
 const terms = (weights: readonly number[]): StageTerm[] => weights.map((coef, stage) => ({ stage, coef }));
 
 /** Integrate `state` from tSpan[0] to tSpan[1] with `tableau` under `control`; never throws after validation. */
@@ -81,168 +86,266 @@ export async function solve<Term, S extends RkState<Term>>(
 ): Promise<SolveOutcome> {
   checkTableau(tableau);
   if (state.tableau !== tableau) throw new RangeError(`solve: the state holds stages of ${state.tableau.name}, not ${tableau.name}`);
-  const [t0, t1] = options.tSpan;
-  const R = state.rows;
-  const shared = control.stepControl === 'shared';
-  const failMode = (options.nonFinite ?? 'fail') === 'fail';
-  const direction = t1 >= t0 ? 1 : -1;
-  const rows: Row[] = Array.from({ length: R }, () => ({ ctrl: null, outcome: null, trial: null, fresh: true, bad: false, nfev: 0, times: [t0] }));
-  let nfev = 0;
-  let rounds = 0;
-  let error: unknown;
+  return new Driver(term, tableau, control, state, options).run();
+}
 
-  const running = () => rows.flatMap((r, b) => (r.outcome ? [] : [b]));
-  const finish = (): SolveOutcome => ({
-    rows: rows.map((r) => r.outcome!),
-    nfev,
-    rounds,
-    stepTimes: rows.map((r) => r.times),
-    controllers: rows.map((r) => r.ctrl),
-    ...(error !== undefined ? { error } : {}),
-  });
-  const setOutcome = (b: number, status: SolveIvpStatus, message: string) => {
-    const r = rows[b];
+/** The loop's bookkeeping as methods (no closures per round: a step of a small host ODE costs microseconds). */
+class Driver<Term, S extends RkState<Term>> {
+  private readonly t0: number;
+  private readonly t1: number;
+  private readonly R: number;
+  private readonly shared: boolean;
+  private readonly failMode: boolean;
+  private readonly rows: Row[];
+  private readonly stageTerms: StageTerm[][];
+  private readonly newTerms: StageTerm[];
+  private nfev = 0;
+  private rounds = 0;
+  private error: unknown;
+  /** Rows without an outcome, cached until the next outcome (never mutated by callers). */
+  private runningRows: number[] | null = null;
+  private tProbe: Float64Array;
+
+  constructor(
+    private readonly term: Term,
+    private readonly tableau: EmbeddedRkTableau,
+    private readonly control: ControlPolicy,
+    private readonly state: S,
+    private readonly options: SolveOptions<S>,
+  ) {
+    [this.t0, this.t1] = options.tSpan;
+    this.R = state.rows;
+    this.shared = control.stepControl === 'shared';
+    this.failMode = (options.nonFinite ?? 'fail') === 'fail';
+    this.rows = Array.from({ length: this.R }, () => ({ ctrl: null, outcome: null, trial: null, fresh: true, bad: false, nfev: 0, times: [this.t0] }));
+    this.stageTerms = tableau.A.map(terms);
+    this.newTerms = terms(tableau.B);
+    this.tProbe = new Float64Array(this.R).fill(this.t0);
+  }
+
+  private running(): number[] {
+    return (this.runningRows ??= this.rows.flatMap((r, b) => (r.outcome ? [] : [b])));
+  }
+
+  private finish(): SolveOutcome {
+    const out: SolveOutcome = {
+      rows: this.rows.map((r) => r.outcome!),
+      nfev: this.nfev,
+      rounds: this.rounds,
+      stepTimes: this.rows.map((r) => r.times),
+      controllers: this.rows.map((r) => r.ctrl),
+    };
+    if (this.error !== undefined) out.error = this.error;
+    return out;
+  }
+
+  private setOutcome(b: number, status: SolveIvpStatus, message: string): void {
+    const r = this.rows[b];
     const c = r.ctrl;
-    r.outcome = { status, message, t: c?.t ?? t0, nSteps: c?.nAccepted ?? 0, nRejected: c?.nRejected ?? 0, nfev: r.nfev };
-  };
+    this.runningRows = null;
+    r.outcome = { status, message, t: c?.t ?? this.t0, nSteps: c?.nAccepted ?? 0, nRejected: c?.nRejected ?? 0, nfev: r.nfev };
+  }
+
   /** Fail `which` (shared: every running row, with the first one's message and the flagged rows). */
-  const failRows = (which: readonly number[], status: SolveIvpStatus, message: (b: number) => string, flags: RowFlags | null = null) => {
+  private failRows(which: readonly number[], status: SolveIvpStatus, message: (b: number) => string, flags: RowFlags | null = null): void {
     if (which.length === 0) return;
-    if (shared) {
-      const text = annotate(message(which[0]), R > 1 ? flaggedRowsNote(flags) : '');
-      for (const b of running()) setOutcome(b, status, text);
+    if (this.shared) {
+      const text = annotate(message(which[0]), this.R > 1 ? flaggedRowsNote(flags) : '');
+      for (const b of this.running()) this.setOutcome(b, status, text);
     } else {
-      for (const b of which) setOutcome(b, status, annotate(message(b), ` (row ${b})`));
+      for (const b of which) this.setOutcome(b, status, annotate(message(b), ` (row ${b})`));
     }
-  };
-  const succeed = (b: number) => {
-    const c = rows[b].ctrl!;
-    setOutcome(b, 'success', messages.success(t1, c.nAccepted, c.nRejected, rows[b].nfev));
-  };
+  }
+
+  private succeed(b: number): void {
+    const c = this.rows[b].ctrl!;
+    this.setOutcome(b, 'success', messages.success(this.t1, c.nAccepted, c.nRejected, this.rows[b].nfev));
+  }
+
+  private nonFiniteMessage(fault: Fault, b: number): string {
+    if (fault === 'initial-state') return messages.nonFiniteInitialState(this.t0);
+    if (fault === 'f0') return messages.nonFiniteF0(this.t0);
+    if (fault === 'probe') return messages.nonFiniteProbe(this.tProbe[b]);
+    const { t, h, tNew } = this.rows[b].trial!;
+    const { C, nStages } = this.tableau;
+    const what =
+      fault === 'new-state'
+        ? `the new state y at t = ${fmt(tNew)}`
+        : fault === 'norms'
+          ? 'the stages or the new state'
+          : `f (stage ${fault}) at t = ${fmt(fault === nStages ? t + h : t + C[fault] * h)}`;
+    return messages.nonFiniteTrial(what, this.rows[b].ctrl!.nAccepted, t, h);
+  }
+
   /** Rows of `live` flagged non-finite: failed ('fail', or `always`) or marked for rejection; the rest stay live. */
-  const onFlags = (flags: RowFlags | null, live: readonly number[], message: (b: number) => string, always = false): number[] => {
-    if (!flags) return live.slice();
+  private onFlags(flags: RowFlags | null, live: readonly number[], fault: Fault, always = false): readonly number[] {
+    if (!flags || !live.some((b) => flags[b])) return live;
     const hit = live.filter((b) => flags[b]);
-    if (failMode || always) failRows(hit, 'non-finite', message, flags);
-    else for (const b of hit) rows[b].bad = true;
-    return live.filter((b) => !rows[b].outcome);
-  };
-  /** One batched evaluation into K[stage]; false when the right-hand side threw (the rows are failed). */
-  const evaluate = async (stage: number, source: 'y' | 'stage' | 'new', times: Float64Array, live: readonly number[], where: (b: number) => string) => {
-    nfev++;
-    for (const b of live) rows[b].nfev++;
+    if (this.failMode || always) this.failRows(hit, 'non-finite', (b) => this.nonFiniteMessage(fault, b), flags);
+    else for (const b of hit) this.rows[b].bad = true;
+    return live.filter((b) => !this.rows[b].outcome);
+  }
+
+  private threw(call: Call, live: readonly number[], err: unknown): null {
+    this.error = err;
+    const where = (b: number) => {
+      if (call === 'f0') return messages.whereF0(this.t0);
+      if (call === 'probe') return messages.whereProbe(this.t0);
+      const tr = this.rows[b].trial!;
+      return messages.whereStep(this.rows[b].ctrl!.nAccepted, tr.t, tr.h);
+    };
+    this.failRows(live, 'failed', (b) => messages.threw(where(b), err));
+    return null;
+  }
+
+  /** One batched evaluation into K[stage]; null when the right-hand side threw (the rows are failed). */
+  private evaluate(stage: number, source: 'y' | 'stage' | 'new', times: Float64Array, live: readonly number[], call: Call): MaybePromise<{ flags: RowFlags | null } | null> {
+    this.nfev++;
+    for (const b of live) this.rows[b].nfev++;
     try {
-      return { flags: await state.evaluate(term, stage, source, times, live) };
+      const r = this.state.evaluate(this.term, stage, source, times, live);
+      return r instanceof Promise ? r.then((flags) => ({ flags }), (err: unknown) => this.threw(call, live, err)) : { flags: r };
     } catch (err) {
-      error = err;
-      failRows(live, 'failed', (b) => messages.threw(where(b), err));
-      return null;
+      return this.threw(call, live, err);
     }
-  };
+  }
 
-  // Initial state, f(t0, y0) and the initial step (Hairer, Nørsett & Wanner I, II.4, from norms).
-  const initialBad = state.nonFiniteInitialRows();
-  failRows(running().filter((b) => initialBad[b]), 'non-finite', () => messages.nonFiniteInitialState(t0), initialBad);
-  if (running().length === 0) return finish();
-  options.onStart?.(state);
-  const f0 = await evaluate(0, 'y', new Float64Array(R).fill(t0), running(), () => messages.whereF0(t0));
-  if (!f0) return finish();
-  const f0Norms = await state.initialNorms('f0', shared);
-  onFlags(f0.flags ?? f0Norms.bad, running(), () => messages.nonFiniteF0(t0), true);
-  const L = Math.abs(t1 - t0);
-  const hAbs = new Float64Array(R);
-  if (control.firstStep !== undefined) {
-    hAbs.fill(control.firstStep);
-  } else if (L > 0 && running().length > 0) {
-    const d0 = (await state.initialNorms('y', shared)).norms;
-    const d1 = f0Norms.norms;
-    const h0 = new Float64Array(R);
-    const hd = new Float64Array(R);
-    const tProbe = new Float64Array(R).fill(t0);
-    for (const b of running()) {
-      h0[b] = initialStepGuess(d0[b], d1[b], L);
-      hd[b] = h0[b] * direction;
-      tProbe[b] = t0 + hd[b];
+  async run(): Promise<SolveOutcome> {
+    if (!(await this.start())) return this.finish();
+    while (this.running().length > 0) {
+      const stop = await this.round();
+      if (stop) break;
     }
-    state.setStep(hd);
-    state.combine([{ stage: 0, coef: 1 }], 'stage', running());
-    const f1 = await evaluate(1, 'stage', tProbe, running(), () => messages.whereProbe(t0));
-    if (!f1) return finish();
-    const d2 = await state.initialNorms('probe', shared);
-    const live = onFlags(f1.flags ?? d2.bad, running(), (b) => messages.nonFiniteProbe(tProbe[b]));
-    for (const b of live) hAbs[b] = initialStepFinal(h0[b], d1[b], d2.norms[b] / h0[b], L, control.maxStep, tableau.errorEstimatorOrder);
+    return this.finish();
   }
-  const first = running();
-  if (shared && first.length > 0) {
-    const c = control.create(t0, t1, hAbs[first[0]], tableau);
-    for (const b of first) rows[b].ctrl = c;
-  } else {
-    for (const b of first) rows[b].ctrl = control.create(t0, t1, hAbs[b], tableau);
-  }
-  for (const b of first) if (rows[b].ctrl!.finished) succeed(b);
 
-  const { A, B, C, nStages } = tableau;
-  const stageTerms = A.map(terms);
-  const newTerms = terms(B);
-  while (running().length > 0) {
-    // Each running row's trial (shared: the one controller decides for all).
+  /**
+   * The initial state, f(t0, y0) and the initial step (Hairer, Nørsett & Wanner I, II.4, from norms); makes the
+   * controllers. Promises are awaited only when a state returns one (a synchronous host solve takes no microtask).
+   */
+  private async start(): Promise<boolean> {
+    const { state, control, tableau, shared, R, t0, t1, rows } = this;
+    const initialBad = state.nonFiniteInitialRows();
+    this.failRows(this.running().filter((b) => initialBad[b]), 'non-finite', () => messages.nonFiniteInitialState(t0), initialBad);
+    if (this.running().length === 0) return false;
+    this.options.onStart?.(state);
+    let f0 = this.evaluate(0, 'y', new Float64Array(R).fill(t0), this.running(), 'f0');
+    if (f0 instanceof Promise) f0 = await f0;
+    if (!f0) return false;
+    let f0Norms = state.initialNorms('f0', shared);
+    if (f0Norms instanceof Promise) f0Norms = await f0Norms;
+    this.onFlags(f0.flags ?? f0Norms.bad, this.running(), 'f0', true);
+    const L = Math.abs(t1 - t0);
+    const hAbs = new Float64Array(R);
+    if (control.firstStep !== undefined) {
+      hAbs.fill(control.firstStep);
+    } else if (L > 0 && this.running().length > 0) {
+      let y0Norms = state.initialNorms('y', shared);
+      if (y0Norms instanceof Promise) y0Norms = await y0Norms;
+      const d0 = y0Norms.norms;
+      const d1 = f0Norms.norms;
+      const h0 = new Float64Array(R);
+      const hd = new Float64Array(R);
+      const direction = t1 >= t0 ? 1 : -1;
+      for (const b of this.running()) {
+        h0[b] = initialStepGuess(d0[b], d1[b], L);
+        hd[b] = h0[b] * direction;
+        this.tProbe[b] = t0 + hd[b];
+      }
+      state.setStep(hd);
+      state.combine([{ stage: 0, coef: 1 }], 'stage', this.running());
+      let f1 = this.evaluate(1, 'stage', this.tProbe, this.running(), 'probe');
+      if (f1 instanceof Promise) f1 = await f1;
+      if (!f1) return false;
+      let d2 = state.initialNorms('probe', shared);
+      if (d2 instanceof Promise) d2 = await d2;
+      const live = this.onFlags(f1.flags ?? d2.bad, this.running(), 'probe');
+      for (const b of live) hAbs[b] = initialStepFinal(h0[b], d1[b], d2.norms[b] / h0[b], L, control.maxStep, tableau.errorEstimatorOrder);
+    }
+    const first = this.running();
+    if (shared && first.length > 0) {
+      const c = control.create(t0, t1, hAbs[first[0]], tableau);
+      for (const b of first) rows[b].ctrl = c;
+    } else {
+      for (const b of first) rows[b].ctrl = control.create(t0, t1, hAbs[b], tableau);
+    }
+    for (const b of first) if (rows[b].ctrl!.finished) this.succeed(b);
+    return true;
+  }
+
+  /** Each running row's trial (shared: the one controller decides for all); failures end rows. */
+  private pickTrials(): void {
+    const { rows, control } = this;
     let sharedTrial: StepTrial | null = null;
     for (const r of rows) r.bad = false;
-    for (const b of running()) {
+    for (const b of this.running()) {
       const r = rows[b];
       if (r.outcome) continue;
-      if (shared && sharedTrial) {
+      if (this.shared && sharedTrial) {
         r.trial = sharedTrial;
         continue;
       }
       const c = r.ctrl!;
       if (r.fresh && control.maxSteps !== undefined && c.nAccepted >= control.maxSteps) {
-        failRows([b], 'max-steps', () => messages.maxSteps(control.maxSteps!, c.t, c.nAccepted, t1));
+        this.failRows([b], 'max-steps', () => messages.maxSteps(control.maxSteps!, c.t, c.nAccepted, this.t1));
         continue;
       }
       r.trial = r.fresh ? c.beginStep() : c.retry();
       if (!r.trial) {
-        failRows([b], 'min-step', () => messages.minStep(c.t, c.nAccepted, c.rejectionsThisStep, c.minStep));
+        this.failRows([b], 'min-step', () => messages.minStep(c.t, c.nAccepted, c.rejectionsThisStep, c.minStep));
         continue;
       }
-      if (shared) sharedTrial = r.trial;
+      if (this.shared) sharedTrial = r.trial;
     }
-    let live = running();
-    if (live.length === 0) break;
-    const inTrial = new Uint8Array(R);
-    for (const b of live) inTrial[b] = 1;
-    rounds++;
-    const h = new Float64Array(R);
-    const tRow = Float64Array.from(rows, (r) => r.ctrl?.t ?? t0);
-    for (const b of live) h[b] = rows[b].trial!.h;
-    state.setStep(h);
-    const stageTimes = (c: number) => Float64Array.from(tRow, (t, b) => t + c * h[b]);
-    const trialOf = (b: number) => rows[b].trial!;
-    const stepIndex = (b: number) => rows[b].ctrl!.nAccepted;
-    const where = (b: number) => messages.whereStep(stepIndex(b), trialOf(b).t, trialOf(b).h);
-    const nonFinite = (what: (b: number) => string) => (b: number) => messages.nonFiniteTrial(what(b), stepIndex(b), trialOf(b).t, trialOf(b).h);
+  }
 
-    let ok = true;
-    for (let s = 1; s < nStages && ok; s++) {
-      state.combine(stageTerms[s], 'stage', live);
-      const ev = await evaluate(s, 'stage', stageTimes(C[s]), live, where);
-      if (!ev) ok = false;
-      else live = onFlags(ev.flags, live, nonFinite((b) => `f (stage ${s}) at t = ${trialOf(b).t + C[s] * trialOf(b).h}`));
-      if (live.length === 0) ok = false;
+  /** Stage times t_b + c·h_b of every row (rows outside the trial have h = 0). */
+  private stageTimes(tRow: Float64Array, h: Float64Array, c: number): Float64Array {
+    const out = new Float64Array(this.R);
+    for (let b = 0; b < this.R; b++) out[b] = tRow[b] + c * h[b];
+    return out;
+  }
+
+  /** One trial for every running row: the stages, one error-norm read-back, accept/reject. True: stop. */
+  private async round(): Promise<boolean> {
+    const { state, rows, R, shared } = this;
+    const { C, nStages } = this.tableau;
+    this.pickTrials();
+    let live: readonly number[] = this.running();
+    if (live.length === 0) return true;
+    const inTrial = new Uint8Array(R);
+    const h = new Float64Array(R);
+    const tRow = new Float64Array(R);
+    for (let b = 0; b < R; b++) tRow[b] = rows[b].ctrl?.t ?? this.t0;
+    for (const b of live) {
+      inTrial[b] = 1;
+      h[b] = rows[b].trial!.h;
     }
-    if (!ok) continue;
-    live = onFlags(state.combine(newTerms, 'new', live), live, nonFinite((b) => `the new state y at t = ${trialOf(b).tNew}`));
-    if (live.length === 0) continue;
-    const evLast = await evaluate(nStages, 'new', stageTimes(1), live, where);
-    if (!evLast) continue;
-    live = onFlags(evLast.flags, live, nonFinite((b) => `f (stage ${nStages}) at t = ${trialOf(b).t + trialOf(b).h}`));
-    if (live.length === 0) continue;
-    const err = await state.errorNorms(shared);
-    live = onFlags(err.bad, live, nonFinite(() => 'the stages or the new state'));
-    if (live.length === 0) continue;
+    this.rounds++;
+    state.setStep(h);
+    for (let s = 1; s < nStages; s++) {
+      state.combine(this.stageTerms[s], 'stage', live);
+      let ev = this.evaluate(s, 'stage', this.stageTimes(tRow, h, C[s]), live, 'step');
+      if (ev instanceof Promise) ev = await ev;
+      if (!ev) return false;
+      live = this.onFlags(ev.flags, live, s);
+      if (live.length === 0) return false;
+    }
+    live = this.onFlags(state.combine(this.newTerms, 'new', live), live, 'new-state');
+    if (live.length === 0) return false;
+    let evLast = this.evaluate(nStages, 'new', this.stageTimes(tRow, h, 1), live, 'step');
+    if (evLast instanceof Promise) evLast = await evLast;
+    if (!evLast) return false;
+    live = this.onFlags(evLast.flags, live, nStages);
+    if (live.length === 0) return false;
+    let err = state.errorNorms(shared);
+    if (err instanceof Promise) err = await err;
+    live = this.onFlags(err.bad, live, 'norms');
+    if (live.length === 0) return false;
 
     const accepted = new Uint8Array(R);
     const errNorms = new Float64Array(R).fill(NaN);
+    let anyAccepted = false;
     if (shared) {
       const norm = live.some((b) => rows[b].bad) ? NaN : err.norms[live[0]];
       const acc = rows[live[0]].ctrl!.reportError(norm);
@@ -250,43 +353,51 @@ export async function solve<Term, S extends RkState<Term>>(
         errNorms[b] = norm;
         accepted[b] = acc ? 1 : 0;
       }
+      anyAccepted = acc;
     } else {
       for (const b of live) {
         errNorms[b] = rows[b].bad ? NaN : err.norms[b];
         accepted[b] = rows[b].ctrl!.reportError(errNorms[b]) ? 1 : 0;
+        if (accepted[b]) anyAccepted = true;
       }
     }
     for (const b of live) rows[b].fresh = accepted[b] === 1;
-    if (!accepted.includes(1)) continue;
+    if (!anyAccepted) return false;
+    return this.commit(accepted, inTrial, errNorms, live);
+  }
 
-    const round = (): AcceptedRound => ({
+  /** The accepted rows move on (FSAL), with the hooks around the commit. True: a callback threw, stop. */
+  private async commit(accepted: RowFlags, inTrial: RowFlags, errNorms: Float64Array, live: readonly number[]): Promise<boolean> {
+    const { rows, options } = this;
+    const round = {
       accepted,
       trials: rows.map((r, b) => (inTrial[b] ? r.trial : null)),
       errNorms,
       controllers: rows.map((r) => r.ctrl),
-      running: running(),
-      nfev,
-      rounds,
-    });
-    options.beforeCommit?.(state, round());
-    state.commit(accepted, shared);
+      running: this.running(),
+      nfev: this.nfev,
+      rounds: this.rounds,
+    };
+    options.beforeCommit?.(this.state, round);
+    this.state.commit(accepted, this.shared);
     for (const b of live) {
       if (!accepted[b]) continue;
       rows[b].times.push(rows[b].ctrl!.t);
-      if (rows[b].ctrl!.finished) succeed(b);
+      if (rows[b].ctrl!.finished) this.succeed(b);
     }
-    if (options.afterCommit) {
-      try {
-        const r = options.afterCommit(state, round());
-        if (r !== undefined) await r;
-      } catch (err2) {
-        error = err2;
-        const b = live.find((k) => accepted[k])!;
-        const text = messages.threw(messages.whereCallback(options.callbackName ?? 'the step callback', stepIndex(b) - 1, rows[b].ctrl!.t), err2);
-        for (let k = 0; k < R; k++) if (!rows[k].outcome || accepted[k]) setOutcome(k, 'failed', text);
-        return finish();
-      }
+    if (!options.afterCommit) return false;
+    round.running = this.running();
+    try {
+      const r = options.afterCommit(this.state, round);
+      if (r !== undefined) await r;
+      return false;
+    } catch (err) {
+      this.error = err;
+      const b = live.find((k) => accepted[k])!;
+      const c = rows[b].ctrl!;
+      const text = messages.threw(messages.whereCallback(options.callbackName ?? 'the step callback', c.nAccepted - 1, c.t), err);
+      for (let k = 0; k < this.R; k++) if (!rows[k].outcome || accepted[k]) this.setOutcome(k, 'failed', text);
+      return true;
     }
   }
-  return finish();
 }

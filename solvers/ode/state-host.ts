@@ -4,7 +4,7 @@
  * with an unfused BLAS kernel on the fixtures.
  */
 import type { HostBatchRhs } from './host-rhs.js';
-import type { RkState, RowFlags, StageTerm, StateNorms } from './state.js';
+import type { MaybePromise, RkState, RowFlags, StageTerm, StateNorms } from './state.js';
 import { stageCount, type EmbeddedRkTableau } from './tableau.js';
 import { tolAt, type Tolerance } from './tolerance.js';
 
@@ -115,14 +115,15 @@ export class HostF64State implements RkState<HostBatchRhs> {
     return into === 'new' ? this.flagRows(out, live) : null;
   }
 
-  async evaluate(term: HostBatchRhs, stage: number, source: 'y' | 'stage' | 'new', times: Float64Array, live: readonly number[]): Promise<RowFlags | null> {
+  evaluate(term: HostBatchRhs, stage: number, source: 'y' | 'stage' | 'new', times: Float64Array, live: readonly number[]): MaybePromise<RowFlags | null> {
     const src = source === 'y' ? this.y : source === 'stage' ? this.yStage : this.yNew;
     const r = term(times, src, this.K[stage]);
-    if (r !== undefined) await r;
+    // A synchronous right-hand side is answered synchronously (the reference awaits only promises too).
+    if (r !== undefined) return r.then(() => this.flagRows(this.K[stage], live));
     return this.flagRows(this.K[stage], live);
   }
 
-  async initialNorms(of: 'y' | 'f0' | 'probe', pooled: boolean): Promise<StateNorms> {
+  initialNorms(of: 'y' | 'f0' | 'probe', pooled: boolean): StateNorms {
     const { y, K, dim: N, rows } = this;
     const [K0, K1] = K;
     const norms = new Float64Array(rows);
@@ -143,7 +144,7 @@ export class HostF64State implements RkState<HostBatchRhs> {
     return { norms, bad: this.flagRows(checked, this.allRows()) };
   }
 
-  async errorNorms(pooled: boolean): Promise<StateNorms> {
+  errorNorms(pooled: boolean): StateNorms {
     const { dim: N, rows } = this;
     const norms = new Float64Array(rows);
     let s = 0;

@@ -5,6 +5,9 @@
  */
 import type { EmbeddedRkTableau } from './tableau.js';
 
+/** A value, or a promise of it: a host state answers at once (no microtask per stage on the hot path). */
+export type MaybePromise<T> = T | Promise<T>;
+
 /** Per row: 1 where the row holds a non-finite value. */
 export type RowFlags = Uint8Array;
 
@@ -45,14 +48,14 @@ export interface RkState<Term> {
    * K[stage] = f(times, source). Returns the live rows whose K[stage] is non-finite when the state can tell at
    * once (host), else null (the GPU reports them with the norms).
    */
-  evaluate(term: Term, stage: number, source: 'y' | 'stage' | 'new', times: Float64Array, live: readonly number[]): Promise<RowFlags | null>;
+  evaluate(term: Term, stage: number, source: 'y' | 'stage' | 'new', times: Float64Array, live: readonly number[]): MaybePromise<RowFlags | null>;
   /** Norms for the initial step, scale = atol + |y|·rtol; `bad`: rows whose operand is non-finite. */
-  initialNorms(of: InitialNormOf, pooled: boolean): Promise<StateNorms>;
+  initialNorms(of: InitialNormOf, pooled: boolean): MaybePromise<StateNorms>;
   /**
    * The scaled error of the trial: RMS of (h·Σ EⱼKⱼ)/(atol + max(|y|, |y_new|)·rtol); `bad`: rows with a
    * non-finite stage or new state, where not reported before.
    */
-  errorNorms(pooled: boolean): Promise<StateNorms>;
+  errorNorms(pooled: boolean): MaybePromise<StateNorms>;
   /** Accepted rows take y ← y_new and K₀ ← K_last (FSAL); pooled: every row was accepted. */
   commit(accepted: RowFlags, pooled: boolean): void;
   /** The current states, row-major [rows, dim]. */
