@@ -4,17 +4,12 @@
  */
 import type { OdeRhs } from './host-rhs.js';
 import { combineRange, errorSumRange } from './state-host.js';
-import type { StageTerm } from './state.js';
+import { weightTerms } from './state.js';
 import type { EmbeddedRkTableau } from './tableau.js';
 import { allFinite, type Tolerance } from './tolerance.js';
 
 /** Result code of rkStep: -1 all finite; s ∈ [0, nStages] the stage whose f was non-finite; NONFINITE_Y the state. */
 export const NONFINITE_Y = -2;
-
-/** The terms Σⱼ K[j]·wⱼ of a weight row, zeros included (the reference sums them all). */
-export function stageTerms(weights: readonly number[]): StageTerm[] {
-  return weights.map((coef, stage) => ({ stage, coef }));
-}
 
 /**
  * One explicit RK step of `tableau` from (t, y) with signed h. K[0] must hold f(t, y); fills K[1..nStages],
@@ -38,7 +33,7 @@ export async function rkStep(
   let nonFinite = -1;
   let nfev = 0;
   for (let s = 1; s < nStages; s++) {
-    combineRange(y, K, stageTerms(A[s]), h, yStage, 0, n);
+    combineRange(y, K, weightTerms(A[s]), h, yStage, 0, n);
     const r = fun(t + C[s] * h, yStage, K[s]);
     if (r !== undefined) await r;
     nfev++;
@@ -47,7 +42,7 @@ export async function rkStep(
       if (stopOnNonFinite) return { nonFinite, nfev };
     }
   }
-  combineRange(y, K, stageTerms(B), h, yNew, 0, n);
+  combineRange(y, K, weightTerms(B), h, yNew, 0, n);
   if (nonFinite < 0 && !allFinite(yNew)) {
     nonFinite = NONFINITE_Y;
     if (stopOnNonFinite) return { nonFinite, nfev };

@@ -10,7 +10,7 @@
 import type { ControlPolicy } from './control-policy.js';
 import type { StepController, StepTrial } from './controller.js';
 import { annotate, flaggedRowsNote, fmt, messages, type RowOutcome, type SolveIvpStatus } from './outcome.js';
-import type { MaybePromise, RkState, RowFlags, StageTerm } from './state.js';
+import { weightTerms, type MaybePromise, type RkState, type RowFlags, type StageTerm } from './state.js';
 import { initialStepFinal, initialStepGuess } from './step-size.js';
 import { checkTableau, type EmbeddedRkTableau } from './tableau.js';
 
@@ -74,8 +74,6 @@ type Fault = 'initial-state' | 'f0' | 'probe' | number | 'new-state' | 'norms';
 /** Which evaluation threw. */
 type Call = 'f0' | 'probe' | 'step';
 
-const terms = (weights: readonly number[]): StageTerm[] => weights.map((coef, stage) => ({ stage, coef }));
-
 /** Integrate `state` from tSpan[0] to tSpan[1] with `tableau` under `control`; never throws after validation. */
 export async function solve<Term, S extends RkState<Term>>(
   term: Term,
@@ -118,8 +116,8 @@ class Driver<Term, S extends RkState<Term>> {
     this.shared = control.stepControl === 'shared';
     this.failMode = (options.nonFinite ?? 'fail') === 'fail';
     this.rows = Array.from({ length: this.R }, () => ({ ctrl: null, outcome: null, trial: null, fresh: true, bad: false, nfev: 0, times: [this.t0] }));
-    this.stageTerms = tableau.A.map(terms);
-    this.newTerms = terms(tableau.B);
+    this.stageTerms = tableau.A.map(weightTerms);
+    this.newTerms = weightTerms(tableau.B);
     this.tProbe = new Float64Array(this.R).fill(this.t0);
   }
 

@@ -7,7 +7,7 @@ import type { Engine } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { StageBuffer, combineStages, commitRows, errorSumSquares, scaledSumSquares, type StageTerm as SlotTerm } from '../state-kernels.js';
 import type { BatchRhs } from './batch-types.js';
-import type { RkState, RowFlags, StageTerm, StateNorms } from './state.js';
+import { weightTerms, type RkState, type RowFlags, type StageTerm, type StateNorms } from './state.js';
 import { stageCount, type EmbeddedRkTableau } from './tableau.js';
 
 export class GpuF32State implements RkState<BatchRhs> {
@@ -105,7 +105,7 @@ export class GpuF32State implements RkState<BatchRhs> {
   }
 
   async errorNorms(pooled: boolean): Promise<StateNorms> {
-    const terms = this.slotTerms(this.tableau.E.map((coef, stage) => ({ stage, coef })));
+    const terms = this.slotTerms(weightTerms(this.tableau.E));
     errorSumSquares(this.e, this.y, this.yNew, this.stages, terms, this.hT, this.rtol, this.atol, this.sums);
     return this.readNorms(pooled);
   }

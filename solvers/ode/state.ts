@@ -17,6 +17,11 @@ export interface StageTerm {
   readonly coef: number;
 }
 
+/** The terms Σⱼ K[j]·wⱼ of a row of weights (A[s], B, E), zeros included: the reference sums them all. */
+export function weightTerms(weights: readonly number[]): StageTerm[] {
+  return weights.map((coef, stage) => ({ stage, coef }));
+}
+
 /** What an initial-step norm is taken of: y0, f(t0, y0), or f(probe) − f(t0, y0) (the probe is stage 1). */
 export type InitialNormOf = 'y' | 'f0' | 'probe';
 
