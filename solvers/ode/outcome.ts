@@ -1,4 +1,6 @@
 /** How a solve (or one row of a batch) ends: the statuses and their messages, written once for every state. */
+import type { StepTrial } from './controller.js';
+import type { EmbeddedRkTableau } from './tableau.js';
 
 export type SolveIvpStatus = 'success' | 'min-step' | 'max-steps' | 'non-finite' | 'failed';
 
@@ -44,13 +46,26 @@ export const messages = {
   nonFiniteInitialState: (t0: number) => `Non-finite initial state y0 at t0 = ${fmt(t0)} (step index 0)`,
   nonFiniteF0: (t0: number) => `Non-finite f(t0, y0) at t0 = ${fmt(t0)} (step index 0)`,
   nonFiniteProbe: (tProbe: number) => `Non-finite f during initial-step selection at t = ${fmt(tProbe)} (step index 0)`,
-  /** `where`: what was non-finite ("f (stage 3) at t = …", "the new state y at t = …"). */
-  nonFiniteTrial: (where: string, stepIndex: number, t: number, h: number) =>
-    `Non-finite value in ${where}, during step index ${stepIndex} from t = ${fmt(t)} with h = ${fmt(h)}.`,
+  /** `where`: what was non-finite (nonFiniteInTrial). */
+  nonFiniteTrial: (where: string, stepIndex: number, trial: StepTrial) =>
+    `Non-finite value in ${where}, during step index ${stepIndex} from t = ${fmt(trial.t)} with h = ${fmt(trial.h)}.`,
   /** `where`: the call that threw ("f during step index 3 (t = …, h = …)", "onStep after step index 3 …"). */
   threw: (where: string, error: unknown) => `${where} threw: ${error instanceof Error ? error.message : String(error)}`,
   whereF0: (t0: number) => `f(t0, y0) at t0 = ${fmt(t0)} (step index 0)`,
   whereProbe: (t0: number) => `f during initial-step selection near t0 = ${fmt(t0)} (step index 0)`,
   whereStep: (stepIndex: number, t: number, h: number) => `f during step index ${stepIndex} (t = ${fmt(t)}, h = ${fmt(h)})`,
   whereCallback: (name: string, stepIndex: number, t: number) => `${name} after step index ${stepIndex} (t = ${fmt(t)})`,
+  whereState: 'a state operation (stage combination, error norm or commit)',
 };
+
+/** What of a trial was non-finite: stage s's f, the new state, or (a state that only checks there) the norms. */
+export type TrialFault = number | 'new-state' | 'norms';
+
+/** "f (stage 3) at t = …", "the new state y at t = …", "the stages or the new state". */
+export function nonFiniteInTrial(fault: TrialFault, trial: StepTrial, tableau: EmbeddedRkTableau): string {
+  if (fault === 'new-state') return `the new state y at t = ${fmt(trial.tNew)}`;
+  if (fault === 'norms') return 'the stages or the new state';
+  // The FSAL stage is evaluated at t + h (not the clipped t_new), as the reference does.
+  const t = fault === tableau.nStages ? trial.t + trial.h : trial.t + tableau.C[fault] * trial.h;
+  return `f (stage ${fault}) at t = ${fmt(t)}`;
+}

@@ -9,7 +9,7 @@
  */
 import type { ControlPolicy } from './control-policy.js';
 import type { StepController, StepTrial } from './controller.js';
-import { annotate, flaggedRowsNote, fmt, messages, type RowOutcome, type SolveIvpStatus } from './outcome.js';
+import { annotate, flaggedRowsNote, messages, nonFiniteInTrial, type RowOutcome, type SolveIvpStatus, type TrialFault } from './outcome.js';
 import { weightTerms, type MaybePromise, type RkState, type RowFlags, type StageTerm } from './state.js';
 import { initialStepFinal, initialStepGuess } from './step-size.js';
 import { checkTableau, type EmbeddedRkTableau } from './tableau.js';
@@ -69,8 +69,8 @@ interface Row {
   times: number[];
 }
 
-/** What was non-finite: the initial state, f(t0, y0), the initial-step probe, stage s of a trial, y_new, or the norms. */
-type Fault = 'initial-state' | 'f0' | 'probe' | number | 'new-state' | 'norms';
+/** What was non-finite: the initial state, f(t0, y0), the initial-step probe, or a part of a trial. */
+type Fault = 'initial-state' | 'f0' | 'probe' | TrialFault;
 /** Which evaluation threw. */
 type Call = 'f0' | 'probe' | 'step';
 
@@ -164,15 +164,7 @@ class Driver<Term, S extends RkState<Term>> {
     if (fault === 'initial-state') return messages.nonFiniteInitialState(this.t0);
     if (fault === 'f0') return messages.nonFiniteF0(this.t0);
     if (fault === 'probe') return messages.nonFiniteProbe(this.tProbe[b]);
-    const { t, h, tNew } = this.rows[b].trial!;
-    const { C, nStages } = this.tableau;
-    const what =
-      fault === 'new-state'
-        ? `the new state y at t = ${fmt(tNew)}`
-        : fault === 'norms'
-          ? 'the stages or the new state'
-          : `f (stage ${fault}) at t = ${fmt(fault === nStages ? t + h : t + C[fault] * h)}`;
-    return messages.nonFiniteTrial(what, this.rows[b].ctrl!.nAccepted, t, h);
+    return messages.nonFiniteTrial(nonFiniteInTrial(fault, this.rows[b].trial!, this.tableau), this.rows[b].ctrl!.nAccepted, this.rows[b].trial!);
   }
 
   /** Rows of `live` flagged non-finite: failed ('fail', or `always`) or marked for rejection; the rest stay live. */
@@ -209,10 +201,16 @@ class Driver<Term, S extends RkState<Term>> {
   }
 
   async run(): Promise<SolveOutcome> {
-    if (!(await this.start())) return this.finish();
-    while (this.running().length > 0) {
-      const stop = await this.round();
-      if (stop) break;
+    try {
+      if (!(await this.start())) return this.finish();
+      while (this.running().length > 0) {
+        const stop = await this.round();
+        if (stop) break;
+      }
+    } catch (err) {
+      // A state operation failed (e.g. a lost device at a read-back): the rows keep their last accepted states.
+      this.error = err;
+      this.failRows(this.running(), 'failed', () => messages.threw(messages.whereState, err));
     }
     return this.finish();
   }

@@ -95,6 +95,21 @@ describe('solve: one loop, the policy decides', () => {
     expect(thrown.rows[0].message).toMatch(/^onStep after step index 1 \(t = [\d.e+-]+\) threw: callback failed$/);
   });
 
+  it('a failing state operation ends the solve with status failed, keeping the last accepted state', async () => {
+    const lost = new Error('read-back lost');
+    class LosesDevice extends HostF64State {
+      override errorNorms(): never {
+        throw lost;
+      }
+    }
+    const state = new LosesDevice(RK45, y0, RATES.length, DIM, 1e-6, 1e-9);
+    const out = await solve(rows, RK45, scipyControl('per-sample'), state, { tSpan: [0, 1] });
+    expect(out.error).toBe(lost);
+    expect(out.rows.every((r) => r.status === 'failed' && r.nSteps === 0 && r.t === 0)).toBe(true);
+    expect(out.rows[1].message).toBe('a state operation (stage combination, error norm or commit) threw: read-back lost (row 1)');
+    expect(Array.from(await state.readY())).toEqual(Array.from(y0));
+  });
+
   it('refuses a state that holds the stages of another tableau', async () => {
     const state = new HostF64State(RK23, y0, RATES.length, DIM, 1e-6, 1e-9);
     await expect(solve(rows, RK45, scipyControl('shared'), state, { tSpan: [0, 1] })).rejects.toThrow(/state holds stages of RK23, not RK45/);
