@@ -1,12 +1,12 @@
 /**
  * Kernels on a GPU-resident batch ODE state Y [B, N] (f32, row b = one independent system) and its Runge–Kutta
- * stages. The stages K₀…K₆ live in ONE buffer (`StageBuffer`, 7 slots), so that a stage combination binds a
- * fixed, small number of buffers (≤ 8 on every adapter) whatever the number of terms.
+ * stages. The stages K₀…K_s live in ONE buffer (`StageBuffer`, one slot per stage of the tableau), so that a stage
+ * combination binds a fixed, small number of buffers (≤ 8 on every adapter) whatever the number of terms.
  *
  * None of these is differentiated: the solver state is outside every autodiff trace (the score VJP is taken
  * inside the right-hand side, on a fresh x tensor).
  *
- * Operation order follows solvers/dormand-prince.ts (the host reference): a stage is y + (Σⱼ Kⱼaⱼ)·h with the sum
+ * Operation order follows solvers/ode/state-host.ts (the host reference): a stage is y + (Σⱼ Kⱼaⱼ)·h with the sum
  * left to right, the error (Σⱼ KⱼEⱼ)·h / (atol + max(|y|, |y_new|)·rtol). Non-finite values are detected from the
  * bit pattern (exponent all ones), which no fast-math compilation can fold away, unlike `v != v`.
  */
@@ -23,12 +23,10 @@ const ROW_WG = 64;
 const NONFINITE_WGSL = /* wgsl */ `
 fn nonfinite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u; }`;
 
-/** Slots a Dormand–Prince step needs: 6 stages and the FSAL stage. */
-export const STAGE_SLOTS = 7;
-
 /**
- * K₀…K₆ of a batch state [B, N] in one buffer: slot s starts at element s·stride, stride = B·N rounded up to 64
- * elements so that each slot's view starts on a 256-byte boundary (the storage-offset alignment of WebGPU).
+ * The stages of a batch state [B, N] in one buffer (`slots` of them: a tableau's stages and its FSAL stage):
+ * slot s starts at element s·stride, stride = B·N rounded up to 64 elements so that each slot's view starts on a
+ * 256-byte boundary (the storage-offset alignment of WebGPU).
  */
 export class StageBuffer {
   readonly stride: number;
@@ -40,13 +38,14 @@ export class StageBuffer {
     e: Engine,
     readonly batch: number,
     readonly dim: number,
+    readonly slots: number,
   ) {
     const n = batch * dim;
     const align = Math.max(1, e.limits.minStorageBufferOffsetAlignment / 4);
     this.stride = Math.max(align, Math.ceil(n / align) * align);
-    this.buffer = e.zeros([STAGE_SLOTS, this.stride], 'f32', 'rk.stages');
+    this.buffer = e.zeros([slots, this.stride], 'f32', 'rk.stages');
     this.views = [];
-    for (let s = 0; s < STAGE_SLOTS; s++) {
+    for (let s = 0; s < slots; s++) {
       // Each step makes a view sharing the storage; only the last one is kept.
       const chain: Tensor[] = [this.buffer.slice0(s, s + 1)];
       chain.push(chain[0].reshape([this.stride]));
@@ -80,7 +79,7 @@ export interface StageTerm {
 
 /**
  * out = y + (Σⱼ K[slotⱼ]·coefⱼ)·h_b for every row b (h: [B] per-row step sizes). Rows with h_b = 0 are frozen:
- * out = y exactly, even where their stages hold NaN. 1–7 terms, in the order given (left-to-right sum).
+ * out = y exactly, even where their stages hold NaN. 1…slots terms, in the order given (left-to-right sum).
  */
 export function combineStages(
   e: Engine,
@@ -94,8 +93,8 @@ export function combineStages(
   checkState('rk.combine y', y, B, N);
   checkState('rk.combine out', out, B, N);
   checkState('rk.combine h', h, B, 1);
-  if (terms.length < 1 || terms.length > STAGE_SLOTS) {
-    throw new ShapeError(`rk.combine: 1..${STAGE_SLOTS} terms, got ${terms.length}`);
+  if (terms.length < 1 || terms.length > stages.slots) {
+    throw new ShapeError(`rk.combine: 1..${stages.slots} terms (the stage slots), got ${terms.length}`);
   }
   const nt = terms.length;
   const uniforms: Array<[string, 'u32' | 'f32']> = [
@@ -291,7 +290,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
 }
 
 /**
- * Per-sample acceptance: for rows with accept[b] ≠ 0, y ← y_new and K[slot0] ← K[slot6] (FSAL); other rows keep
+ * Per-sample acceptance: for rows with accept[b] ≠ 0, y ← y_new and K[firstSlot] ← K[lastSlot] (FSAL); other rows keep
  * their state and first stage (they retry, or are frozen).
  */
 export function commitRows(
@@ -318,8 +317,8 @@ export function commitRows(
     uniforms: [
       ['n', 'u32'],
       ['N', 'u32'],
-      ['o0', 'u32'],
-      ['o6', 'u32'],
+      ['oFirst', 'u32'],
+      ['oLast', 'u32'],
     ],
     workgroupSize: [WG],
     body: `
@@ -328,13 +327,13 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
   if (i >= params.n) { return; }
   if (accept[i / params.N] == 0.0) { return; }
   y[i] = ynew[i];
-  K[params.o0 + i] = K[params.o6 + i];
+  K[params.oFirst + i] = K[params.oLast + i];
 }`,
   });
   e.dispatch(
     program,
     { ynew: yNew, accept, y, K: stages.buffer },
-    { n: B * N, N, o0: stages.offset(firstSlot), o6: stages.offset(lastSlot) },
+    { n: B * N, N, oFirst: stages.offset(firstSlot), oLast: stages.offset(lastSlot) },
     grid(e, B * N, WG),
   );
 }

@@ -1,11 +1,16 @@
 /**
- * Types of the batched RK45 solve (solveBatch in gpu-rk45.ts): the batched right-hand side, the options (where the
+ * Types of the batched solve (solveBatch in solve-batch.ts): the batched right-hand side, the options (where the
  * state lives, how steps are controlled, what is kept) and the per-row results.
  */
-import type { Tensor } from '../engine/tensor.js';
-import { ShapeError } from '../engine/errors.js';
-import type { SolveIvpStatus } from './dormand-prince.js';
-import type { GpuDenseOutput } from './gpu-dense-output.js';
+import type { Tensor } from '../../engine/tensor.js';
+import { ShapeError } from '../../engine/errors.js';
+import type { StepControl } from './control-policy.js';
+import type { GpuDenseOutput } from './dense-output-gpu.js';
+import type { RowOutcome, SolveIvpStatus } from './outcome.js';
+import type { EmbeddedRkTableau } from './tableau.js';
+
+export type { StepControl } from './control-policy.js';
+export type { RowOutcome } from './outcome.js';
 
 /**
  * The batched right-hand side: write f(t_b, y_b) for every row b of y ([B, N], f32) into `out` ([B, N], f32).
@@ -14,7 +19,6 @@ import type { GpuDenseOutput } from './gpu-dense-output.js';
  */
 export type BatchRhs = (t: Float64Array, y: Tensor, out: Tensor) => void | Promise<void>;
 
-export type StepControl = 'shared' | 'per-sample';
 export type StatePlacement = 'gpu-f32' | 'host-f64';
 /** 'states': the state after each accepted step; 'stages' (gpu-f32, shared): also its stages, for dense output. */
 export type KeepSteps = 'none' | 'states' | 'stages';
@@ -44,19 +48,10 @@ export interface BatchSolveOptions {
   maxSteps?: number;
   stepControl?: StepControl;
   state?: StatePlacement;
+  /** The embedded RK pair (default RK45, scipy's). */
+  method?: EmbeddedRkTableau;
   keepSteps?: KeepSteps;
   onProgress?: (p: SolveProgress) => void;
-}
-
-export interface RowOutcome {
-  status: SolveIvpStatus;
-  message: string;
-  /** Time reached. */
-  t: number;
-  nSteps: number;
-  nRejected: number;
-  /** Evaluations this row would have cost alone (scipy's nfev: 2 + 6·trials). */
-  nfev: number;
 }
 
 /** A stored state: per-row times and the state (GPU tensor in 'gpu-f32', host float64 in 'host-f64'). */
@@ -90,6 +85,8 @@ export interface BatchSolveResult {
   checkpoints: Checkpoint[];
   /** With keepSteps 'stages' (gpu-f32, shared): the continuous solution. */
   dense?: GpuDenseOutput;
+  /** What the right-hand side (or onProgress) threw, behind status 'failed'. */
+  error?: unknown;
   /** Releases the checkpoint tensors. */
   dispose(): void;
 }

@@ -1,12 +1,13 @@
 /**
  * Dense output of a GPU-resident batch solve with shared steps: y(t_old + x·h) = y_old + h·Σ_s K_s·w_s(x),
- * w_s(x) = Σ_j P[s][j]·x^(j+1) (Shampine's interpolant, as the host StepInterpolant) — a stage combination with 7
- * terms, so the same fused kernel evaluates it. Costs 8 state copies per accepted step.
+ * w_s(x) = Σ_j P[s][j]·x^(j+1) (the tableau's interpolant, as the host StepInterpolant) — a stage combination
+ * over every stage, so the same fused kernel evaluates it. Costs (stages + 1) state copies per accepted step.
  */
-import type { Engine } from '../engine/engine.js';
-import type { Tensor } from '../engine/tensor.js';
-import { RK45, type StepTrial } from './dormand-prince.js';
-import { StageBuffer, combineStages, type StageTerm } from './state-kernels.js';
+import type { Engine } from '../../engine/engine.js';
+import type { Tensor } from '../../engine/tensor.js';
+import { StageBuffer, combineStages, type StageTerm } from '../state-kernels.js';
+import type { StepTrial } from './controller.js';
+import { denseWeights, type EmbeddedRkTableau } from './tableau.js';
 
 interface DenseSegment {
   tOld: number;
@@ -25,6 +26,7 @@ export class GpuDenseOutput {
 
   constructor(
     e: Engine,
+    private readonly tableau: EmbeddedRkTableau,
     t0: number,
     y0: Tensor,
     readonly direction: 1 | -1,
@@ -35,7 +37,7 @@ export class GpuDenseOutput {
 
   /** Record the accepted step from the current y and stages (before the FSAL swap). */
   push(e: Engine, y: Tensor, stages: StageBuffer, slot: readonly number[], trial: StepTrial): void {
-    const copy = new StageBuffer(e, stages.batch, stages.dim);
+    const copy = new StageBuffer(e, stages.batch, stages.dim, stages.slots);
     for (const t of [copy.buffer, ...copy.views]) e.keep(t);
     e.copy(stages.buffer, copy.buffer);
     this.segments.push({
@@ -66,15 +68,7 @@ export class GpuDenseOutput {
     }
     const seg = this.segments[Math.min(Math.max(lo - 1, 0), this.segments.length - 1)];
     const x = (t - seg.tOld) / seg.h;
-    const terms: StageTerm[] = RK45.P.map((row, s) => {
-      let w = 0;
-      let pw = x;
-      for (const p of row) {
-        w += p * pw;
-        pw *= x;
-      }
-      return { slot: seg.slot[s], coef: w };
-    });
+    const terms: StageTerm[] = denseWeights(this.tableau, x).map((w, s) => ({ slot: seg.slot[s], coef: w }));
     const { batch, dim } = seg.stages;
     const hT = e.tensor(new Float32Array(batch).fill(seg.h), [batch], 'f32', 'rk.dense.h');
     const out = e.empty([batch, dim], 'f32', 'rk.dense');

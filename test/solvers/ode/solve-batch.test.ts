@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { Engine } from '../../engine/engine.js';
-import type { Tensor } from '../../engine/tensor.js';
-import { grid } from '../../engine/rng.js';
-import { solveIvp } from '../../solvers/dormand-prince.js';
-import { solveBatch, type BatchRhs, type BatchSolveOptions } from '../../solvers/gpu-rk45.js';
-import { useEngine } from '../helpers/engine.js';
+import type { Engine } from '../../../engine/engine.js';
+import type { Tensor } from '../../../engine/tensor.js';
+import { grid } from '../../../engine/rng.js';
+import { solveIvp } from '../../../solvers/ode/solve-ivp.js';
+import type { BatchRhs, BatchSolveOptions } from '../../../solvers/ode/batch-types.js';
+import { solveBatch } from '../../../solvers/ode/solve-batch.js';
+import { RK23 } from '../../../solvers/ode/tableaus.js';
+import { useEngine } from '../../helpers/engine.js';
 
 /**
  * Test problem, row b of N (even) components in pairs (2j, 2j+1): a damped rotation with a time-dependent rate,
@@ -178,6 +180,34 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
     }
     expect(all.rows[2].nSteps).toBeGreaterThan(2 * all.rows[0].nSteps);
     expect(all.nSteps).toBe(Math.max(...all.rows.map((r) => r.nSteps + r.nRejected)));
+  });
+
+  it('another tableau by data alone: RK23 on the GPU (4 stage slots) takes the float64 host steps; its dense output hits the states', async () => {
+    const e = engine();
+    const rhs = dampedRotation(e, k, w, N);
+    const y0 = initial(B, N);
+    const opts: BatchSolveOptions = { rtol: 1e-3, atol: 1e-6, method: RK23 };
+    const host = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'host-f64' });
+    const gpu = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'gpu-f32', keepSteps: 'stages' });
+    expect(gpu.status).toBe('success');
+    expect(gpu.nSteps).toBe(host.nSteps);
+    expect(gpu.nRejected).toBe(host.nRejected);
+    // FSAL with 3 stages: f(t0), the initial-step probe, then 3 evaluations per trial.
+    expect(gpu.nfev).toBe(2 + 3 * (gpu.nSteps + gpu.nRejected));
+    for (let i = 0; i < host.stepTimes[0].length; i++) expect(gpu.stepTimes[0][i]).toBeCloseTo(host.stepTimes[0][i], 4);
+    for (let b = 0; b < B; b++) {
+      const want = exact(y0.subarray(b * N, (b + 1) * N), k[b], w[b], tSpan[0], tSpan[1]);
+      for (let i = 0; i < N; i++) expect(Math.abs(gpu.yFinal[b * N + i] - want[i])).toBeLessThan(1e-2);
+    }
+    const at = await gpu.dense!.evaluate(e, gpu.stepTimes[0][4]).readF64();
+    const c4 = await (gpu.checkpoints[4].y as Tensor).readF64();
+    for (let i = 0; i < B * N; i++) expect(at[i]).toBeCloseTo(c4[i], 5);
+    gpu.dispose();
+    // Per-sample control with RK23: each row as solved alone.
+    const per = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, stepControl: 'per-sample' });
+    const alone = await solveBatch(e, dampedRotation(e, [k[2]], [w[2]], N), tSpan, y0.slice(2 * N, 3 * N), { batch: 1, dim: N }, { ...opts, stepControl: 'per-sample' });
+    expect(per.stepTimes[2]).toEqual(alone.stepTimes[0]);
+    expect(Array.from(per.yFinal.subarray(2 * N, 3 * N))).toEqual(Array.from(alone.yFinal));
   });
 
   it('per-sample: a NaN in one row fails only that row, with its index, time and step; the others finish', async () => {
