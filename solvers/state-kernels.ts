@@ -13,7 +13,8 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
-import { grid } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 
 /** Elementwise workgroup size. */
 export const WG = 256;
@@ -77,6 +78,46 @@ export interface StageTerm {
   coef: number;
 }
 
+/** Uniform names of the terms' slot offsets and coefficients, made once (a dispatch builds no string). */
+const MAX_TERMS = 16;
+const OFFSET = Array.from({ length: MAX_TERMS }, (_, j) => `o${j}`);
+const COEF = Array.from({ length: MAX_TERMS }, (_, j) => `a${j}`);
+
+/** A uniform declaration of a kernel source: name and scalar type. */
+type UniformDecl = [string, 'u32' | 'i32' | 'f32'];
+
+function termUniforms(leading: UniformDecl[], terms: number): UniformDecl[] {
+  return [...leading, ...OFFSET.slice(0, terms).map((n): UniformDecl => [n, 'u32']), ...COEF.slice(0, terms).map((n): UniformDecl => [n, 'f32'])];
+}
+
+const COMBINE = defineProgram<{ terms: number }>({
+  name: 'rk.combine',
+  spec: { terms: true },
+  build: ({ terms }) => {
+    let sum = '  var acc = 0.0;';
+    for (let j = 0; j < terms; j++) sum += `\n  acc = acc + K[params.${OFFSET[j]} + i] * params.${COEF[j]};`;
+    return {
+      name: `rk.combine${terms}`,
+      buffers: [
+        { name: 'y', type: 'f32' },
+        { name: 'K', type: 'f32' },
+        { name: 'h', type: 'f32' },
+        { name: 'out', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: termUniforms([['n', 'u32'], ['N', 'u32']], terms),
+      workgroupSize: [WG],
+      body: flatMain({
+        wg: WG,
+        count: 'params.n',
+        body: `  let hb = h[i / params.N];
+  if (hb == 0.0) { out[i] = y[i]; return; }
+${sum}
+  out[i] = y[i] + acc * hb;`,
+      }),
+    };
+  },
+});
+
 /**
  * out = y + (Σⱼ K[slotⱼ]·coefⱼ)·h_b for every row b (h: [B] per-row step sizes). Rows with h_b = 0 are frozen:
  * out = y exactly, even where their stages hold NaN. 1…slots terms, in the order given (left-to-right sum).
@@ -93,44 +134,15 @@ export function combineStages(
   checkState('rk.combine y', y, B, N);
   checkState('rk.combine out', out, B, N);
   checkState('rk.combine h', h, B, 1);
-  if (terms.length < 1 || terms.length > stages.slots) {
+  if (terms.length < 1 || terms.length > stages.slots || terms.length > MAX_TERMS) {
     throw new ShapeError(`rk.combine: 1..${stages.slots} terms (the stage slots), got ${terms.length}`);
   }
-  const nt = terms.length;
-  const uniforms: Array<[string, 'u32' | 'f32']> = [
-    ['n', 'u32'],
-    ['N', 'u32'],
-  ];
-  for (let j = 0; j < nt; j++) uniforms.push([`o${j}`, 'u32']);
-  for (let j = 0; j < nt; j++) uniforms.push([`a${j}`, 'f32']);
-  let sum = 'var acc = 0.0;';
-  for (let j = 0; j < nt; j++) sum += `\n  acc = acc + K[params.o${j} + i] * params.a${j};`;
-  const program = e.program({
-    name: `rk.combine${nt}`,
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'K', type: 'f32' },
-      { name: 'h', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms,
-    workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  let hb = h[i / params.N];
-  if (hb == 0.0) { out[i] = y[i]; return; }
-  ${sum}
-  out[i] = y[i] + acc * hb;
-}`,
-  });
   const u: Record<string, number> = { n: B * N, N };
   terms.forEach((t, j) => {
-    u[`o${j}`] = stages.offset(t.slot);
-    u[`a${j}`] = t.coef;
+    u[OFFSET[j]] = stages.offset(t.slot);
+    u[COEF[j]] = t.coef;
   });
-  e.dispatch(program, { y, K: stages.buffer, h, out }, u, grid(e, B * N, WG));
+  e.run(COMBINE, { terms: terms.length }, { y, K: stages.buffer, h, out }, u, grid(e, B * N, WG));
 }
 
 /** Workgroups for one workgroup per row. */
@@ -155,6 +167,51 @@ const ROW_FINISH = /* wgsl */ `
     out[params.B + b] = f32(anyBad);
   }`;
 
+const ERROR_NORM = defineProgram<{ terms: number }>({
+  name: 'rk.error',
+  spec: { terms: true },
+  build: ({ terms }) => {
+    let body = 'var acc = 0.0;';
+    for (let j = 0; j < terms; j++) {
+      body += `\n    let k${j} = K[params.${OFFSET[j]} + i];
+    if (nonfinite(k${j})) { bad = 1u; }
+    acc = acc + k${j} * params.${COEF[j]};`;
+    }
+    return {
+      name: `rk.error${terms}`,
+      buffers: [
+        { name: 'y', type: 'f32' },
+        { name: 'ynew', type: 'f32' },
+        { name: 'K', type: 'f32' },
+        { name: 'h', type: 'f32' },
+        { name: 'out', type: 'f32', access: 'read_write' },
+      ],
+      uniforms: termUniforms([['B', 'u32'], ['N', 'u32'], ['rtol', 'f32'], ['atol', 'f32']], terms),
+      workgroupSize: [ROW_WG],
+      body: `${NONFINITE_WGSL}
+${ROW_PREAMBLE}
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.x + wid.y * nwg.x;
+  let lid = l.x;
+  if (b >= params.B) { return; }
+  let hb = h[b];
+  var s = 0.0;
+  var bad = 0u;
+  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
+    let i = b * params.N + j;
+    let yn = ynew[i];
+    if (nonfinite(yn)) { bad = 1u; }
+    ${body}
+    let sc = params.atol + max(abs(y[i]), abs(yn)) * params.rtol;
+    let r = (acc * hb) / sc;
+    s = s + r * r;
+  }
+  ${ROW_FINISH}
+}`,
+    };
+  },
+});
+
 /**
  * The fused error estimate of a step: per row b, S_b = Σᵢ ((Σⱼ K[slotⱼ]ᵢ·Eⱼ)·h_b / (atol + max(|yᵢ|, |y_newᵢ|)·rtol))²
  * over the row's N components, and a non-finite flag (any stage or y_new entry NaN/±Inf). Writes out[0..B) = S,
@@ -176,82 +233,19 @@ export function errorSumSquares(
   checkState('rk.error yNew', yNew, B, N);
   checkState('rk.error h', h, B, 1);
   checkState('rk.error out', out, 2 * B, 1);
-  const nt = terms.length;
-  const uniforms: Array<[string, 'u32' | 'f32']> = [
-    ['B', 'u32'],
-    ['N', 'u32'],
-    ['rtol', 'f32'],
-    ['atol', 'f32'],
-  ];
-  for (let j = 0; j < nt; j++) uniforms.push([`o${j}`, 'u32']);
-  for (let j = 0; j < nt; j++) uniforms.push([`e${j}`, 'f32']);
-  let body = 'var acc = 0.0;';
-  for (let j = 0; j < nt; j++) {
-    body += `\n    let k${j} = K[params.o${j} + i];
-    if (nonfinite(k${j})) { bad = 1u; }
-    acc = acc + k${j} * params.e${j};`;
-  }
-  const program = e.program({
-    name: `rk.error${nt}`,
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'ynew', type: 'f32' },
-      { name: 'K', type: 'f32' },
-      { name: 'h', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms,
-    workgroupSize: [ROW_WG],
-    body: `${NONFINITE_WGSL}
-${ROW_PREAMBLE}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  let hb = h[b];
-  var s = 0.0;
-  var bad = 0u;
-  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
-    let i = b * params.N + j;
-    let yn = ynew[i];
-    if (nonfinite(yn)) { bad = 1u; }
-    ${body}
-    let sc = params.atol + max(abs(y[i]), abs(yn)) * params.rtol;
-    let r = (acc * hb) / sc;
-    s = s + r * r;
-  }
-  ${ROW_FINISH}
-}`,
-  });
+  if (terms.length < 1 || terms.length > MAX_TERMS) throw new ShapeError(`rk.error: 1..${MAX_TERMS} terms, got ${terms.length}`);
   const u: Record<string, number> = { B, N, rtol, atol };
   terms.forEach((t, j) => {
-    u[`o${j}`] = stages.offset(t.slot);
-    u[`e${j}`] = t.coef;
+    u[OFFSET[j]] = stages.offset(t.slot);
+    u[COEF[j]] = t.coef;
   });
-  e.dispatch(program, { y, ynew: yNew, K: stages.buffer, h, out }, u, rowGrid(e, B));
+  e.run(ERROR_NORM, { terms: terms.length }, { y, ynew: yNew, K: stages.buffer, h, out }, u, rowGrid(e, B));
 }
 
-/**
- * For the initial step: per row b, S_b = Σᵢ ((aᵢ − bᵢ) / (atol + |yᵢ|·rtol))² (without `b`: aᵢ alone) and a flag
- * for non-finite a (or b). Output layout as errorSumSquares: out[0..B) sums, out[B..2B) flags.
- */
-export function scaledSumSquares(
-  e: Engine,
-  a: Tensor,
-  b: Tensor | null,
-  y: Tensor,
-  batch: number,
-  dim: number,
-  rtol: number,
-  atol: number,
-  out: Tensor,
-): void {
-  checkState('rk.scaledSumSq a', a, batch, dim);
-  if (b) checkState('rk.scaledSumSq b', b, batch, dim);
-  checkState('rk.scaledSumSq y', y, batch, dim);
-  checkState('rk.scaledSumSq out', out, 2 * batch, 1);
-  const diff = b !== null;
-  const program = e.program({
+const SCALED_SUM_SQUARES = defineProgram<{ diff: boolean }>({
+  name: 'rk.scaledSumSq',
+  spec: { diff: true },
+  build: ({ diff }) => ({
     name: diff ? 'rk.scaledSumSqDiff' : 'rk.scaledSumSq',
     buffers: [
       { name: 'a', type: 'f32' },
@@ -283,11 +277,60 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
   }
   ${ROW_FINISH}
 }`,
-  });
+  }),
+});
+
+/**
+ * For the initial step: per row b, S_b = Σᵢ ((aᵢ − bᵢ) / (atol + |yᵢ|·rtol))² (without `b`: aᵢ alone) and a flag
+ * for non-finite a (or b). Output layout as errorSumSquares: out[0..B) sums, out[B..2B) flags.
+ */
+export function scaledSumSquares(
+  e: Engine,
+  a: Tensor,
+  b: Tensor | null,
+  y: Tensor,
+  batch: number,
+  dim: number,
+  rtol: number,
+  atol: number,
+  out: Tensor,
+): void {
+  checkState('rk.scaledSumSq a', a, batch, dim);
+  if (b) checkState('rk.scaledSumSq b', b, batch, dim);
+  checkState('rk.scaledSumSq y', y, batch, dim);
+  checkState('rk.scaledSumSq out', out, 2 * batch, 1);
   const bindings: Record<string, Tensor> = { a, y, out };
   if (b) bindings.bb = b;
-  e.dispatch(program, bindings, { B: batch, N: dim, rtol, atol }, rowGrid(e, batch));
+  e.run(SCALED_SUM_SQUARES, { diff: b !== null }, bindings, { B: batch, N: dim, rtol, atol }, rowGrid(e, batch));
 }
+
+const COMMIT = defineProgram<Record<string, never>>({
+  name: 'rk.commit',
+  spec: {},
+  build: () => ({
+    name: 'rk.commit',
+    buffers: [
+      { name: 'ynew', type: 'f32' },
+      { name: 'accept', type: 'f32' },
+      { name: 'y', type: 'f32', access: 'read_write' },
+      { name: 'K', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [
+      ['n', 'u32'],
+      ['N', 'u32'],
+      ['oFirst', 'u32'],
+      ['oLast', 'u32'],
+    ],
+    workgroupSize: [WG],
+    body: flatMain({
+      wg: WG,
+      count: 'params.n',
+      body: `  if (accept[i / params.N] == 0.0) { return; }
+  y[i] = ynew[i];
+  K[params.oFirst + i] = K[params.oLast + i];`,
+    }),
+  }),
+});
 
 /**
  * Per-sample acceptance: for rows with accept[b] ≠ 0, y ← y_new and K[firstSlot] ← K[lastSlot] (FSAL); other rows keep
@@ -306,32 +349,9 @@ export function commitRows(
   checkState('rk.commit y', y, B, N);
   checkState('rk.commit yNew', yNew, B, N);
   checkState('rk.commit accept', accept, B, 1);
-  const program = e.program({
-    name: 'rk.commit',
-    buffers: [
-      { name: 'ynew', type: 'f32' },
-      { name: 'accept', type: 'f32' },
-      { name: 'y', type: 'f32', access: 'read_write' },
-      { name: 'K', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['N', 'u32'],
-      ['oFirst', 'u32'],
-      ['oLast', 'u32'],
-    ],
-    workgroupSize: [WG],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * ${WG}u;
-  if (i >= params.n) { return; }
-  if (accept[i / params.N] == 0.0) { return; }
-  y[i] = ynew[i];
-  K[params.oFirst + i] = K[params.oLast + i];
-}`,
-  });
-  e.dispatch(
-    program,
+  e.run(
+    COMMIT,
+    {},
     { ynew: yNew, accept, y, K: stages.buffer },
     { n: B * N, N, oFirst: stages.offset(firstSlot), oLast: stages.offset(lastSlot) },
     grid(e, B * N, WG),
