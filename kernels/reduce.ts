@@ -154,11 +154,11 @@ export function rowReduce(e: Engine, r: RowReduceSpec, rows: number, len: number
   if (rows === 0) return result;
   const [in0, in1, in2, in3] = nameSlots(`rowReduce ${r.name}`, r.inputs, 4);
   const [row0, row1] = nameSlots(`rowReduce ${r.name} row inputs`, r.rowInputs, 2);
-  const finish = r.finish ?? 'total';
   const rowInputs = r.rowInputs ?? {};
+  const base = { name: r.name, in0, in1, in2, in3, row0, row1, term: r.term, combine: r.combine, finish: r.finish ?? 'total' };
   if (r.variant === 'serial') {
     if (r.combine !== 'sum') throw new SbgcError(`rowReduce ${r.name}: the serial variant only sums`);
-    const spec = { name: r.name, variant: 'serial' as const, in0, in1, in2, in3, row0, row1, term: r.term, combine: r.combine, finish, vw: 1, final: true };
+    const spec: RowSpec = { ...base, variant: 'serial', vw: 1, final: true };
     e.run(ROW_REDUCE, spec, { ...r.inputs, ...rowInputs, out: result }, { rows, len, count: len }, grid(e, rows, SERIAL_WG));
     return result;
   }
@@ -169,7 +169,7 @@ export function rowReduce(e: Engine, r: RowReduceSpec, rows: number, len: number
   const y = Math.min(rows, max);
   const z = Math.ceil(rows / y);
   let partial = chunks > 1 ? e.empty([rows, chunks], 'f32', `${r.name}.partials`) : result;
-  const first = { name: r.name, variant: 'chunked' as const, in0, in1, in2, in3, row0, row1, term: r.term, combine: r.combine, finish, vw, final: chunks === 1 };
+  const first: RowSpec = { ...base, variant: 'chunked', vw, final: chunks === 1 };
   // Row inputs are declared on every level (only the final one reads them), so they are always bound.
   e.run(ROW_REDUCE, first, { ...r.inputs, ...rowInputs, out: partial }, { rows, len: len / vw, chunks, count: len }, [chunks, y, z]);
   // Further levels reduce the partials of each row (scalar loads, same combine, same finish at the end).
