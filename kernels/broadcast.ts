@@ -7,15 +7,20 @@
  *   midOps    [mid]                read as `v[row % params.mid]`  (adjoint of channelReduce; per-channel vectors)
  *   axisOps   [outer, inner]       read as `v[(row / params.mid) * params.len + j]` (adjoint of axisReduce)
  *
- * A 2-D dispatch: x runs along a row (j < len = inner), y·z over the rows (row = o·mid + m), so no invocation
- * divides by a runtime size unless an operand needs it (integer division is scalarised on lavapipe and made these
- * ops 2× slower, measured). vec4 loads and stores when len and the offsets allow and no axis operand is read.
+ * Two layouts. Rows of ≥ 16 (vectors): a 2-D dispatch, x along a row (j < len = inner), y·z over the rows
+ * (row = o·mid + m), so no invocation divides by a runtime size unless an operand needs it (integer division is
+ * scalarised on lavapipe and made these ops 2× slower, measured). Shorter rows: a flat index split as
+ * row = i / len (one division), since a mostly idle workgroup per row costs far more — on lavapipe, [4096, 64] with
+ * a [64] bias (rows of 1) takes 88 ms 2-D vs 2.0 flat, an [N, C, 2, 2] bias add 0.6 ms vs 0.06; from 16 up the two
+ * are within noise (measured at 16, 25, 64, 256). vec4 loads and stores when len and the offsets allow and no
+ * axis operand is read.
  * The statements (`exprs`) are WGSL constants of the caller: T is the element type (f32 or vec4<f32>), and the
  * uniforms params.len (per row, in units of T), params.mid, params.a1, params.a2 (offsets) and params.alpha.
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
 import { nameSlots, usedSlots } from './reduce-wgsl.js';
 
 export interface Broadcast {
@@ -23,7 +28,7 @@ export interface Broadcast {
   name: string;
   /** Per-element tensors (≤ 4). */
   ins: Record<string, Tensor>;
-  /** Per-row operands [rows] (≤ 2). */
+  /** Per-row operands [rows] (≤ 4). */
   rowOps?: Record<string, Tensor>;
   /** Per-mid operands [mid] (≤ 1), e.g. a channel vector of an [N, C, S] view. */
   midOps?: Record<string, Tensor>;
@@ -51,6 +56,8 @@ type BroadcastSpec = {
   in3: string;
   row0: string;
   row1: string;
+  row2: string;
+  row3: string;
   mid0: string;
   axis0: string;
   axis1: string;
@@ -59,17 +66,21 @@ type BroadcastSpec = {
   out0: string;
   out1: string;
   vec4: boolean;
+  flat: boolean;
   wg: number;
 };
 
 const WG = 256;
 const SHORT_WG = 64;
+/** Rows shorter than this (in units of T) take the flat layout (see the file comment). */
+const FLAT_BELOW = 16;
 
 const BROADCAST = defineProgram<BroadcastSpec>({
   name: 'broadcast',
   spec: {
-    name: true, exprs: true, in0: true, in1: true, in2: true, in3: true, row0: true, row1: true, mid0: true,
-    axis0: true, axis1: true, axis2: true, axis3: true, out0: true, out1: true, vec4: true, wg: true,
+    name: true, exprs: true, in0: true, in1: true, in2: true, in3: true,
+    row0: true, row1: true, row2: true, row3: true, mid0: true, axis0: true, axis1: true, axis2: true, axis3: true,
+    out0: true, out1: true, vec4: true, flat: true, wg: true,
   },
   build(s) {
     const elem = s.vec4 ? ('vec4<f32>' as const) : ('f32' as const);
@@ -77,10 +88,14 @@ const BROADCAST = defineProgram<BroadcastSpec>({
       name: `${s.name}${s.vec4 ? '.vec4' : ''}`,
       buffers: [
         ...usedSlots(s.in0, s.in1, s.in2, s.in3).map((name) => ({ name, type: elem })),
-        ...usedSlots(s.row0, s.row1, s.mid0, s.axis0, s.axis1, s.axis2, s.axis3).map((name) => ({ name, type: 'f32' as const })),
+        ...usedSlots(s.row0, s.row1, s.row2, s.row3, s.mid0, s.axis0, s.axis1, s.axis2, s.axis3).map((name) => ({
+          name,
+          type: 'f32' as const,
+        })),
         ...usedSlots(s.out0, s.out1).map((name) => ({ name, type: elem, access: 'read_write' as const })),
       ],
       uniforms: [
+        ['n', 'u32'],
         ['rows', 'u32'],
         ['len', 'u32'],
         ['mid', 'u32'],
@@ -89,7 +104,11 @@ const BROADCAST = defineProgram<BroadcastSpec>({
         ['alpha', 'f32'],
       ],
       workgroupSize: [s.wg],
-      body: `
+      body: s.flat
+        ? `
+alias T = ${elem};
+${flatMain({ wg: s.wg, count: 'params.n', body: `  let row = i / params.len;\n  let j = i - row * params.len;\n  ${s.exprs}` })}`
+        : `
 alias T = ${elem};
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let j = gid.x;
@@ -108,22 +127,24 @@ export function broadcast(e: Engine, b: Broadcast): void {
   const a1 = b.a1 ?? 0;
   const a2 = b.a2 ?? 0;
   const [in0, in1, in2, in3] = nameSlots(`broadcast ${b.name}`, b.ins, 4);
-  const [row0, row1] = nameSlots(`broadcast ${b.name} row operands`, b.rowOps, 2);
+  const [row0, row1, row2, row3] = nameSlots(`broadcast ${b.name} row operands`, b.rowOps, 4);
   const [mid0] = nameSlots(`broadcast ${b.name} mid operands`, b.midOps, 1);
   const [axis0, axis1, axis2, axis3] = nameSlots(`broadcast ${b.name} axis operands`, b.axisOps, 4);
   const width = b.len % 4 === 0 && a1 % 4 === 0 && a2 % 4 === 0 && axis0 === '' ? 4 : 1;
   const len = b.len / width;
   const [out0, out1] = nameSlots(`broadcast ${b.name} outputs`, b.outs, 2);
+  const flat = len < FLAT_BELOW;
   const spec = {
-    name: b.name, exprs: b.exprs, in0, in1, in2, in3, row0, row1, mid0, axis0, axis1, axis2, axis3, out0, out1,
-    vec4: width === 4, wg: len <= 64 ? SHORT_WG : WG,
+    name: b.name, exprs: b.exprs, in0, in1, in2, in3, row0, row1, row2, row3, mid0, axis0, axis1, axis2, axis3, out0, out1,
+    vec4: width === 4, flat, wg: flat ? WG : len <= 64 ? SHORT_WG : WG,
   };
+  const n = rows * len;
   const y = Math.min(rows, e.limits.maxComputeWorkgroupsPerDimension);
   e.run(
     BROADCAST,
     spec,
     { ...b.ins, ...b.rowOps, ...b.midOps, ...b.axisOps, ...b.outs },
-    { rows, len, mid: b.mid ?? 1, a1: a1 / width, a2: a2 / width, alpha: b.alpha ?? 0 },
-    [Math.ceil(len / spec.wg), y, Math.ceil(rows / y)],
+    { n, rows, len, mid: b.mid ?? 1, a1: a1 / width, a2: a2 / width, alpha: b.alpha ?? 0 },
+    flat ? grid(e, n, WG) : [Math.ceil(len / spec.wg), y, Math.ceil(rows / y)],
   );
 }

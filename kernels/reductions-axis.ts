@@ -36,22 +36,39 @@ function axisLayout(x: Tensor, axis: number, op: string): AxisLayout {
   return { outer, len: x.shape[ax], inner, outShape: x.shape.filter((_, i) => i !== ax) };
 }
 
-/** Element k and its output r in the broadcast's row geometry (rows = outer·len, j < inner). */
-const INDEX = 'let k = row * params.len + j; let r = (row / params.mid) * params.len + j;';
 const P = 'exp(x[k] - lse[r])';
+
+/** A per-element kernel's statements for both layouts of `perElement`, prefixed with k (element) and r (output). */
+interface PerElement {
+  /** Over [outer, len, inner] with [outer, inner] operands (rows = outer·len, j < inner). */
+  axis: string;
+  /** The last axis (inner = 1): rows = outer of len elements, the operands per row. */
+  last: string;
+}
+
+function perElementKernel(body: string): PerElement {
+  return {
+    axis: `let k = row * params.len + j; let r = (row / params.mid) * params.len + j; ${body}`,
+    last: `let k = row * params.len + j; let r = row; ${body}`,
+  };
+}
 
 /** Elementwise over x's elements (its shape) with [outer, inner] operands read at r: one output per statement. */
 function perElement(
   e: Engine,
   name: string,
   ins: Record<string, Tensor>,
-  axisOps: Record<string, Tensor>,
+  ops: Record<string, Tensor>,
   outs: Record<string, Tensor>,
-  exprs: string,
+  k: PerElement,
   L: AxisLayout,
 ): void {
-  broadcast(e, { name, ins, axisOps, outs, outer: L.outer, mid: L.len, len: L.inner, exprs });
+  if (L.inner === 1) broadcast(e, { name, ins, rowOps: ops, outs, mid: L.outer, len: L.len, exprs: k.last });
+  else broadcast(e, { name, ins, axisOps: ops, outs, outer: L.outer, mid: L.len, len: L.inner, exprs: k.axis });
 }
+
+const BACKWARD = perElementKernel(`out[k] = g[r] * ${P};`);
+const BACKWARD_VJP_X = perElementKernel(`out[k] = w[k] * g[r] * ${P};`);
 
 function lseForward(e: Engine, x: Tensor, L: AxisLayout): Tensor {
   if (L.inner === 1 && L.len > 4096) {
@@ -108,7 +125,7 @@ const DUAL = Array.from({ length: 8 }, (_, bits) => {
     name: `lse.bwd.dual.${+!!tx}${+!!tl}${+!!tg}`,
     tangentLabel: `lse.bwd.dual.${+!!tx}${+!!tl}${+!!tg}.1`,
     // One kernel: p = exp(x − lse) computed once for the primal g·p and the tangent.
-    exprs: `${INDEX} out[k] = g[r] * ${P}; out1[k] = ${P} * (${tangent || '0.0'});`,
+    kernel: perElementKernel(`out[k] = g[r] * ${P}; out1[k] = ${P} * (${tangent || '0.0'});`),
   };
 });
 
@@ -120,7 +137,7 @@ export const logSumExpBackward: Op<AxisParams> = defineOp({
     const L = checkBackward(inputs, axis);
     const [x, lse, g] = inputs;
     const out = e.empty(x.shape, 'f32', 'lse.bwd');
-    perElement(e, 'lse.bwd', { x }, { lse, g }, { out }, `${INDEX} out[k] = g[r] * ${P};`, L);
+    perElement(e, 'lse.bwd', { x }, { lse, g }, { out }, BACKWARD, L);
     return out;
   },
   vjp(e, { inputs, params }, w, needs) {
@@ -131,7 +148,7 @@ export const logSumExpBackward: Op<AxisParams> = defineOp({
     let gx: Tensor | null = null;
     if (needs[0]) {
       gx = e.empty(x.shape, 'f32', 'lse.bwd.vjp.x');
-      perElement(e, 'lse.bwd.vjp.x', { x, w }, { lse, g }, { out: gx }, `${INDEX} out[k] = w[k] * g[r] * ${P};`, L);
+      perElement(e, 'lse.bwd.vjp.x', { x, w }, { lse, g }, { out: gx }, BACKWARD_VJP_X, L);
     }
     const ins = { x, lse, g, w };
     const sum = (name: string, finish: string) => axisReduce(e, { name, inputs: ins, shift: false, term: `w[k] * ${P}`, finish }, L, L.outShape);
@@ -142,14 +159,14 @@ export const logSumExpBackward: Op<AxisParams> = defineOp({
     const L = checkBackward(inputs, axis);
     const [x, lse, g] = inputs;
     const ins: Record<string, Tensor> = { x };
-    const axisOps: Record<string, Tensor> = { lse, g };
+    const ops: Record<string, Tensor> = { lse, g };
     if (tx) ins.tx = tx;
-    if (tl) axisOps.tl = tl;
-    if (tg) axisOps.tg = tg;
-    const kernel = DUAL[(tx ? 4 : 0) + (tl ? 2 : 0) + (tg ? 1 : 0)];
-    const out = e.empty(x.shape, 'f32', kernel.name);
-    const out1 = e.empty(x.shape, 'f32', kernel.tangentLabel);
-    perElement(e, kernel.name, ins, axisOps, { out, out1 }, kernel.exprs, L);
+    if (tl) ops.tl = tl;
+    if (tg) ops.tg = tg;
+    const dual = DUAL[(tx ? 4 : 0) + (tl ? 2 : 0) + (tg ? 1 : 0)];
+    const out = e.empty(x.shape, 'f32', dual.name);
+    const out1 = e.empty(x.shape, 'f32', dual.tangentLabel);
+    perElement(e, dual.name, ins, ops, { out, out1 }, dual.kernel, L);
     return [out, out1];
   },
 });

@@ -11,8 +11,9 @@ const up = (e: Engine, h: Host64) => e.tensor(Float32Array.from(h.data), h.shape
 describe('broadcast', () => {
   const engine = useEngine();
 
-  // inner 4 takes the vec4 path for row and mid operands; inner 3 the scalar one.
-  for (const [outer, mid, inner] of [[2, 3, 4], [3, 2, 3], [1, 5, 1]]) {
+  // Rows of < 16 (vectors) take the flat layout, longer ones the 2-D one; inner a multiple of 4 the vec4 path for
+  // row and mid operands (axis operands stay scalar).
+  for (const [outer, mid, inner] of [[2, 3, 4], [3, 2, 3], [1, 5, 1], [2, 3, 20], [2, 2, 64]]) {
     it(`row, mid and axis operands over [${outer}, ${mid}, ${inner}]`, async () => {
       const e = engine();
       const shape = [outer, mid, inner];
