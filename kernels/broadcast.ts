@@ -126,13 +126,13 @@ export function broadcast(e: Engine, b: Broadcast): void {
   if (rows === 0 || b.len === 0) return;
   const a1 = b.a1 ?? 0;
   const a2 = b.a2 ?? 0;
-  const [in0, in1, in2, in3] = nameSlots(`broadcast ${b.name}`, b.ins, 4);
-  const [row0, row1, row2, row3] = nameSlots(`broadcast ${b.name} row operands`, b.rowOps, 4);
-  const [mid0] = nameSlots(`broadcast ${b.name} mid operands`, b.midOps, 1);
-  const [axis0, axis1, axis2, axis3] = nameSlots(`broadcast ${b.name} axis operands`, b.axisOps, 4);
+  const [in0, in1, in2, in3] = nameSlots(b.name, 'inputs', b.ins, 4);
+  const [row0, row1, row2, row3] = nameSlots(b.name, 'row operands', b.rowOps, 4);
+  const [mid0] = nameSlots(b.name, 'mid operands', b.midOps, 1);
+  const [axis0, axis1, axis2, axis3] = nameSlots(b.name, 'axis operands', b.axisOps, 4);
   const width = b.len % 4 === 0 && a1 % 4 === 0 && a2 % 4 === 0 && axis0 === '' ? 4 : 1;
   const len = b.len / width;
-  const [out0, out1] = nameSlots(`broadcast ${b.name} outputs`, b.outs, 2);
+  const [out0, out1] = nameSlots(b.name, 'outputs', b.outs, 2);
   const flat = len < FLAT_BELOW;
   const spec = {
     name: b.name, exprs: b.exprs, in0, in1, in2, in3, row0, row1, row2, row3, mid0, axis0, axis1, axis2, axis3, out0, out1,

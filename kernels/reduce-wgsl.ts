@@ -68,9 +68,11 @@ export function groupsGrid(e: GridLimits, items: number): [number, number] {
  * The buffer names of a record of tensors as fixed spec slots ('' = unused): programs take names as spec values, so
  * a record's keys (interned strings; nothing is built) select the pipeline and `build` declares the buffers.
  */
-export function nameSlots(what: string, tensors: Record<string, Tensor> | undefined, count: number): string[] {
+export function nameSlots(kernel: string, role: string, tensors: Record<string, Tensor> | undefined, count: number): string[] {
   const names = tensors ? Object.keys(tensors) : [];
-  if (names.length > count) throw new SbgcError(`${what}: ${names.length} inputs given, at most ${count} are supported`);
+  if (names.length > count) {
+    throw new SbgcError(`${kernel}: ${names.length} ${role} given (${names.join(', ')}), at most ${count} are supported`);
+  }
   const slots = names;
   while (slots.length < count) slots.push('');
   return slots;

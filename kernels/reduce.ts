@@ -152,8 +152,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export function rowReduce(e: Engine, r: RowReduceSpec, rows: number, len: number, outShape: readonly number[]): Tensor {
   const result = e.empty(outShape, 'f32', r.name);
   if (rows === 0) return result;
-  const [in0, in1, in2, in3] = nameSlots(`rowReduce ${r.name}`, r.inputs, 4);
-  const [row0, row1] = nameSlots(`rowReduce ${r.name} row inputs`, r.rowInputs, 2);
+  const [in0, in1, in2, in3] = nameSlots(r.name, 'inputs', r.inputs, 4);
+  const [row0, row1] = nameSlots(r.name, 'row inputs', r.rowInputs, 2);
   const rowInputs = r.rowInputs ?? {};
   const base = { name: r.name, in0, in1, in2, in3, row0, row1, term: r.term, combine: r.combine, finish: r.finish ?? 'total' };
   if (r.variant === 'serial') {
@@ -168,7 +168,7 @@ export function rowReduce(e: Engine, r: RowReduceSpec, rows: number, len: number
   if (chunks > max) throw new DeviceLimitError(`${r.name}: rows of ${len} values exceed this adapter's dispatch limits`);
   const y = Math.min(rows, max);
   const z = Math.ceil(rows / y);
-  let partial = chunks > 1 ? e.empty([rows, chunks], 'f32', `${r.name}.partials`) : result;
+  let partial = chunks > 1 ? e.empty([rows, chunks], 'f32', 'rowReduce.partials') : result;
   const first: RowSpec = { ...base, variant: 'chunked', vw, final: chunks === 1 };
   // Row inputs are declared on every level (only the final one reads them), so they are always bound.
   e.run(ROW_REDUCE, first, { ...r.inputs, ...rowInputs, out: partial }, { rows, len: len / vw, chunks, count: len }, [chunks, y, z]);
@@ -176,7 +176,7 @@ export function rowReduce(e: Engine, r: RowReduceSpec, rows: number, len: number
   while (chunks > 1) {
     const n = chunks;
     chunks = Math.ceil(n / CHUNK);
-    const next = chunks > 1 ? e.empty([rows, chunks], 'f32', `${r.name}.partials`) : result;
+    const next = chunks > 1 ? e.empty([rows, chunks], 'f32', 'rowReduce.partials') : result;
     const level = { ...first, in0: 'p', in1: '', in2: '', in3: '', term: 'p[k]', vw: 1, final: chunks === 1 };
     e.run(ROW_REDUCE, level, { p: partial, ...rowInputs, out: next }, { rows, len: n, chunks, count: len }, [chunks, y, z]);
     partial.dispose();
@@ -252,7 +252,7 @@ export function axisReduce(e: Engine, a: AxisReduceSpec, view: AxisView, outShap
   const result = e.empty(outShape, 'f32', a.name);
   const n = view.outer * view.inner;
   if (n === 0) return result;
-  const [in0, in1, in2, in3] = nameSlots(`axisReduce ${a.name}`, a.inputs, 4);
+  const [in0, in1, in2, in3] = nameSlots(a.name, 'inputs', a.inputs, 4);
   if (a.shift && !a.inputs.x) throw new SbgcError(`axisReduce ${a.name}: a shifted reduction needs an input named x`);
   const spec = { name: a.name, in0, in1, in2, in3, shift: a.shift, term: a.term, finish: a.finish };
   e.run(AXIS_REDUCE, spec, { ...a.inputs, out: result }, { n, len: view.len, inner: view.inner }, grid(e, n, AXIS_WG));
@@ -330,8 +330,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export function channelReduce(e: Engine, c: ChannelReduceSpec, view: AxisView): Tensor {
   const result = e.empty([view.len], 'f32', c.name);
   if (view.len === 0) return result;
-  const [in0, in1] = nameSlots(`channelReduce ${c.name}`, c.inputs, 2);
-  const [extra] = nameSlots(`channelReduce ${c.name} extras`, c.extras, 1);
+  const [in0, in1] = nameSlots(c.name, 'inputs', c.inputs, 2);
+  const [extra] = nameSlots(c.name, 'extras', c.extras, 1);
   const vw = view.inner % 4 === 0 ? 4 : 1;
   const spec = { name: c.name, in0, in1, extra, body: c.body, vw, wg: reductionWorkgroup(e) };
   const uniforms = { n: view.outer, c: view.len, s: view.inner / vw, cpg: c.channelsPerGroup ?? 1 };
