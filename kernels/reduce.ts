@@ -45,7 +45,8 @@ export interface RowReduceSpec {
   inputs: Record<string, Tensor>;
   /** Per-row tensors [rows] (≤ 2), read as `name[row]`. */
   rowInputs?: Record<string, Tensor>;
-  /** WGSL expression of type V (f32 or vec4<f32>) for element k of row `row` (a constant). */
+  /** WGSL expression of type V (f32 or vec4<f32>) for element k of row `row` (a constant; the serial variant
+   * evaluates it in a helper of k alone, so there it may not read `row`). */
   term: string;
   combine: Combine;
   /** WGSL f32 expression of `total` (and `row`, rowInputs, `params.count` = len) giving the row's result. */
