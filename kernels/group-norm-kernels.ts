@@ -7,6 +7,9 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
+import { defineProgram } from '../engine/program.js';
+import { channelReduce, reductionWorkgroup } from './reduce.js';
+import { groupsGrid, treeReduceWgsl, vectorWgsl } from './reduce-wgsl.js';
 
 export interface Layout {
   n: number;
@@ -34,27 +37,11 @@ export function layoutOf(op: string, x: Tensor, groups: number): Layout {
 }
 
 /**
- * Workgroup size of the per-block kernels. On lavapipe each barrier round costs a coroutine switch per 8-lane
- * slice, so small workgroups win: [8,128,32,32] forward 3.1 ms at 32 lanes vs 4.1 at 64 and 8.5 at 256 (vec4).
+ * Workgroup size of the per-block kernels: the family's reduction workgroup (reduce.ts). On lavapipe each barrier
+ * round costs a coroutine switch per 8-lane slice, so small workgroups win: [8,128,32,32] forward 3.1 ms at 32
+ * lanes vs 4.1 at 64 and 8.5 at 256 (vec4).
  */
-function blockWg(e: Engine): number {
-  return forcedWg ?? (e.info.isCpu ? 32 : 256);
-}
-
-let forcedWg: number | null = null;
-
-/** Forces the per-block workgroup size (a power of two ≤ 256) so tests cover the GPU layout on any adapter. */
-export function overrideGroupNormWorkgroup(size: number | null): void {
-  if (size !== null && (!Number.isInteger(Math.log2(size)) || size < 2 || size > 256)) {
-    throw new ShapeError(`overrideGroupNormWorkgroup: ${size} is not a power of two in [2, 256]`);
-  }
-  forcedWg = size;
-}
-
-export function blockGrid(e: Engine, blocks: number): [number, number] {
-  const max = e.limits.maxComputeWorkgroupsPerDimension;
-  return blocks <= max ? [blocks, 1] : [max, Math.ceil(blocks / max)];
-}
+const blockWg = reductionWorkgroup;
 
 // m and s count vectors (of L.vw elements); inv_m is 1/(elements per block).
 const UNIFORMS: Array<[string, 'u32' | 'f32']> = [
@@ -71,32 +58,13 @@ function uniformsOf(L: Layout, eps: number): Record<string, number> {
   return { blocks: L.n * L.groups, m: L.m / L.vw, s: L.s / L.vw, cpg: L.cpg, groups: L.groups, eps, inv_m: 1 / L.m };
 }
 
-/** WGSL for vector width vw: `V` is the loaded type, hdot(a, b) the horizontal dot product. */
-function vectorWgsl(vw: 1 | 4): string {
-  return vw === 4
-    ? 'alias V = vec4<f32>;\nfn hdot(a: V, b: V) -> f32 { return dot(a, b); }\nfn first(a: V) -> f32 { return a.x; }'
-    : 'alias V = f32;\nfn hdot(a: V, b: V) -> f32 { return a * b; }\nfn first(a: V) -> f32 { return a; }';
-}
-
-function vtype(L: Layout): 'f32' | 'vec4<f32>' {
-  return L.vw === 4 ? 'vec4<f32>' : 'f32';
+function vtype(vw: number): 'f32' | 'vec4<f32>' {
+  return vw === 4 ? 'vec4<f32>' : 'f32';
 }
 
 /** Tree reduction of a vec4 over the workgroup (log₂ WG barrier rounds); every invocation gets the total. */
 function reduceWgsl(wg: number, fn = 'reduce4', arr = 'red4'): string {
-  return `
-var<workgroup> ${arr}: array<vec4<f32>, ${wg}>;
-fn ${fn}(lid: u32, v: vec4<f32>) -> vec4<f32> {
-  ${arr}[lid] = v;
-  workgroupBarrier();
-  for (var h = ${wg / 2}u; h > 0u; h = h >> 1u) {
-    if (lid < h) { ${arr}[lid] = ${arr}[lid] + ${arr}[lid + h]; }
-    workgroupBarrier();
-  }
-  let total = ${arr}[0];
-  workgroupBarrier();
-  return total;
-}`;
+  return treeReduceWgsl({ wg, fn, arr, type: 'vec4<f32>', combine: 'sum', reusable: true });
 }
 
 /**
@@ -123,56 +91,44 @@ const MAIN_SIG =
 
 // ---------------------------------------------------------------- forward (and its dual)
 
-interface FwdFlags {
-  beta: boolean;
-  tx: boolean;
-  tgamma: boolean;
-  tbeta: boolean;
-}
-
 /** Storage declaration of a per-element tensor (vectorised) or a per-channel vector. */
 function buf(name: string, type: 'f32' | 'vec4<f32>', out = false) {
   return out ? { name, type, access: 'read_write' as const } : { name, type };
 }
 
-export function launchForward(
-  e: Engine,
-  L: Layout,
-  eps: number,
-  x: Tensor,
-  gamma: Tensor,
-  beta: MaybeTensor,
-  tangents: { x: MaybeTensor; gamma: MaybeTensor; beta: MaybeTensor } | null,
-  activation: 'none' | 'silu' = 'none',
-): [Tensor, MaybeTensor] {
-  const f: FwdFlags = {
-    beta: !!beta,
-    tx: !!tangents?.x,
-    tgamma: !!tangents?.gamma,
-    tbeta: !!tangents?.beta,
-  };
-  const dual = f.tx || f.tgamma || f.tbeta;
-  // SiLU applied in registers (the same formula as the silu kernels): saves a pass over y (and ẏ).
-  const silu = activation === 'silu';
-  const wg = blockWg(e);
-  const vt = vtype(L);
-  const buffers = [
-    buf('x', vt),
-    buf('gamma', 'f32'),
-    ...(f.beta ? [buf('beta', 'f32')] : []),
-    ...(f.tx ? [buf('tx', vt)] : []),
-    ...(f.tgamma ? [buf('tgamma', 'f32')] : []),
-    ...(f.tbeta ? [buf('tbeta', 'f32')] : []),
-    buf('y', vt, true),
-    ...(dual ? [buf('ty', vt, true)] : []),
-  ];
-  const tangentOut = [
-    f.tgamma ? 'tgamma[ch] * xh' : '',
-    f.tx ? 'gamma[ch] * rstd * (tx[k] - mtx - xh * mxtx)' : '',
-    f.tbeta ? 'V(tbeta[ch])' : '',
-  ].filter(Boolean);
-  // Pass 2 sums around the exact mean: Σd², Σẋ, Σd·ẋ (d = x − μ).
-  const body = `${vectorWgsl(L.vw)}
+type ForwardSpec = { silu: boolean; beta: boolean; tx: boolean; tgamma: boolean; tbeta: boolean; vw: number; wg: number };
+
+/** y = γ·x̂ + β (then SiLU), and with any tangent present its tangent ẏ in the same pass. */
+const FORWARD = defineProgram<ForwardSpec>({
+  name: 'groupnorm.fwd',
+  spec: { silu: true, beta: true, tx: true, tgamma: true, tbeta: true, vw: true, wg: true },
+  build(f) {
+    const dual = f.tx || f.tgamma || f.tbeta;
+    const vt = vtype(f.vw);
+    const wg = f.wg;
+    const tangentOut = [
+      f.tgamma ? 'tgamma[ch] * xh' : '',
+      f.tx ? 'gamma[ch] * rstd * (tx[k] - mtx - xh * mxtx)' : '',
+      f.tbeta ? 'V(tbeta[ch])' : '',
+    ].filter(Boolean);
+    // SiLU applied in registers (the same formula as the silu kernels): saves a pass over y (and ẏ).
+    const tangentWrite = f.silu ? `(${tangentOut.join(' + ')}) * (sz * (1.0 + z * (1.0 - sz)))` : tangentOut.join(' + ');
+    return {
+      name: `groupnorm${f.silu ? '-silu' : ''}.fwd${dual ? `.dual.${+f.tx}${+f.tgamma}${+f.tbeta}` : ''}${f.beta ? '' : '.nobeta'}`,
+      buffers: [
+        buf('x', vt),
+        buf('gamma', 'f32'),
+        ...(f.beta ? [buf('beta', 'f32')] : []),
+        ...(f.tx ? [buf('tx', vt)] : []),
+        ...(f.tgamma ? [buf('tgamma', 'f32')] : []),
+        ...(f.tbeta ? [buf('tbeta', 'f32')] : []),
+        buf('y', vt, true),
+        ...(dual ? [buf('ty', vt, true)] : []),
+      ],
+      uniforms: UNIFORMS,
+      workgroupSize: [wg],
+      // Pass 2 sums around the exact mean: Σd², Σẋ, Σd·ẋ (d = x − μ).
+      body: `${vectorWgsl(f.vw)}
 ${reduceWgsl(wg)}
 ${MAIN_SIG} {${blockHead(wg)}
   var acc = vec4<f32>(0.0);
@@ -192,12 +148,34 @@ ${MAIN_SIG} {${blockHead(wg)}
     let ch = c0 + i / params.s;
     let xh = ((x[k] - pivot) - mo) * rstd;
     let z = gamma[ch] * xh${f.beta ? ' + beta[ch]' : ''};
-    ${silu ? 'let sz = 1.0 / (1.0 + exp(-z)); y[k] = z * sz;' : 'y[k] = z;'}
-    ${dual ? `ty[k] = ${silu ? `(${tangentOut.join(' + ')}) * (sz * (1.0 + z * (1.0 - sz)))` : tangentOut.join(' + ')};` : ''}
+    ${f.silu ? 'let sz = 1.0 / (1.0 + exp(-z)); y[k] = z * sz;' : 'y[k] = z;'}
+    ${dual ? `ty[k] = ${tangentWrite};` : ''}
   }
-}`;
-  const name = `groupnorm${silu ? '-silu' : ''}.fwd${dual ? `.dual.${+f.tx}${+f.tgamma}${+f.tbeta}` : ''}${f.beta ? '' : '.nobeta'}`;
-  const program = e.program({ name, buffers, uniforms: UNIFORMS, workgroupSize: [wg], body });
+}`,
+    };
+  },
+});
+
+export function launchForward(
+  e: Engine,
+  L: Layout,
+  eps: number,
+  x: Tensor,
+  gamma: Tensor,
+  beta: MaybeTensor,
+  tangents: { x: MaybeTensor; gamma: MaybeTensor; beta: MaybeTensor } | null,
+  activation: 'none' | 'silu' = 'none',
+): [Tensor, MaybeTensor] {
+  const spec: ForwardSpec = {
+    silu: activation === 'silu',
+    beta: !!beta,
+    tx: !!tangents?.x,
+    tgamma: !!tangents?.gamma,
+    tbeta: !!tangents?.beta,
+    vw: L.vw,
+    wg: blockWg(e),
+  };
+  const dual = spec.tx || spec.tgamma || spec.tbeta;
   const y = e.empty(x.shape, 'f32', 'groupnorm');
   const ty = dual ? e.empty(x.shape, 'f32', 'groupnorm.tangent') : null;
   const bindings: Record<string, Tensor> = { x, gamma, y };
@@ -206,45 +184,42 @@ ${MAIN_SIG} {${blockHead(wg)}
   if (tangents?.gamma) bindings.tgamma = tangents.gamma;
   if (tangents?.beta) bindings.tbeta = tangents.beta;
   if (ty) bindings.ty = ty;
-  e.dispatch(program, bindings, uniformsOf(L, eps), blockGrid(e, L.n * L.groups));
+  e.run(FORWARD, spec, bindings, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
   return [y, ty];
 }
 
 // ---------------------------------------------------------------- backward dx = P(γ·gy) (and its fused dual)
 
-export function launchBackward(
-  e: Engine,
-  L: Layout,
-  eps: number,
-  x: Tensor,
-  gamma: Tensor,
-  gy: Tensor,
-  tangents: { x: MaybeTensor; gamma: MaybeTensor; gy: MaybeTensor } | null,
-): [Tensor, MaybeTensor] {
-  const tx = !!tangents?.x;
-  const tg = !!tangents?.gamma;
-  const tgy = !!tangents?.gy;
-  const tu = tg || tgy;
-  const dual = tx || tu;
-  const wg = blockWg(e);
-  const vt = vtype(L);
-  const buffers = [
-    buf('x', vt),
-    buf('gamma', 'f32'),
-    buf('gy', vt),
-    ...(tx ? [buf('tx', vt)] : []),
-    ...(tg ? [buf('tgamma', 'f32')] : []),
-    ...(tgy ? [buf('tgy', vt)] : []),
-    buf('dx', vt, true),
-    ...(dual ? [buf('tdx', vt, true)] : []),
-  ];
-  // u = γ·gy and its tangent u̇ = γ̇·gy + γ·ġy, per element.
-  const uDot = [tg ? 'tgamma[ch] * gy[k]' : '', tgy ? 'gamma[ch] * tgy[k]' : ''].filter(Boolean).join(' + ');
-  const loadU = `let ch = c0 + i / params.s; let k = base + i; let d = (x[k] - pivot) - mo; let u = gamma[ch] * gy[k];${
-    tu ? ` let ud = ${uDot};` : ''
-  }${tx ? ' let t = tx[k];' : ''}`;
-  // Pass 2: a = (Σd², Σu, Σd·u, Σd·u̇) and b = (Σẋ, Σd·ẋ, Σẋ·u, Σu̇).
-  const body = `${vectorWgsl(L.vw)}
+type BackwardSpec = { tx: boolean; tgamma: boolean; tgy: boolean; vw: number; wg: number };
+
+const BACKWARD = defineProgram<BackwardSpec>({
+  name: 'groupnorm.bwd',
+  spec: { tx: true, tgamma: true, tgy: true, vw: true, wg: true },
+  build({ tx, tgamma: tg, tgy, vw, wg }) {
+    const tu = tg || tgy;
+    const dual = tx || tu;
+    const vt = vtype(vw);
+    // u = γ·gy and its tangent u̇ = γ̇·gy + γ·ġy, per element.
+    const uDot = [tg ? 'tgamma[ch] * gy[k]' : '', tgy ? 'gamma[ch] * tgy[k]' : ''].filter(Boolean).join(' + ');
+    const loadU = `let ch = c0 + i / params.s; let k = base + i; let d = (x[k] - pivot) - mo; let u = gamma[ch] * gy[k];${
+      tu ? ` let ud = ${uDot};` : ''
+    }${tx ? ' let t = tx[k];' : ''}`;
+    return {
+      name: `groupnorm.bwd${dual ? `.dual.${+tx}${+tg}${+tgy}` : ''}`,
+      buffers: [
+        buf('x', vt),
+        buf('gamma', 'f32'),
+        buf('gy', vt),
+        ...(tx ? [buf('tx', vt)] : []),
+        ...(tg ? [buf('tgamma', 'f32')] : []),
+        ...(tgy ? [buf('tgy', vt)] : []),
+        buf('dx', vt, true),
+        ...(dual ? [buf('tdx', vt, true)] : []),
+      ],
+      uniforms: UNIFORMS,
+      workgroupSize: [wg],
+      // Pass 2: a = (Σd², Σu, Σd·u, Σd·u̇) and b = (Σẋ, Σd·ẋ, Σẋ·u, Σu̇).
+      body: `${vectorWgsl(vw)}
 ${reduceWgsl(wg)}
 ${dual ? reduceWgsl(wg, 'reduce4b', 'red4b') : ''}
 ${MAIN_SIG} {${blockHead(wg)}
@@ -281,9 +256,22 @@ ${MAIN_SIG} {${blockHead(wg)}
         : ''
     }
   }
-}`;
-  const name = `groupnorm.bwd${dual ? `.dual.${+tx}${+tg}${+tgy}` : ''}`;
-  const program = e.program({ name, buffers, uniforms: UNIFORMS, workgroupSize: [wg], body });
+}`,
+    };
+  },
+});
+
+export function launchBackward(
+  e: Engine,
+  L: Layout,
+  eps: number,
+  x: Tensor,
+  gamma: Tensor,
+  gy: Tensor,
+  tangents: { x: MaybeTensor; gamma: MaybeTensor; gy: MaybeTensor } | null,
+): [Tensor, MaybeTensor] {
+  const spec: BackwardSpec = { tx: !!tangents?.x, tgamma: !!tangents?.gamma, tgy: !!tangents?.gy, vw: L.vw, wg: blockWg(e) };
+  const dual = spec.tx || spec.tgamma || spec.tgy;
   const dx = e.empty(x.shape, 'f32', 'groupnorm.dx');
   const tdx = dual ? e.empty(x.shape, 'f32', 'groupnorm.dx.tangent') : null;
   const bindings: Record<string, Tensor> = { x, gamma, gy, dx };
@@ -291,21 +279,21 @@ ${MAIN_SIG} {${blockHead(wg)}
   if (tangents?.gamma) bindings.tgamma = tangents.gamma;
   if (tangents?.gy) bindings.tgy = tangents.gy;
   if (tdx) bindings.tdx = tdx;
-  e.dispatch(program, bindings, uniformsOf(L, eps), blockGrid(e, L.n * L.groups));
+  e.run(BACKWARD, spec, bindings, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
   return [dx, tdx];
 }
 
-// ---------------------------------------------------------------- statistics and per-channel reductions
+// ---------------------------------------------------------------- statistics and the γ gradient
 
-/** Per-block [pivot, mean − pivot, rstd] (blocks = N·G), for the per-channel kernels. Not an op: its users differentiate. */
-export function blockStats(e: Engine, x: Tensor, L: Layout, eps: number): Tensor {
-  const wg = blockWg(e);
-  const program = e.program({
+const STATS = defineProgram<{ vw: number; wg: number }>({
+  name: 'groupnorm.stats',
+  spec: { vw: true, wg: true },
+  build: ({ vw, wg }) => ({
     name: 'groupnorm.stats',
-    buffers: [buf('x', vtype(L)), buf('stats', 'f32', true)],
+    buffers: [buf('x', vtype(vw)), buf('stats', 'f32', true)],
     uniforms: UNIFORMS,
     workgroupSize: [wg],
-    body: `${vectorWgsl(L.vw)}
+    body: `${vectorWgsl(vw)}
 ${reduceWgsl(wg)}
 ${MAIN_SIG} {${blockHead(wg)}
   var acc = 0.0;
@@ -313,53 +301,25 @@ ${MAIN_SIG} {${blockHead(wg)}
   let v = reduce4(lid, vec4<f32>(acc, 0.0, 0.0, 0.0)).x * inv_m;
   if (lid == 0u) { stats[3u * blk] = pivot; stats[3u * blk + 1u] = mo; stats[3u * blk + 2u] = inverseSqrt(v + params.eps); }
 }`,
-  });
+  }),
+});
+
+/** Per-block [pivot, mean − pivot, rstd] (blocks = N·G), for the per-channel kernels. Not an op: its users differentiate. */
+export function blockStats(e: Engine, x: Tensor, L: Layout, eps: number): Tensor {
   const stats = e.empty([L.n * L.groups, 3], 'f32', 'groupnorm.stats');
-  e.dispatch(program, { x, stats }, uniformsOf(L, eps), blockGrid(e, L.n * L.groups));
+  e.run(STATS, { vw: L.vw, wg: blockWg(e) }, { x, stats }, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
   return stats;
 }
 
-/**
- * out[c] = Σ_{n,s} g[n,c,s]·(x̂[n,c,s] if stats given, else 1). One workgroup per channel, tree-reduced; the
- * N·S terms of a channel are split over the workgroup's lanes, so each lane adds N·S/WG of them.
- */
-export function launchChannelReduce(e: Engine, g: Tensor, L: Layout, xs: { x: Tensor; stats: Tensor } | null): Tensor {
-  const wg = blockWg(e);
-  const vt = vtype(L);
-  const program = e.program({
-    name: xs ? 'groupnorm.gammagrad' : 'channel.sum',
-    buffers: [buf('g', vt), ...(xs ? [buf('x', vt), buf('stats', 'f32')] : []), buf('out', 'f32', true)],
-    uniforms: [
-      ['n', 'u32'],
-      ['c', 'u32'],
-      ['s', 'u32'],
-      ['cpg', 'u32'],
-    ],
-    workgroupSize: [wg],
-    body: `${vectorWgsl(L.vw)}
-${reduceWgsl(wg)}
-${MAIN_SIG} {
-  let ch = wid.x + wid.y * nwg.x;
-  if (ch >= params.c) { return; }
-  var acc = 0.0;
-  let total = params.n * params.s;
-  for (var j = lid; j < total; j += ${wg}u) {
-    let n = j / params.s;
-    let k = (n * params.c + ch) * params.s + (j - n * params.s);
-    ${
-      xs
-        ? `let blk = n * (params.c / params.cpg) + ch / params.cpg;
-    acc += hdot(g[k], (x[k] - stats[3u * blk]) - stats[3u * blk + 1u]) * stats[3u * blk + 2u];`
-        : 'acc += hdot(g[k], V(1.0));'
-    }
-  }
-  let sum = reduce4(lid, vec4<f32>(acc, 0.0, 0.0, 0.0)).x;
-  if (lid == 0u) { out[ch] = sum; }
-}`,
-  });
-  const out = e.empty([L.c], 'f32', xs ? 'groupnorm.dgamma' : 'channel.sum');
-  const bindings: Record<string, Tensor> = { g, out };
-  if (xs) Object.assign(bindings, xs);
-  e.dispatch(program, bindings, { n: L.n, c: L.c, s: L.s / L.vw, cpg: L.cpg }, blockGrid(e, L.c));
-  return out;
+/** dγ's term: g·x̂ with x̂ from the block statistics (the block of (n, ch) is n·G + ch / cpg). */
+const GAMMA_GRAD_BODY = `let blk = n * (params.c / params.cpg) + ch / params.cpg;
+    acc += hdot(g[k], (x[k] - stats[3u * blk]) - stats[3u * blk + 1u]) * stats[3u * blk + 2u];`;
+
+/** dγ[c] = Σ_{n,s} g[n,c,s]·x̂[n,c,s]: the family's channelReduce with the x̂ weighting. */
+export function gammaGradReduce(e: Engine, g: Tensor, L: Layout, x: Tensor, stats: Tensor): Tensor {
+  return channelReduce(
+    e,
+    { name: 'groupnorm.gammagrad', inputs: { g, x }, extras: { stats }, body: GAMMA_GRAD_BODY, channelsPerGroup: L.cpg },
+    { outer: L.n, len: L.c, inner: L.s },
+  );
 }

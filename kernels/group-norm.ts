@@ -6,7 +6,7 @@
  *   groupNormSilu(x, γ, β)        SiLU(γ·x̂ + β) in the same kernel (the networks' norm → activation pairs)
  *   groupNormBackward(x, γ, gy)   dx = P(γ·gy),          P(v) = r·(v − mean v − x̂·mean(x̂ v)) (symmetric Jacobian of x̂)
  *   groupNormGammaGrad(x, gy)     dγ[c] = Σ_{n,s} gy·x̂
- *   channelSum(g) / channelBroadcast(w)   dβ and its transpose
+ *   channelSum(g) / channelBroadcast(w)   dβ and its transpose (the bias ops of bias.ts, re-exported here)
  *
  * Every (sample, group) block is contiguous in NC… layout, so one workgroup owns one block: it reduces Σx (pass 1),
  * then every other sum the block needs around the exact mean (pass 2, the numerically careful two-pass variance),
@@ -16,20 +16,15 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
-import { ShapeError } from '../engine/errors.js';
-import { grid } from '../engine/rng.js';
+import { defineOp, type MaybeTensor, type Op, type OpInputs } from '../engine/autodiff.js';
 import { addMaybe, mul, siluBackward } from './elementwise.js';
-import {
-  blockStats,
-  launchBackward,
-  launchChannelReduce,
-  launchForward,
-  layoutOf,
-  type Layout,
-} from './group-norm-kernels.js';
+import { channelSum } from './bias.js';
+import { blockStats, gammaGradReduce, launchBackward, launchForward, layoutOf } from './group-norm-kernels.js';
 
-export { overrideGroupNormWorkgroup } from './group-norm-kernels.js';
+/** GroupNorm's dβ is the bias gradient: one channelSum / channelBroadcast pair in the tree (bias.ts). */
+export { channelBroadcast, channelSum } from './bias.js';
+/** The block kernels' workgroup is the reduction family's (reduce.ts); tests force the GPU layout with it. */
+export { overrideReductionWorkgroup as overrideGroupNormWorkgroup } from './reduce.js';
 
 export interface GroupNormParams {
   groups: number;
@@ -39,12 +34,6 @@ export interface GroupNormParams {
 /** score_sde's choice for a C-channel GroupNorm: min(C // 4, 32) groups, eps 1e-6. */
 export function scoreSdeGroupNorm(channels: number): GroupNormParams {
   return { groups: Math.min(Math.floor(channels / 4), 32), eps: 1e-6 };
-}
-
-function req(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  t.assertDType('f32', what);
-  return t;
 }
 
 function checkChannelVector(op: string, t: Tensor, c: number, what: string): void {
@@ -57,12 +46,12 @@ function checkSame(op: string, a: Tensor, b: Tensor, what: string): void {
   b.assertShape(a.shape, `${op} ${what}`);
 }
 
-function checkForwardInputs(op: string, inputs: readonly MaybeTensor[], groups: number) {
-  const x = req(inputs[0], `${op} x`);
-  const gamma = req(inputs[1], `${op} gamma`);
+const FORWARD_INPUTS = ['x', 'gamma', 'beta?'] as const;
+const BACKWARD_INPUTS = ['x', 'gamma', 'cotangent'] as const;
+
+function checkForwardInputs(op: string, [x, gamma, beta]: OpInputs<typeof FORWARD_INPUTS>, groups: number) {
   const L = layoutOf(op, x, groups);
   checkChannelVector(op, gamma, L.c, 'gamma');
-  const beta = inputs[2] ?? null;
   if (beta) checkChannelVector(op, beta, L.c, 'beta');
   return { x, gamma, beta, L };
 }
@@ -71,7 +60,7 @@ function checkForwardInputs(op: string, inputs: readonly MaybeTensor[], groups: 
 function forwardDual(
   e: Engine,
   op: string,
-  inputs: readonly MaybeTensor[],
+  inputs: OpInputs<typeof FORWARD_INPUTS>,
   [tx, tgamma, tbeta]: readonly MaybeTensor[],
   p: GroupNormParams,
   activation: 'none' | 'silu',
@@ -84,7 +73,7 @@ function forwardDual(
 }
 
 /** The (x, γ, β) cotangents of y = γ·x̂ + β for the cotangent gy of y, as ops. */
-function groupNormVjp(e: Engine, x: MaybeTensor, gamma: MaybeTensor, gy: Tensor, p: GroupNormParams, needs: readonly boolean[]): MaybeTensor[] {
+function groupNormVjp(e: Engine, x: Tensor, gamma: Tensor, gy: Tensor, p: GroupNormParams, needs: readonly boolean[]): MaybeTensor[] {
   return [
     needs[0] ? groupNormBackward(e, [x, gamma, gy], p) : null,
     needs[1] ? groupNormGammaGrad(e, [x, gy], p) : null,
@@ -92,8 +81,9 @@ function groupNormVjp(e: Engine, x: MaybeTensor, gamma: MaybeTensor, gy: Tensor,
   ];
 }
 
-export const groupNorm: Op<GroupNormParams> = defineOp<GroupNormParams>({
+export const groupNorm: Op<GroupNormParams> = defineOp({
   name: 'groupNorm',
+  inputs: FORWARD_INPUTS,
   forward(e, inputs, p) {
     const { x, gamma, beta, L } = checkForwardInputs('groupNorm', inputs, p.groups);
     return launchForward(e, L, p.eps, x, gamma, beta, null)[0];
@@ -108,8 +98,9 @@ export const groupNorm: Op<GroupNormParams> = defineOp<GroupNormParams>({
  * which saves the separate SiLU pass over the tensor and its tangent. The VJP recomputes z = groupNorm(x, γ, β)
  * (nothing extra is kept on the tape) and is written with ops, so forward-over-reverse (HVP) works through it.
  */
-export const groupNormSilu: Op<GroupNormParams> = defineOp<GroupNormParams>({
+export const groupNormSilu: Op<GroupNormParams> = defineOp({
   name: 'groupNormSilu',
+  inputs: FORWARD_INPUTS,
   forward(e, inputs, p) {
     const { x, gamma, beta, L } = checkForwardInputs('groupNormSilu', inputs, p.groups);
     return launchForward(e, L, p.eps, x, gamma, beta, null, 'silu')[0];
@@ -124,10 +115,7 @@ export const groupNormSilu: Op<GroupNormParams> = defineOp<GroupNormParams>({
 
 // ---------------------------------------------------------------- backward dx = P(γ·gy) (and its fused dual)
 
-function checkBackwardInputs(op: string, inputs: readonly MaybeTensor[], groups: number) {
-  const x = req(inputs[0], `${op} x`);
-  const gamma = req(inputs[1], `${op} gamma`);
-  const gy = req(inputs[2], `${op} cotangent`);
+function checkBackwardInputs(op: string, [x, gamma, gy]: OpInputs<typeof BACKWARD_INPUTS>, groups: number) {
   const L = layoutOf(op, x, groups);
   checkChannelVector(op, gamma, L.c, 'gamma');
   checkSame(op, x, gy, 'cotangent');
@@ -139,8 +127,9 @@ function ones(e: Engine, n: number): Tensor {
 }
 
 /** dx of GroupNorm: P(γ·gy). Its JVP is the fused dual kernel (the group-norm piece of the HVP). */
-export const groupNormBackward: Op<GroupNormParams> = defineOp<GroupNormParams>({
+export const groupNormBackward: Op<GroupNormParams> = defineOp({
   name: 'groupNormBackward',
+  inputs: BACKWARD_INPUTS,
   forward(e, inputs, p) {
     const { x, gamma, gy, L } = checkBackwardInputs('groupNormBackward', inputs, p.groups);
     return launchBackward(e, L, p.eps, x, gamma, gy, null)[0];
@@ -168,18 +157,17 @@ export const groupNormBackward: Op<GroupNormParams> = defineOp<GroupNormParams>(
   },
 });
 
-// ---------------------------------------------------------------- per-channel reductions
+// ---------------------------------------------------------------- the γ gradient
 
 /** dγ[c] = Σ_{n,s} gy·x̂ over the channel (statistics recomputed from x). */
-export const groupNormGammaGrad: Op<GroupNormParams> = defineOp<GroupNormParams>({
+export const groupNormGammaGrad: Op<GroupNormParams> = defineOp({
   name: 'groupNormGammaGrad',
-  forward(e, [x0, gy0], p) {
-    const x = req(x0, 'groupNormGammaGrad x');
-    const gy = req(gy0, 'groupNormGammaGrad cotangent');
+  inputs: ['x', 'cotangent'],
+  forward(e, [x, gy], p) {
     const L = layoutOf('groupNormGammaGrad', x, p.groups);
     checkSame('groupNormGammaGrad', x, gy, 'cotangent');
     const stats = blockStats(e, x, L, p.eps);
-    const out = launchChannelReduce(e, gy, L, { x, stats });
+    const out = gammaGradReduce(e, gy, L, x, stats);
     stats.dispose();
     return out;
   },
@@ -188,64 +176,11 @@ export const groupNormGammaGrad: Op<GroupNormParams> = defineOp<GroupNormParams>
     needs[0] ? groupNormBackward(e, [x, w, gy], params) : null,
     needs[1] ? groupNorm(e, [x, w, null], params) : null,
   ],
-  jvp(e, { inputs: [x0, gy0], params }, [tx, tgy]) {
-    const x = x0!;
-    const gy = gy0!;
+  jvp(e, { inputs: [x, gy], params }, [tx, tgy]) {
     // d(Σ gy·x̂) = Σ ġy·x̂ + Σ gy·P(ẋ).
     const fromGy = tgy ? groupNormGammaGrad(e, [x, tgy], params) : null;
     const c = x.shape[1];
     const fromX = tx ? channelSum(e, [mul(e, [gy, groupNormBackward(e, [x, ones(e, c), tx], params)], {})], {}) : null;
     return addMaybe(e, fromGy, fromX);
   },
-});
-
-function channelLayout(op: string, t: Tensor): Layout {
-  return layoutOf(op, t, 1);
-}
-
-/** Σ over every axis but 1: [N, C, ...] → [C] (GroupNorm's dβ, a bias gradient). */
-export const channelSum: Op<Record<string, never>> = defineOp<Record<string, never>>({
-  name: 'channelSum',
-  forward(e, [g0]) {
-    const g = req(g0, 'channelSum');
-    return launchChannelReduce(e, g, channelLayout('channelSum', g), null);
-  },
-  vjp: (e, { inputs: [g] }, w) => [channelBroadcast(e, [w], { shape: g!.shape })],
-  jvp: (e, _ctx, [tg]) => (tg ? channelSum(e, [tg], {}) : null),
-});
-
-/** w[C] broadcast to `shape` = [N, C, ...]: the transpose of channelSum. */
-export const channelBroadcast: Op<{ shape: readonly number[] }> = defineOp<{ shape: readonly number[] }>({
-  name: 'channelBroadcast',
-  forward(e, [w0], { shape }) {
-    const w = req(w0, 'channelBroadcast');
-    if (shape.length < 2 || w.rank !== 1 || w.shape[0] !== shape[1]) {
-      throw new ShapeError(`channelBroadcast: ${w.describe()} does not give the channels of [${shape.join('×')}]`);
-    }
-    const out = e.empty(shape, 'f32', 'channel.broadcast');
-    const s = out.size / Math.max(shape[0] * shape[1], 1);
-    const program = e.program({
-      name: 'channel.broadcast',
-      buffers: [
-        { name: 'w', type: 'f32' },
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: [
-        ['n', 'u32'],
-        ['c', 'u32'],
-        ['s', 'u32'],
-      ],
-      workgroupSize: [256],
-      body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * 256u;
-  if (i >= params.n) { return; }
-  out[i] = w[(i / params.s) % params.c];
-}`,
-    });
-    e.dispatch(program, { w, out }, { n: out.size, c: shape[1], s }, grid(e, out.size, 256));
-    return out;
-  },
-  vjp: (e, _ctx, ct) => [channelSum(e, [ct], {})],
-  jvp: (e, { params }, [tw]) => (tw ? channelBroadcast(e, [tw], params) : null),
 });

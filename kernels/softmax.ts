@@ -14,15 +14,15 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
-import { grid } from '../engine/rng.js';
+import { defineProgram } from '../engine/program.js';
+import { flatMain, grid } from '../engine/wgsl.js';
+import { groupsGrid, treeReduceWgsl } from './reduce-wgsl.js';
 
 type NoParams = Record<string, never>;
 
-function req(t: MaybeTensor, what: string): Tensor {
-  if (!t) throw new ShapeError(`${what}: missing input`);
-  t.assertDType('f32', what);
+/** Rows are the last axis: it must be non-empty. */
+function checkRows(t: Tensor, what: string): void {
   if (t.rank < 1 || t.shape[t.rank - 1] === 0) throw new ShapeError(`${what}: ${t.describe()} needs a non-empty last axis`);
-  return t;
 }
 
 function same(op: string, a: Tensor, b: Tensor, what: string): void {
@@ -48,91 +48,13 @@ export function rowLayout(e: Engine, len: number): RowLayout {
 const WG_ROW = 64;
 const WG_THREAD = 64;
 
+// ---------------------------------------------------------------- the row kernels
+
 /**
- * A row kernel. `body` uses: `o` (row offset), `FOR(j)` as a loop header over the row's columns j, and
+ * Each row kernel's statements use `o` (row offset), `FOR(j)` as a loop header over the row's columns j, and
  * `SUM(v)` / `MAX(v)` (vec4 / f32) for row-wide reductions of per-lane partials, which every lane receives.
  */
-function launchRows(
-  e: Engine,
-  name: string,
-  inputs: Record<string, Tensor>,
-  outputs: Record<string, Tensor>,
-  body: string,
-  rows: number,
-  len: number,
-): void {
-  const layout = rowLayout(e, len);
-  const thread = layout === 'thread';
-  const expanded = body
-    .replace(/FOR\((\w+)\)/g, (_m, j: string) =>
-      thread ? `for (var ${j} = 0u; ${j} < params.len; ${j}++)` : `for (var ${j} = lid; ${j} < params.len; ${j} += ${WG_ROW}u)`,
-    )
-    .replace(/SUM\(/g, thread ? '(' : 'rowSum(lid, ')
-    .replace(/MAX\(/g, thread ? '(' : 'rowMax(lid, ');
-  const reductions = thread
-    ? ''
-    : `
-var<workgroup> red: array<vec4<f32>, ${WG_ROW}>;
-var<workgroup> redm: array<f32, ${WG_ROW}>;
-fn rowSum(lid: u32, v: vec4<f32>) -> vec4<f32> {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var h = ${WG_ROW / 2}u; h > 0u; h = h >> 1u) {
-    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
-    workgroupBarrier();
-  }
-  let t = red[0];
-  workgroupBarrier();
-  return t;
-}
-fn rowMax(lid: u32, v: f32) -> f32 {
-  redm[lid] = v;
-  workgroupBarrier();
-  for (var h = ${WG_ROW / 2}u; h > 0u; h = h >> 1u) {
-    if (lid < h) { redm[lid] = max(redm[lid], redm[lid + h]); }
-    workgroupBarrier();
-  }
-  let t = redm[0];
-  workgroupBarrier();
-  return t;
-}`;
-  const head = thread
-    ? `fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = gid.x + gid.y * nwg.x * ${WG_THREAD}u;
-  if (row >= params.rows) { return; }`
-    : `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.rows) { return; }`;
-  const program = e.program({
-    name: `${name}.${layout}`,
-    buffers: [
-      ...Object.keys(inputs).map((n) => ({ name: n, type: 'f32' as const })),
-      ...Object.keys(outputs).map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
-    ],
-    uniforms: [
-      ['rows', 'u32'],
-      ['len', 'u32'],
-    ],
-    workgroupSize: [thread ? WG_THREAD : WG_ROW],
-    body: `${reductions}
-${head}
-  let o = row * params.len;
-  ${expanded}
-}`,
-  });
-  let wgs: [number, number];
-  if (thread) wgs = grid(e, rows, WG_THREAD);
-  else {
-    const max = e.limits.maxComputeWorkgroupsPerDimension;
-    wgs = rows <= max ? [rows, 1] : [max, Math.ceil(rows / max)];
-  }
-  e.dispatch(program, { ...inputs, ...outputs }, { rows, len }, wgs);
-}
-
-function rowsOf(t: Tensor): { rows: number; len: number } {
-  const len = t.shape[t.rank - 1];
-  return { rows: t.size / len, len };
-}
+type Kind = 'fwd' | 'dual' | 'bwd' | 'bwdDual' | 'vjpy';
 
 // Pass 1: row max; pass 2: y = exp(x − m), s = Σ y; pass 3: y /= s.
 const SOFTMAX_BODY = `
@@ -143,81 +65,42 @@ const SOFTMAX_BODY = `
   FOR(j) { let p = exp(x[o + j] - mx); y[o + j] = p; s += p; }
   let inv = 1.0 / SUM(vec4<f32>(s, 0.0, 0.0, 0.0)).x;`;
 
-function softmaxForward(e: Engine, x: Tensor, tx: MaybeTensor): [Tensor, MaybeTensor] {
-  const { rows, len } = rowsOf(x);
-  const y = e.empty(x.shape, 'f32', 'softmax');
-  if (!tx) {
-    launchRows(e, 'softmax.fwd', { x }, { y }, `${SOFTMAX_BODY}\n  FOR(j) { y[o + j] = y[o + j] * inv; }`, rows, len);
-    return [y, null];
-  }
-  // ẏ = y ⊙ (ẋ − ⟨ẋ, y⟩), with ⟨ẋ, y⟩ summed while y is finalised.
-  const ty = e.empty(x.shape, 'f32', 'softmax.tangent');
-  launchRows(
-    e,
-    'softmax.dual',
-    { x, tx },
-    { y, ty },
-    `${SOFTMAX_BODY}
+/** Name, buffers and statements of one row kernel (called once per program key, in `build`). */
+function rowKernel(kind: Kind, ty: boolean, tg: boolean): { name: string; ins: string[]; outs: string[]; body: string } {
+  switch (kind) {
+    case 'fwd':
+      return { name: 'softmax.fwd', ins: ['x'], outs: ['y'], body: `${SOFTMAX_BODY}\n  FOR(j) { y[o + j] = y[o + j] * inv; }` };
+    case 'dual':
+      // ẏ = y ⊙ (ẋ − ⟨ẋ, y⟩), with ⟨ẋ, y⟩ summed while y is finalised.
+      return {
+        name: 'softmax.dual',
+        ins: ['x', 'tx'],
+        outs: ['y', 'ty'],
+        body: `${SOFTMAX_BODY}
   var d = 0.0;
   FOR(j) { let p = y[o + j] * inv; y[o + j] = p; d += p * tx[o + j]; }
   d = SUM(vec4<f32>(d, 0.0, 0.0, 0.0)).x;
   FOR(j) { ty[o + j] = y[o + j] * (tx[o + j] - d); }`,
-    rows,
-    len,
-  );
-  return [y, ty];
-}
-
-export const softmax: Op<NoParams> = defineOp<NoParams>({
-  name: 'softmax',
-  forward: (e, [x]) => softmaxForward(e, req(x, 'softmax'), null)[0],
-  vjp: (e, { output }, ct) => [softmaxBackward(e, [output, ct], {})],
-  jvp: (e, { output }, [tx]) => (tx ? softmaxBackward(e, [output, tx], {}) : null),
-  dual(e, [x0], [tx]) {
-    const x = req(x0, 'softmax');
-    if (tx) same('softmax', x, tx, 'tangent');
-    return softmaxForward(e, x, tx);
-  },
-});
-
-function checkBackward(inputs: readonly MaybeTensor[]): { y: Tensor; g: Tensor } {
-  const y = req(inputs[0], 'softmaxBackward y');
-  const g = req(inputs[1], 'softmaxBackward cotangent');
-  same('softmaxBackward', y, g, 'cotangent');
-  return { y, g };
-}
-
-function softmaxBackwardLaunch(e: Engine, y: Tensor, g: Tensor, ty: MaybeTensor, tg: MaybeTensor): [Tensor, MaybeTensor] {
-  const { rows, len } = rowsOf(y);
-  const out = e.empty(y.shape, 'f32', 'softmax.backward');
-  if (!ty && !tg) {
-    launchRows(
-      e,
-      'softmax.bwd',
-      { y, g },
-      { out },
-      `var d = 0.0;
+      };
+    case 'bwd':
+      return {
+        name: 'softmax.bwd',
+        ins: ['y', 'g'],
+        outs: ['out'],
+        body: `var d = 0.0;
   FOR(j) { d += g[o + j] * y[o + j]; }
   d = SUM(vec4<f32>(d, 0.0, 0.0, 0.0)).x;
   FOR(j) { out[o + j] = y[o + j] * (g[o + j] - d); }`,
-      rows,
-      len,
-    );
-    return [out, null];
-  }
-  // One pass for ⟨g,y⟩, ⟨ġ,y⟩, ⟨g,ẏ⟩; one pass writing the primal and the tangent.
-  const tout = e.empty(y.shape, 'f32', 'softmax.backward.tangent');
-  const inputs: Record<string, Tensor> = { y, g };
-  if (ty) inputs.ty = ty;
-  if (tg) inputs.tg = tg;
-  const yd = ty ? 'ty[o + j]' : '0.0';
-  const gd = tg ? 'tg[o + j]' : '0.0';
-  launchRows(
-    e,
-    `softmax.bwd.dual.${+!!ty}${+!!tg}`,
-    inputs,
-    { out, tout },
-    `var acc = vec4<f32>(0.0);
+      };
+    case 'bwdDual': {
+      // One pass for ⟨g,y⟩, ⟨ġ,y⟩, ⟨g,ẏ⟩; one pass writing the primal and the tangent.
+      const yd = ty ? 'ty[o + j]' : '0.0';
+      const gd = tg ? 'tg[o + j]' : '0.0';
+      return {
+        name: `softmax.bwd.dual.${+ty}${+tg}`,
+        ins: ['y', 'g', ...(ty ? ['ty'] : []), ...(tg ? ['tg'] : [])],
+        outs: ['out', 'tout'],
+        body: `var acc = vec4<f32>(0.0);
   FOR(j) { let gj = g[o + j]; acc += vec4<f32>(gj * y[o + j], ${gd} * y[o + j], gj * ${yd}, 0.0); }
   acc = SUM(acc);
   FOR(j) {
@@ -225,48 +108,142 @@ function softmaxBackwardLaunch(e: Engine, y: Tensor, g: Tensor, ty: MaybeTensor,
     out[o + j] = y[o + j] * gc;
     tout[o + j] = ${yd} * gc + y[o + j] * (${gd} - acc.y - acc.z);
   }`,
-    rows,
-    len,
-  );
+      };
+    }
+    case 'vjpy':
+      // ∂/∂y ⟨w, y ⊙ (g − ⟨g,y⟩)⟩ = w ⊙ (g − ⟨g,y⟩) − g·⟨w,y⟩.
+      return {
+        name: 'softmax.bwd.vjpy',
+        ins: ['y', 'g', 'w'],
+        outs: ['out'],
+        body: `var acc = vec4<f32>(0.0);
+  FOR(j) { acc += vec4<f32>(g[o + j] * y[o + j], w[o + j] * y[o + j], 0.0, 0.0); }
+  acc = SUM(acc);
+  FOR(j) { out[o + j] = w[o + j] * (g[o + j] - acc.x) - g[o + j] * acc.y; }`,
+      };
+  }
+}
+
+const ROWS = defineProgram<{ kind: Kind; ty: boolean; tg: boolean; layout: RowLayout }>({
+  name: 'softmax.rows',
+  spec: { kind: true, ty: true, tg: true, layout: true },
+  build({ kind, ty, tg, layout }) {
+    const k = rowKernel(kind, ty, tg);
+    const thread = layout === 'thread';
+    const expanded = k.body
+      .replace(/FOR\((\w+)\)/g, (_m, j: string) =>
+        thread ? `for (var ${j} = 0u; ${j} < params.len; ${j}++)` : `for (var ${j} = lid; ${j} < params.len; ${j} += ${WG_ROW}u)`,
+      )
+      .replace(/SUM\(/g, thread ? '(' : 'rowSum(lid, ')
+      .replace(/MAX\(/g, thread ? '(' : 'rowMax(lid, ');
+    const body = `  let o = row * params.len;
+  ${expanded}`;
+    return {
+      name: `${k.name}.${layout}`,
+      buffers: [
+        ...k.ins.map((n) => ({ name: n, type: 'f32' as const })),
+        ...k.outs.map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
+      ],
+      uniforms: [
+        ['rows', 'u32'],
+        ['len', 'u32'],
+      ],
+      workgroupSize: [thread ? WG_THREAD : WG_ROW],
+      body: thread
+        ? flatMain({ wg: WG_THREAD, count: 'params.rows', index: 'row', body })
+        : `${treeReduceWgsl({ wg: WG_ROW, fn: 'rowSum', arr: 'red', type: 'vec4<f32>', combine: 'sum', reusable: true })}
+${treeReduceWgsl({ wg: WG_ROW, fn: 'rowMax', arr: 'redm', type: 'f32', combine: 'max', reusable: true })}
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+${body}
+}`,
+    };
+  },
+});
+
+function launchRows(e: Engine, kind: Kind, bindings: Record<string, Tensor>, like: Tensor, ty = false, tg = false): void {
+  const len = like.shape[like.rank - 1];
+  const rows = like.size / len;
+  const layout = rowLayout(e, len);
+  const wgs = layout === 'thread' ? grid(e, rows, WG_THREAD) : groupsGrid(e, rows);
+  e.run(ROWS, { kind, ty, tg, layout }, bindings, { rows, len }, wgs);
+}
+
+// ---------------------------------------------------------------- ops
+
+function softmaxForward(e: Engine, x: Tensor, tx: MaybeTensor): [Tensor, MaybeTensor] {
+  const y = e.empty(x.shape, 'f32', 'softmax');
+  if (!tx) {
+    launchRows(e, 'fwd', { x, y }, x);
+    return [y, null];
+  }
+  const ty = e.empty(x.shape, 'f32', 'softmax.tangent');
+  launchRows(e, 'dual', { x, tx, y, ty }, x);
+  return [y, ty];
+}
+
+export const softmax: Op<NoParams> = defineOp({
+  name: 'softmax',
+  inputs: ['x'],
+  forward(e, [x]) {
+    checkRows(x, 'softmax');
+    return softmaxForward(e, x, null)[0];
+  },
+  vjp: (e, { output }, ct) => [softmaxBackward(e, [output, ct], {})],
+  jvp: (e, { output }, [tx]) => (tx ? softmaxBackward(e, [output, tx], {}) : null),
+  dual(e, [x], [tx]) {
+    checkRows(x, 'softmax');
+    if (tx) same('softmax', x, tx, 'tangent');
+    return softmaxForward(e, x, tx);
+  },
+});
+
+function checkBackward(y: Tensor, g: Tensor): void {
+  checkRows(y, 'softmaxBackward y');
+  checkRows(g, 'softmaxBackward cotangent');
+  same('softmaxBackward', y, g, 'cotangent');
+}
+
+function softmaxBackwardLaunch(e: Engine, y: Tensor, g: Tensor, ty: MaybeTensor, tg: MaybeTensor): [Tensor, MaybeTensor] {
+  const out = e.empty(y.shape, 'f32', 'softmax.backward');
+  if (!ty && !tg) {
+    launchRows(e, 'bwd', { y, g, out }, y);
+    return [out, null];
+  }
+  const tout = e.empty(y.shape, 'f32', 'softmax.backward.tangent');
+  const bindings: Record<string, Tensor> = { y, g, out, tout };
+  if (ty) bindings.ty = ty;
+  if (tg) bindings.tg = tg;
+  launchRows(e, 'bwdDual', bindings, y, !!ty, !!tg);
   return [out, tout];
 }
 
 /** y ⊙ (g − ⟨g, y⟩) per row: softmax's VJP in terms of its output. Its JVP is a fused dual kernel. */
-export const softmaxBackward: Op<NoParams> = defineOp<NoParams>({
+export const softmaxBackward: Op<NoParams> = defineOp({
   name: 'softmaxBackward',
-  forward(e, inputs) {
-    const { y, g } = checkBackward(inputs);
+  inputs: ['y', 'cotangent'],
+  forward(e, [y, g]) {
+    checkBackward(y, g);
     return softmaxBackwardLaunch(e, y, g, null, null)[0];
   },
-  vjp(e, { inputs }, w, needs) {
-    const { y, g } = checkBackward(inputs);
+  vjp(e, { inputs: [y, g] }, w, needs) {
+    checkBackward(y, g);
     let gy: MaybeTensor = null;
     if (needs[0]) {
-      // ∂/∂y ⟨w, y ⊙ (g − ⟨g,y⟩)⟩ = w ⊙ (g − ⟨g,y⟩) − g·⟨w,y⟩. Third order is never needed: a plain kernel.
-      const { rows, len } = rowsOf(y);
+      // Third order is never needed: a plain kernel.
       gy = e.empty(y.shape, 'f32', 'softmax.backward.vjp.y');
-      launchRows(
-        e,
-        'softmax.bwd.vjpy',
-        { y, g, w },
-        { out: gy },
-        `var acc = vec4<f32>(0.0);
-  FOR(j) { acc += vec4<f32>(g[o + j] * y[o + j], w[o + j] * y[o + j], 0.0, 0.0); }
-  acc = SUM(acc);
-  FOR(j) { out[o + j] = w[o + j] * (g[o + j] - acc.x) - g[o + j] * acc.y; }`,
-        rows,
-        len,
-      );
+      launchRows(e, 'vjpy', { y, g, w, out: gy }, y);
     }
     // The map g ↦ y ⊙ (g − ⟨g,y⟩) is symmetric.
     return [gy, needs[1] ? softmaxBackward(e, [y, w], {}) : null];
   },
-  jvp: (e, { inputs }, [ty, tg]) => {
-    const { y, g } = checkBackward(inputs);
+  jvp: (e, { inputs: [y, g] }, [ty, tg]) => {
+    checkBackward(y, g);
     return softmaxBackwardLaunch(e, y, g, ty, tg)[1];
   },
-  dual(e, inputs, [ty, tg]) {
-    const { y, g } = checkBackward(inputs);
+  dual(e, [y, g], [ty, tg]) {
+    checkBackward(y, g);
     if (ty) same('softmaxBackward', y, ty, 'y tangent');
     if (tg) same('softmaxBackward', y, tg, 'cotangent tangent');
     return softmaxBackwardLaunch(e, y, g, ty, tg);
