@@ -12,14 +12,7 @@ import { mulPerSample, perSampleDot, perSampleSum, perSampleSumSq, rmsNormRatio,
 import { logSumExp, logSumExpBackward } from './reductions-axis.js';
 import { addChannelBias, addScaled, broadcastChannels, concatChannels, sliceChannels, sumInner } from './channels.js';
 import { channelBroadcast, channelSum } from './bias.js';
-import {
-  channelBroadcast as groupNormChannelBroadcast,
-  channelSum as groupNormChannelSum,
-  groupNorm,
-  groupNormBackward,
-  groupNormGammaGrad,
-  groupNormSilu,
-} from './group-norm.js';
+import { groupNorm, groupNormBackward, groupNormGammaGrad, groupNormSilu } from './group-norm.js';
 import { dense, matmul } from './matmul.js';
 import { conv2d, conv2dInputGrad, conv2dWeightGrad } from './conv2d.js';
 import { dropoutMasked } from './dropout.js';
@@ -71,13 +64,11 @@ export const KERNEL_OPS = {
   'channels.addScaled': addScaled,
   channelSum,
   channelBroadcast,
-  // GroupNorm (and its own copies of channelSum / channelBroadcast: see NAMES_PENDING_MERGE)
+  // GroupNorm
   groupNorm,
   groupNormSilu,
   groupNormBackward,
   groupNormGammaGrad,
-  'groupNorm.channelSum': groupNormChannelSum,
-  'groupNorm.channelBroadcast': groupNormChannelBroadcast,
   // linear maps
   matmul,
   dense,
@@ -104,16 +95,6 @@ export type OpName = keyof typeof KERNEL_OPS;
 
 /** The params type of a table entry, e.g. `OpParams<typeof KERNEL_OPS, 'scale'>` is `{ alpha: number }`. */
 export type OpParams<T extends OpTable, K extends keyof T> = T[K] extends Op<infer P, infer _I> ? P : never;
-
-/**
- * Entries whose key is not (yet) their op's `def.name`: kernels/group-norm.ts defines a second channelSum and
- * channelBroadcast under the same names as kernels/bias.ts (issue 14, deliverable 3 merges the reductions and
- * broadcasts; then these entries and this list go). The test holds every other key equal to its name.
- */
-export const NAMES_PENDING_MERGE: { readonly [K in OpName]?: string } = {
-  'groupNorm.channelSum': 'channelSum',
-  'groupNorm.channelBroadcast': 'channelBroadcast',
-};
 
 /**
  * Joins two op tables (e.g. the kernel table and the model's ops); a name in both is a compile error (a plain

@@ -235,19 +235,6 @@ export const KERNEL_OP_CASES: KernelOpCases = {
     reference: ([x, t]) => groupNormVjpRef(x!, gnGamma, zeros(8), t!, gn).gamma,
     tol: GROUP_NORM,
   },
-  'groupNorm.channelSum': {
-    params: {},
-    inputs: [gnGy],
-    reference: ([t]) => groupNormVjpRef(gnX, gnGamma, zeros(8), t!, gn).beta,
-    tol: { forward: 1e-6, jvp: 1e-6, vjp: 1e-6 },
-  },
-  'groupNorm.channelBroadcast': {
-    params: { shape: [2, 6, 3, 1] },
-    inputs: [randomHost([6], 41)],
-    reference: ([w]) => channelBroadcastRef(w!, [2, 6, 3, 1], 1),
-    tol: { forward: 0, jvp: 1e-6, vjp: 1e-6 },
-  },
-
   // matmul.test.ts: [M, N, K] = [9, 12, 8] (the vec4 paths), B transposed, with bias.
   matmul: {
     params: { transB: true },
