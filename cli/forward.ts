@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { createEngine } from './context.js';
 import { SbgcError } from '../engine/errors.js';
-import { readNpy, writeNpy, type NpyArray } from '../engine/npy.js';
+import { readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { NetworkScoreModel } from '../model/score.js';

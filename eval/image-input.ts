@@ -12,7 +12,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { ShapeError } from '../engine/errors.js';
-import { readNpy, type NpyArray } from '../engine/npy.js';
+import { readNpy, type NpyArray } from '../formats/npy.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadDataset, type ImageDataset } from '../data/index.js';
 import { decodePng, loadPngFolder, PngError, rgbaToChw } from '../data/png-folder.js';

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { HostRng } from '../../engine/rng.js';
-import { GaussianMixtureScoreModel } from '../../solvers/analytic-models.js';
+import { GaussianMixtureScoreModel } from '../../model/analytic-models.js';
 import { parseAnalyticSpec } from '../../cli/model-source.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
 import type { RunFile } from '../../eval/run-file.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { HostRng } from '../../engine/rng.js';
 import { createSde, type Sde } from '../../model/sde.js';
 import { toModelSpace } from '../../data/model-space.js';
-import { classConditionalGaussians, GaussianMixtureScoreModel, isotropicGaussianModel } from '../../solvers/analytic-models.js';
+import { classConditionalGaussians, GaussianMixtureScoreModel, isotropicGaussianModel } from '../../model/analytic-models.js';
 import { importanceCumWeight, importanceNormaliser } from '../../train/time-sampling.js';
 import { elboClassify, elboConstant, elboDraws } from '../../eval/elbo.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
