@@ -10,11 +10,11 @@ import { MODEL_USAGE, type LoadedModel } from './model-source.js';
 import { bitsPerDim } from '../data/model-space.js';
 import { classify, type ImageInput } from '../solvers/likelihood.js';
 import { ELBO_TIMES, ELBO_TIMES_DESCRIPTION, elboClassify, type ElboTimes } from '../eval/elbo.js';
-import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
-import { SOLVER_USAGE } from '../eval/cli-flags.js';
-import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from '../eval/eval-setup.js';
-import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
+import { SOLVER_USAGE } from './solver-flags.js';
+import { INPUT_USAGE } from './image-input.js';
+import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from './eval-setup.js';
+import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from './run-file.js';
 
 export const CLASSIFY_USAGE = `usage: sbgc classify MODEL INPUT [--estimator ode|elbo] [solver options] [--out results.json [--resume]]
 

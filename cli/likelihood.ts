@@ -8,10 +8,11 @@ import { processIo, type CommandIo } from './progress.js';
 import { MODEL_USAGE } from './model-source.js';
 import { bitsPerDim } from '../data/model-space.js';
 import { classify, logLikelihood } from '../solvers/likelihood.js';
-import { SOLVER_USAGE, type FlagReader, type FlagValues } from '../eval/cli-flags.js';
-import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from '../eval/eval-setup.js';
-import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
+import { SOLVER_USAGE } from './solver-flags.js';
+import { INPUT_USAGE } from './image-input.js';
+import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from './eval-setup.js';
+import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from './run-file.js';
 
 export const LIKELIHOOD_USAGE = `usage: sbgc likelihood MODEL INPUT [--label Y | --marginal] [solver options] [--out results.json [--resume]]
 

@@ -26,7 +26,7 @@ import { NetworkScoreModel, type ScoreModel } from '../model/score.js';
 import { createSde } from '../model/sde.js';
 import { hostWeightsFromBytes, initWeights, uploadWeights } from '../model/weights.js';
 import { GaussianMixtureScoreModel, type GaussianComponent, type GaussianMixtureSpec } from '../model/analytic-models.js';
-import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
 
 export const MODEL_FLAGS = {
   config: { type: 'string' },

@@ -14,11 +14,12 @@ import { writeFileAtomic } from '../engine/files.js';
 import { describeModelSpace } from '../data/model-space.js';
 import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
 import type { ClassifyOptions } from '../solvers/likelihood.js';
-import { FlagReader, readEpsT, PRIORS, STATES, STEP_CONTROLS, type FlagValues } from '../eval/cli-flags.js';
-import { arrayImageSource, INPUT_FLAGS, INPUT_USAGE, loadImageInput, usesInputFlags, type ImageSource } from '../eval/image-input.js';
+import { FlagReader, type FlagValues } from './flag-reader.js';
+import { readEpsT, PRIORS, STATES, STEP_CONTROLS } from './solver-flags.js';
+import { arrayImageSource, INPUT_FLAGS, INPUT_USAGE, loadImageInput, usesInputFlags, type ImageSource } from './image-input.js';
 import { divergenceStudy, type DivergenceStudyResult, type StudyProbes, type StudySharing } from '../eval/divergence-study.js';
 import { plotSvg, type PlotSeries } from '../eval/svg-plot.js';
-import { exactPoints, round } from '../eval/eval-setup.js';
+import { exactPoints, round } from './eval-setup.js';
 
 export const STUDY_USAGE = `usage: sbgc study divergence [MODEL] [INPUT] [options]
 

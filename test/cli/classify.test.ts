@@ -6,7 +6,7 @@ import { HostRng } from '../../engine/rng.js';
 import { GaussianMixtureScoreModel } from '../../model/analytic-models.js';
 import { parseAnalyticSpec } from '../../cli/model-source.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
-import type { RunFile } from '../../eval/run-file.js';
+import type { RunFile } from '../../cli/run-file.js';
 import { useEngine } from '../helpers/engine.js';
 import { loadPreset } from '../../model/config.js';
 import { initWeights, saveWeights } from '../../model/weights.js';

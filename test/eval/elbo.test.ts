@@ -7,7 +7,7 @@ import { classConditionalGaussians, GaussianMixtureScoreModel, isotropicGaussian
 import { importanceCumWeight, importanceNormaliser } from '../../train/time-sampling.js';
 import { elboClassify, elboConstant, elboDraws } from '../../eval/elbo.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
-import type { RunFile } from '../../eval/run-file.js';
+import type { RunFile } from '../../cli/run-file.js';
 import { useEngine } from '../helpers/engine.js';
 import { f4, i8, MIXTURE_SPEC, tempDir, testIo, writeModelFile } from '../cli/cli-fixtures.js';
 

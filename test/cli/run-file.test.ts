@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatRunFile, planChunks, type ImageRecord, type RunFile } from '../../eval/run-file.js';
-import { arrayImageSource } from '../../eval/image-input.js';
+import { formatRunFile, planChunks, type ImageRecord, type RunFile } from '../../cli/run-file.js';
+import { arrayImageSource } from '../../cli/image-input.js';
 
 describe('run-file', () => {
   const source = (count: number, offset = 0) => {

@@ -7,9 +7,10 @@ import { describeAdapter } from '../engine/gpu.js';
 import { toModelSpace, describeModelSpace } from '../data/model-space.js';
 import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
 import type { ClassifyOptions, ImageInput } from '../solvers/likelihood.js';
-import { loadModelSource, MODEL_FLAGS, type LoadedModel } from '../cli/model-source.js';
-import type { CommandIo } from '../cli/progress.js';
-import { FlagReader, readSolverFlags, solverOptions, SOLVER_FLAGS, type FlagValues, type SolverSettings } from './cli-flags.js';
+import { loadModelSource, MODEL_FLAGS, type LoadedModel } from './model-source.js';
+import type { CommandIo } from './progress.js';
+import { FlagReader, type FlagValues } from './flag-reader.js';
+import { readSolverFlags, solverOptions, SOLVER_FLAGS, type SolverSettings } from './solver-flags.js';
 import { INPUT_FLAGS, loadImageInput, type ImageSource } from './image-input.js';
 import type { JsonValue, RunHeader } from './run-file.js';
 

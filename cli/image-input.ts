@@ -17,7 +17,7 @@ import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadDataset, type ImageDataset } from '../data/index.js';
 import { decodePng, loadPngFolder, PngError, rgbaToChw } from '../data/png-folder.js';
 import type { ImageInput } from '../solvers/likelihood.js';
-import type { FlagReader, FlagValues } from './cli-flags.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
 
 export const INPUT_FLAGS = {
   png: { type: 'string', multiple: true },

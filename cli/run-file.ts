@@ -14,9 +14,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../engine/files.js';
-import type { FlagReader } from './cli-flags.js';
+import type { FlagReader } from './flag-reader.js';
 import type { ImageSource } from './image-input.js';
-import { Progress, type CommandIo } from '../cli/progress.js';
+import { Progress, type CommandIo } from './progress.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
