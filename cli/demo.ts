@@ -13,7 +13,7 @@ import { smokeCommand } from './smoke.js';
 import { loadPreset } from '../model/config.js';
 import { loadWeights } from '../model/weights.js';
 import { NetworkScoreModel } from '../model/score.js';
-import { classify, LIKELIHOOD_STARTS, type LikelihoodStart } from '../solvers/likelihood.js';
+import { classify, LIKELIHOOD_STARTS, type LikelihoodStart } from '../eval/probability-flow-likelihood.js';
 import { loadMnist } from '../data/mnist.js';
 import { SbgcError } from '../engine/errors.js';
 

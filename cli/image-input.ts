@@ -16,7 +16,7 @@ import { readNpy, type NpyArray } from '../formats/npy.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadDataset, type ImageDataset } from '../data/index.js';
 import { decodePng, loadPngFolder, PngError, rgbaToChw } from '../data/png-folder.js';
-import type { ImageInput } from '../solvers/likelihood.js';
+import { imagesInModelSpace, type ImageInput, type ModelSpaceConversion, type ModelSpaceImages } from '../data/model-space-images.js';
 import type { FlagReader, FlagValues } from './flag-reader.js';
 
 export const INPUT_FLAGS = {
@@ -55,6 +55,8 @@ export interface ImageSource {
   classNames?: readonly string[];
   /** Entries [p0, p1) as solver input (pixels CHW, or model-space values). */
   input(p0: number, p1: number): ImageInput;
+  /** Entries [p0, p1) in model space: the one place the input is converted. */
+  images(p0: number, p1: number, conversion: ModelSpaceConversion): ModelSpaceImages;
 }
 
 export interface ModelShapeInfo {
@@ -336,6 +338,7 @@ export async function loadImageInput(f: FlagReader, values: FlagValues, position
     labels: loaded.labels ? loaded.labels.slice(offset, offset + count) : null,
     ...(loaded.classNames ? { classNames: loaded.classNames } : {}),
     input: (p0, p1) => loaded.slice(offset + p0, offset + p1),
+    images: (p0, p1, conversion) => imagesInModelSpace(loaded.slice(offset + p0, offset + p1), model.shape, conversion, loaded.id),
   };
 }
 
@@ -353,5 +356,6 @@ export function arrayImageSource(id: string, description: string, x: Float64Arra
     name: (p) => `${id}[${p}]`,
     labels,
     input: (p0, p1) => ({ x: x.subarray(p0 * per, p1 * per) }),
+    images: (p0, p1, conversion) => imagesInModelSpace({ x: x.subarray(p0 * per, p1 * per) }, shape, conversion, id),
   };
 }

@@ -1,6 +1,6 @@
 /** The probability-flow solver flags of SPEC §3, shared by the evaluation commands (classify, likelihood, study). */
 import type { FlagReader, FlagValues, OptionTable } from './flag-reader.js';
-import { LIKELIHOOD_STARTS, type ClassifyOptions, type LikelihoodStart, type ProbeKind } from '../solvers/likelihood.js';
+import { LIKELIHOOD_STARTS, type ClassifyOptions, type LikelihoodStart, type ProbeKind } from '../eval/probability-flow-likelihood.js';
 import { HUTCHINSON_PASSES, type HutchinsonPass } from '../solvers/divergence.js';
 import type { StatePlacement, StepControl } from '../solvers/gpu-rk45.js';
 

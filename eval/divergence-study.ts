@@ -12,7 +12,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { ScoreModel } from '../model/score.js';
-import { classify, type ClassifyOptions, type ClassifyResult, type ImageInput } from '../solvers/likelihood.js';
+import { classify, type ClassifyOptions, type ClassifyResult, type ImageInput } from './probability-flow-likelihood.js';
 import type { SolveProgress } from '../solvers/gpu-rk45.js';
 
 export type StudyProbes = 'rademacher' | 'gaussian';
