@@ -82,3 +82,18 @@ export class FlagReader {
     return out;
   }
 }
+
+/** The --help / -h flag every command accepts. */
+export const HELP_FLAG = { type: 'boolean', short: 'h' } as const;
+
+/**
+ * node:util parseArgs (strict) for a command with its own typed option table: a parse error (unknown flag,
+ * missing value) names the command and carries its usage.
+ */
+export function parseCommandArgs<T extends ParseArgsConfig>(command: string, usage: string, config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    throw new SbgcError(`${command}: ${(e as Error).message}\n\n${usage}`);
+  }
+}
