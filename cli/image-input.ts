@@ -53,8 +53,6 @@ export interface ImageSource {
   /** Per entry, or null when unknown. */
   labels: Uint32Array | null;
   classNames?: readonly string[];
-  /** Entries [p0, p1) as solver input (pixels CHW, or model-space values). */
-  input(p0: number, p1: number): ImageInput;
   /** Entries [p0, p1) in model space: the one place the input is converted. */
   images(p0: number, p1: number, conversion: ModelSpaceConversion): ModelSpaceImages;
 }
@@ -337,7 +335,6 @@ export async function loadImageInput(f: FlagReader, values: FlagValues, position
     name: (p) => loaded.name(offset + p),
     labels: loaded.labels ? loaded.labels.slice(offset, offset + count) : null,
     ...(loaded.classNames ? { classNames: loaded.classNames } : {}),
-    input: (p0, p1) => loaded.slice(offset + p0, offset + p1),
     images: (p0, p1, conversion) => imagesInModelSpace(loaded.slice(offset + p0, offset + p1), model.shape, conversion, loaded.id),
   };
 }
@@ -355,7 +352,6 @@ export function arrayImageSource(id: string, description: string, x: Float64Arra
     globalIndex: (p) => p,
     name: (p) => `${id}[${p}]`,
     labels,
-    input: (p0, p1) => ({ x: x.subarray(p0 * per, p1 * per) }),
     images: (p0, p1, conversion) => imagesInModelSpace({ x: x.subarray(p0 * per, p1 * per) }, shape, conversion, id),
   };
 }
