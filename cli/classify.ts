@@ -15,7 +15,8 @@ import type { FlagReader, FlagValues } from './flag-reader.js';
 import { SOLVER_USAGE } from './solver-flags.js';
 import { INPUT_USAGE } from './image-input.js';
 import { chunkImages, header, odeOptions, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from './eval-setup.js';
-import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from './run-file.js';
+import { runEvaluation } from './evaluation-loop.js';
+import type { ImageRecord, JsonValue, RunFile } from './run-file.js';
 
 export const CLASSIFY_USAGE = `usage: sbgc classify MODEL INPUT [--estimator ode|elbo] [solver options] [--out results.json [--resume]]
 

@@ -26,12 +26,8 @@ export class FlagReader {
   }
 
   parse(argv: string[], options: OptionTable, allowPositionals = false): { values: FlagValues; positionals: string[] } {
-    try {
-      const r = parseArgs({ args: argv, options, strict: true, allowPositionals });
-      return { values: r.values as FlagValues, positionals: r.positionals };
-    } catch (e) {
-      this.fail((e as Error).message);
-    }
+    const r = parseCommandArgs(this.command, this.usage, { args: argv, options, strict: true, allowPositionals });
+    return { values: r.values as FlagValues, positionals: r.positionals };
   }
 
   string(values: FlagValues, name: string): string | undefined {

@@ -14,7 +14,8 @@ import type { FlagReader, FlagValues } from './flag-reader.js';
 import { SOLVER_USAGE } from './solver-flags.js';
 import { INPUT_USAGE } from './image-input.js';
 import { chunkImages, chunkOptions, header, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from './eval-setup.js';
-import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from './run-file.js';
+import { runEvaluation } from './evaluation-loop.js';
+import type { ImageRecord, JsonValue, RunFile } from './run-file.js';
 
 export const LIKELIHOOD_USAGE = `usage: sbgc likelihood MODEL INPUT [--label Y | --marginal] [solver options] [--out results.json [--resume]]
 
