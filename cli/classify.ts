@@ -8,13 +8,15 @@ import { createEngine } from './context.js';
 import { processIo, type CommandIo } from './progress.js';
 import { MODEL_USAGE, type LoadedModel } from './model-source.js';
 import { bitsPerDim } from '../data/model-space.js';
-import { classify, type ImageInput } from '../solvers/likelihood.js';
-import { ELBO_TIMES, ELBO_TIMES_DESCRIPTION, elboClassify, type ElboTimes } from '../eval/elbo.js';
-import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
-import { SOLVER_USAGE } from '../eval/cli-flags.js';
-import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from '../eval/eval-setup.js';
-import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
+import { fixedPoints } from '../data/model-space-images.js';
+import { ELBO_TIMES, ELBO_TIMES_DESCRIPTION, type ElboTimes } from '../eval/elbo.js';
+import { elboEstimator, probabilityFlowEstimator, type Estimator } from '../eval/estimator.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
+import { SOLVER_USAGE } from './solver-flags.js';
+import { INPUT_USAGE } from './image-input.js';
+import { chunkImages, header, odeOptions, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from './eval-setup.js';
+import { runEvaluation } from './evaluation-loop.js';
+import type { ImageRecord, JsonValue, RunFile } from './run-file.js';
 
 export const CLASSIFY_USAGE = `usage: sbgc classify MODEL INPUT [--estimator ode|elbo] [solver options] [--out results.json [--resume]]
 
@@ -100,7 +102,6 @@ function summarize(records: ClassifyRecord[], model: LoadedModel): { [k: string]
 }
 
 const ESTIMATORS = ['ode', 'elbo'] as const;
-type Estimator = (typeof ESTIMATORS)[number];
 
 const ESTIMATOR_FLAGS = {
   estimator: { type: 'string' },
@@ -121,7 +122,7 @@ const ODE_ONLY_FLAGS = ['rtol', 'atol', 'start', 'probes', 'n', 'probes-mode', '
 const ODE_ONLY_SETTINGS = ['rtol', 'atol', 'start', 'probes', 'nProbes', 'hutchinsonPass', 'stepControl', 'state', 'maxSteps', 'precision'];
 
 interface EstimatorChoice {
-  estimator: Estimator;
+  estimator: (typeof ESTIMATORS)[number];
   k: number;
   times: ElboTimes;
 }
@@ -138,61 +139,10 @@ function readEstimator(f: FlagReader, values: FlagValues, s: EvalSetup): Estimat
   return { estimator, k: f.int(values, 'k', 64, 1), times: f.oneOf(values, 'elbo-times', ELBO_TIMES, 'importance') };
 }
 
-/** One chunk's per-image numbers, whichever estimator produced them. */
-interface ChunkNumbers {
-  dim: number;
-  predicted: Uint32Array;
-  posterior: Float64Array;
-  logpPerClass: Float64Array;
-  logpStdPerClass: Float64Array;
-  logpMarginal: Float64Array;
-  bitsPerDimMarginal: Float64Array;
-  /** Batched evaluations of the chunk (progress display). */
-  nfev: number;
-  nfe(i: number): number;
-  /** The spread shown per image: std over draws (ODE, n > 1), the Monte-Carlo standard error (ELBO), else 0. */
-  spread(i: number, y: number): number;
-  status(i: number): { status: string; message?: string };
-  perDraw?(i: number): number[][];
-}
-
-async function solveChunkNumbers(
-  s: EvalSetup,
-  input: ImageInput,
-  p0: number,
-  est: EstimatorChoice,
-  onProgress: Parameters<typeof chunkOptions>[2],
-): Promise<ChunkNumbers> {
-  const { loaded, settings } = s;
-  const C = loaded.model.numClasses;
-  if (est.estimator === 'elbo') {
-    const r = await elboClassify(s.engine, loaded.model, input, {
-      k: est.k,
-      epsT: settings.epsT,
-      seed: settings.seed,
-      imageOffset: s.source.globalIndex(p0),
-      dequantise: settings.dequantise,
-      centered: loaded.centered,
-      times: est.times,
-    });
-    return {
-      ...r,
-      logpStdPerClass: r.logpStdErrPerClass,
-      nfe: () => r.k,
-      spread: (i, y) => r.logpStdErrPerClass[i * C + y],
-      status: (i) =>
-        r.logpPerClass.subarray(i * C, (i + 1) * C).every(Number.isFinite) ? { status: 'success' } : { status: 'non-finite', message: 'the network output is not finite' },
-    };
-  }
-  const n = settings.nProbes;
-  const r = await classify(s.engine, loaded.model, input, chunkOptions(s, p0, onProgress));
-  return {
-    ...r,
-    nfe: (i) => maxNfe(r.rows, i * n * C, (i + 1) * n * C),
-    spread: (i, y) => (n > 1 ? r.logpStdPerClass[i * C + y] : 0),
-    status: (i) => rowStatus(r.rows, i * n * C, (i + 1) * n * C),
-    perDraw: (i) => Array.from({ length: n }, (_, k) => roundAll(r.logpPerDraw.subarray((i * n + k) * C, (i * n + k + 1) * C))),
-  };
+/** The estimator the flags chose, with its fixed options (each chunk adds its image offset and progress). */
+function chooseEstimator(s: EvalSetup, est: EstimatorChoice): Estimator {
+  if (est.estimator === 'elbo') return elboEstimator({ k: est.k, epsT: s.settings.epsT, seed: s.settings.seed, times: est.times });
+  return probabilityFlowEstimator(odeOptions(s));
 }
 
 /** Runs `sbgc classify`; returns the results (also written to --out or stdout), or null for --help. */
@@ -204,6 +154,7 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
   const { loaded, source, settings } = s;
   try {
     const est = readEstimator(s.f, s.values, s);
+    const estimator = chooseEstimator(s, est);
     const elbo = est.estimator === 'elbo';
     const K = loaded.model.numClasses;
     const n = settings.nProbes;
@@ -238,11 +189,11 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
       quiet: s.quiet,
       tSpan: [settings.epsT, loaded.model.sde.T],
       async solveChunk(p0, p1, progress) {
-        const input = source.input(p0, p1);
-        const r = await solveChunkNumbers(s, input, p0, est, progress.solve);
+        const images = chunkImages(s, p0, p1);
+        const r = await estimator.logpPerClass(s.engine, loaded.model, images, { imageOffset: source.globalIndex(p0), onProgress: progress.solve });
         const D = r.dim;
         // The analytic model's exact log p_ε(x) is what a clean start estimates (a diffused one bounds another quantity).
-        const xs = loaded.analytic && settings.start === 'clean' ? exactPoints(input, settings.dequantise, loaded.centered) : null;
+        const xs = loaded.analytic && settings.start === 'clean' ? fixedPoints(images) : null;
         const records = Array.from({ length: p1 - p0 }, (_, i): ClassifyRecord => {
           const p = p0 + i;
           const label = source.labels ? source.labels[p] : null;
@@ -256,17 +207,18 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
             logpMarginal: round(r.logpMarginal[i]),
             bitsPerDim: round(r.bitsPerDimMarginal[i]),
             logpPerClass: roundAll(r.logpPerClass.subarray(i * K, (i + 1) * K)),
-            logpStdPerClass: roundAll(r.logpStdPerClass.subarray(i * K, (i + 1) * K)),
+            logpStdPerClass: roundAll(r.logpSpreadPerClass.subarray(i * K, (i + 1) * K)),
             posterior: roundAll(r.posterior.subarray(i * K, (i + 1) * K)),
-            logpSpread: round(r.spread(i, y)),
-            nfe: r.nfe(i),
-            ...r.status(i),
+            logpSpread: round(r.logpSpreadPerClass[i * K + y]),
+            nfe: r.nfePerImage[i],
+            ...r.statusPerImage[i],
           };
           if (label !== null && Number.isFinite(r.logpPerClass[i * K + label])) {
             const l = r.logpPerClass[i * K + label];
             rec.bitsPerDimGivenLabel = round(bitsPerDim(l, D, loaded.centered));
           }
-          if (s.perDraw && r.perDraw) rec.logpPerDraw = r.perDraw(i);
+          const perDraw = r.logpPerDraw;
+          if (s.perDraw && perDraw) rec.logpPerDraw = Array.from({ length: r.draws }, (_, k) => roundAll(perDraw.subarray((i * r.draws + k) * K, (i * r.draws + k + 1) * K)));
           if (xs && loaded.analytic) {
             const b = loaded.analytic.bayes(xs.subarray(i * D, (i + 1) * D), settings.epsT);
             rec.exact = { logpPerClass: roundAll(b.logp), predicted: b.predicted, pTop: round(b.posterior[b.predicted]) };

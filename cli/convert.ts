@@ -3,9 +3,9 @@
  * Converts a score_sde_pytorch checkpoint to sbgc's F32 safetensors weights (model/convert.ts).
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 
 import { SbgcError } from '../engine/errors.js';
+import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
 import { ConfigError, loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { convertScoreSdeCheckpoint, type ConvertReport, type ScoreSdeEntry } from '../model/convert.js';
 
@@ -56,14 +56,14 @@ function summary(inPath: string, outPath: string, r: ConvertReport): string {
 }
 
 export async function convertCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs('convert', CONVERT_USAGE, {
     args: argv,
     options: {
       in: { type: 'string' },
       out: { type: 'string' },
       entry: { type: 'string', default: 'ema' },
       config: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
+      help: HELP_FLAG,
     },
     strict: true,
     allowPositionals: false,

@@ -3,17 +3,17 @@
  * probability-flow ODE likelihood — per image the predicted class, p(y|x), bits/dim, then accuracy so far.
  * Without bundled weights it says so and runs the kernel smoke check instead.
  */
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { createEngine } from './context.js';
+import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
 import { describeAdapter } from '../engine/gpu.js';
 import { smokeCommand } from './smoke.js';
 import { loadPreset } from '../model/config.js';
 import { loadWeights } from '../model/weights.js';
 import { NetworkScoreModel } from '../model/score.js';
-import { classify, LIKELIHOOD_STARTS, type LikelihoodStart } from '../solvers/likelihood.js';
+import { classify, LIKELIHOOD_STARTS, type LikelihoodStart } from '../eval/probability-flow-likelihood.js';
 import { loadMnist } from '../data/mnist.js';
 import { SbgcError } from '../engine/errors.js';
 
@@ -30,8 +30,16 @@ function repoRoot(): string {
 export const BUNDLED_WEIGHTS = 'model/weights/mnist-small/weights.safetensors';
 const EPS_DEMO = '1e-1';
 
+export const DEMO_USAGE = `usage: sbgc demo [--images N] [--offset I] [--rtol R] [--eps-t E] [--start clean|diffused] [--n N]
+                 [--seed S] [--weights W.safetensors]
+
+Classifies held-out MNIST digits with the bundled mnist-small model (model/weights/mnist-small/) by the
+probability-flow ODE: per digit the predicted class, p(y|x), bits/dim and the accuracy so far. Defaults: 5 digits
+from offset 0, rtol = atol = 1e-2, ε_t = ${EPS_DEMO} with a diffused start, n = 4 draws, seed 0. Without bundled weights
+it runs the kernel smoke check instead.`;
+
 export async function demoCommand(argv: string[] = []): Promise<boolean> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs('demo', DEMO_USAGE, {
     args: argv,
     options: {
       images: { type: 'string', default: '5' },
@@ -47,9 +55,14 @@ export async function demoCommand(argv: string[] = []): Promise<boolean> {
       n: { type: 'string', default: '4' },
       seed: { type: 'string', default: '0' },
       weights: { type: 'string' },
+      help: HELP_FLAG,
     },
     strict: true,
   });
+  if (values.help) {
+    console.log(DEMO_USAGE);
+    return true;
+  }
   const num = (flag: string, v: string, min: number) => {
     const x = Number(v);
     if (!Number.isFinite(x) || x < min) throw new SbgcError(`demo: --${flag} must be a number ≥ ${min}, got '${v}'`);

@@ -8,8 +8,8 @@
  * bias correction does: the EMA starts at the initial weights θ₀ (re-drawn here from the run's seed, model/init.ts),
  * so ema_N = dᴺ·θ₀ + (1 − d)·Σₖ d^(N−k)·θₖ and (ema_N − dᴺ·θ₀)/(1 − dᴺ) is the average of the trained weights alone.
  */
-import { parseArgs } from 'node:util';
 import { SbgcError } from '../engine/errors.js';
+import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
 import { parseConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
 import { saveHostWeights } from '../model/weights.js';
@@ -18,10 +18,11 @@ import { autoEvalWeights, loadCheckpoint } from '../train/checkpoint.js';
 export const EXPORT_USAGE = 'usage: sbgc export-weights CHECKPOINT.safetensors --out W.safetensors [--which auto|ema|ema-debiased|raw]';
 
 export async function exportWeightsCommand(argv: string[]): Promise<boolean> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs('export-weights', EXPORT_USAGE, {
     args: argv,
     allowPositionals: true,
-    options: { out: { type: 'string' }, which: { type: 'string', default: 'auto' }, help: { type: 'boolean' } },
+    strict: true,
+    options: { out: { type: 'string' }, which: { type: 'string', default: 'auto' }, help: HELP_FLAG },
   });
   if (values.help) {
     console.log(EXPORT_USAGE);

@@ -9,21 +9,21 @@
  * y is [N] integer class labels (required iff the config is class-conditional). out.npy is f4 [N, C, H, W],
  * written atomically. Samples are run in chunks of --batch-size (default 16) to bound GPU memory.
  */
-import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { createEngine } from './context.js';
+import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
 import { SbgcError } from '../engine/errors.js';
-import { readNpy, writeNpy, type NpyArray } from '../engine/npy.js';
+import { readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { NetworkScoreModel } from '../model/score.js';
 import { initWeights, loadWeights, type NetworkWeights } from '../model/weights.js';
 
-const USAGE = `usage: sbgc forward --config PRESET|FILE.json (--weights W.safetensors | --init-seed N)
+export const FORWARD_USAGE = `usage: sbgc forward --config PRESET|FILE.json (--weights W.safetensors | --init-seed N)
                     --x x.npy --t t.npy [--y y.npy] --out out.npy [--batch-size B]`;
 
 function fail(message: string): never {
-  throw new SbgcError(`forward: ${message}\n\n${USAGE}`);
+  throw new SbgcError(`forward: ${message}\n\n${FORWARD_USAGE}`);
 }
 
 /** A preset name, or a path to a JSON config. */
@@ -71,25 +71,25 @@ function integerValues(flag: string, path: string, a: NpyArray): number[] {
 }
 
 export async function forwardCommand(argv: string[]): Promise<boolean> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        weights: { type: 'string' },
-        'init-seed': { type: 'string' },
-        x: { type: 'string' },
-        t: { type: 'string' },
-        y: { type: 'string' },
-        out: { type: 'string' },
-        'batch-size': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    fail((e as Error).message);
+  const { values } = parseCommandArgs('forward', FORWARD_USAGE, {
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      weights: { type: 'string' },
+      'init-seed': { type: 'string' },
+      x: { type: 'string' },
+      t: { type: 'string' },
+      y: { type: 'string' },
+      out: { type: 'string' },
+      'batch-size': { type: 'string' },
+      help: HELP_FLAG,
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(FORWARD_USAGE);
+    return true;
   }
   for (const flag of ['config', 'x', 't', 'out'] as const) if (!values[flag]) fail(`--${flag} is required`);
   if ((values.weights === undefined) === (values['init-seed'] === undefined)) fail('give exactly one of --weights and --init-seed');

@@ -7,11 +7,15 @@ import { createEngine } from './context.js';
 import { processIo, type CommandIo } from './progress.js';
 import { MODEL_USAGE } from './model-source.js';
 import { bitsPerDim } from '../data/model-space.js';
-import { classify, logLikelihood } from '../solvers/likelihood.js';
-import { SOLVER_USAGE, type FlagReader, type FlagValues } from '../eval/cli-flags.js';
-import { INPUT_USAGE } from '../eval/image-input.js';
-import { chunkOptions, exactPoints, header, maxNfe, round, roundAll, rowStatus, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from '../eval/eval-setup.js';
-import { runEvaluation, type ImageRecord, type JsonValue, type RunFile } from '../eval/run-file.js';
+import { fixedPoints } from '../data/model-space-images.js';
+import { classifyImages, logLikelihoodOfImages } from '../eval/probability-flow-likelihood.js';
+import { maxNfe, rowStatus } from '../eval/estimator.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
+import { SOLVER_USAGE } from './solver-flags.js';
+import { INPUT_USAGE } from './image-input.js';
+import { chunkImages, chunkOptions, header, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from './eval-setup.js';
+import { runEvaluation } from './evaluation-loop.js';
+import type { ImageRecord, JsonValue, RunFile } from './run-file.js';
 
 export const LIKELIHOOD_USAGE = `usage: sbgc likelihood MODEL INPUT [--label Y | --marginal] [solver options] [--out results.json [--resume]]
 
@@ -124,9 +128,9 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
       quiet: s.quiet,
       tSpan: [settings.epsT, loaded.model.sde.T],
       async solveChunk(p0, p1, progress) {
-        const input = source.input(p0, p1);
+        const images = chunkImages(s, p0, p1);
         const opts = chunkOptions(s, p0, progress.solve);
-        const xs = a ? exactPoints(input, settings.dequantise, loaded.centered) : null;
+        const xs = a ? fixedPoints(images) : null;
         const D = loaded.model.shape[0] * loaded.model.shape[1] * loaded.model.shape[2];
         const exactAt = (i: number, label: number | null) => {
           if (!xs || !a) return undefined;
@@ -135,7 +139,7 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
           return { logp: round(l), bitsPerDim: round(bitsPerDim(l, D, loaded.centered)) };
         };
         if (mode === 'marginal') {
-          const r = await classify(s.engine, loaded.model, input, opts);
+          const r = await classifyImages(s.engine, loaded.model, images, opts);
           const records = Array.from({ length: p1 - p0 }, (_, i): LikelihoodRecord => {
             const row0 = i * n * K;
             // Std over draws of the per-draw marginal.
@@ -160,7 +164,7 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
           return { records, nfe: r.nfev };
         }
         const labels = mode === 'given-label' ? Array.from({ length: p1 - p0 }, (_, i) => labelOf(p0 + i)!) : null;
-        const r = await logLikelihood(s.engine, loaded.model, input, labels, opts);
+        const r = await logLikelihoodOfImages(s.engine, loaded.model, images, labels, opts);
         const records = Array.from({ length: p1 - p0 }, (_, i): LikelihoodRecord => {
           const label = labels ? labels[i] : null;
           const ex = exactAt(i, label);

@@ -2,7 +2,7 @@
  * The score model of an evaluation command, from flags:
  *   --config PRESET|FILE.json --weights W.safetensors   a trained NCSN++ network
  *   --config PRESET|FILE.json --init-seed N             a randomly initialised (UNTRAINED) network, for plumbing
- *   --model analytic:TYPE [--model-file SPEC.json]      a closed-form model (solvers/analytic-models.ts): exact
+ *   --model analytic:TYPE [--model-file SPEC.json]      a closed-form model (model/analytic-models.ts): exact
  *                                                       scores and log p_t, to validate the pipeline
  *
  * Analytic model types and their --model-file JSON (unknown keys are errors; all types also take
@@ -25,8 +25,8 @@ import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../mode
 import { NetworkScoreModel, type ScoreModel } from '../model/score.js';
 import { createSde } from '../model/sde.js';
 import { hostWeightsFromBytes, initWeights, uploadWeights } from '../model/weights.js';
-import { GaussianMixtureScoreModel, type GaussianComponent, type GaussianMixtureSpec } from '../solvers/analytic-models.js';
-import type { FlagReader, FlagValues } from '../eval/cli-flags.js';
+import { GaussianMixtureScoreModel, type GaussianComponent, type GaussianMixtureSpec } from '../model/analytic-models.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
 
 export const MODEL_FLAGS = {
   config: { type: 'string' },

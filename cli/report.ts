@@ -6,20 +6,21 @@
  * on the same images, and an SVG of accuracy against training step. Prints the tables; with --out-dir also writes
  * report.md, report.json and report.svg there (atomically).
  */
-import { parseArgs } from 'node:util';
 import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbgcError } from '../engine/errors.js';
+import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
 import { writeFileAtomic } from '../engine/files.js';
 import { pairedMarkdown, reportFigure, reportMarkdown, reportRow, type ClassifyRunFile } from '../eval/results-report.js';
 
 export const REPORT_USAGE = 'usage: sbgc report RESULTS.json… [--out-dir DIR] [--title TEXT]';
 
 export async function reportCommand(argv: string[]): Promise<boolean> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs('report', REPORT_USAGE, {
     args: argv,
     allowPositionals: true,
-    options: { 'out-dir': { type: 'string' }, title: { type: 'string', default: 'Held-out accuracy' }, help: { type: 'boolean' } },
+    strict: true,
+    options: { 'out-dir': { type: 'string' }, title: { type: 'string', default: 'Held-out accuracy' }, help: HELP_FLAG },
   });
   if (values.help) {
     console.log(REPORT_USAGE);

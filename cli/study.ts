@@ -13,12 +13,14 @@ import { loadModelSource, MODEL_FLAGS, MODEL_USAGE, sampleAnalytic } from './mod
 import { writeFileAtomic } from '../engine/files.js';
 import { describeModelSpace } from '../data/model-space.js';
 import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
-import type { ClassifyOptions } from '../solvers/likelihood.js';
-import { FlagReader, readEpsT, PRIORS, STATES, STEP_CONTROLS, type FlagValues } from '../eval/cli-flags.js';
-import { arrayImageSource, INPUT_FLAGS, INPUT_USAGE, loadImageInput, usesInputFlags, type ImageSource } from '../eval/image-input.js';
+import type { ClassifyOptions } from '../eval/probability-flow-likelihood.js';
+import { FlagReader, type FlagValues } from './flag-reader.js';
+import { readEpsT, PRIORS, STATES, STEP_CONTROLS } from './solver-flags.js';
+import { arrayImageSource, INPUT_FLAGS, INPUT_USAGE, loadImageInput, usesInputFlags, type ImageSource } from './image-input.js';
 import { divergenceStudy, type DivergenceStudyResult, type StudyProbes, type StudySharing } from '../eval/divergence-study.js';
 import { plotSvg, type PlotSeries } from '../eval/svg-plot.js';
-import { exactPoints, round } from '../eval/eval-setup.js';
+import { round } from './eval-setup.js';
+import { fixedPoints } from '../data/model-space-images.js';
 
 export const STUDY_USAGE = `usage: sbgc study divergence [MODEL] [INPUT] [options]
 
@@ -212,7 +214,7 @@ export async function runStudy(argv: string[], io: CommandIo = processIo): Promi
     // Bayes accuracy where the points are deterministic.
     let bayesAccuracy: number | null = null;
     if (a && source.labels) {
-      const xs = exactPoints(source.input(0, source.count), settings.dequantise, loaded.centered);
+      const xs = fixedPoints(source.images(0, source.count, { centered: loaded.centered, dequantise: settings.dequantise }));
       if (xs) {
         let c = 0;
         for (let i = 0; i < source.count; i++) if (a.bayes(xs.subarray(i * D, (i + 1) * D), settings.epsT).predicted === source.labels[i]) c++;

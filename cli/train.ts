@@ -9,8 +9,8 @@
  * Writes DIR/checkpoint.safetensors (rolling), DIR/train-log.jsonl, DIR/loss.svg and DIR/weights.safetensors
  * (the evaluation weights; raw or EMA, see --eval-weights and the file's metadata).
  */
-import { parseArgs } from 'node:util';
 import { SbgcError } from '../engine/errors.js';
+import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { loadDataset, DATASET_SPEC_HELP } from '../data/load.js';
 import { DEFAULT_ADAM } from '../train/optimizer.js';
@@ -59,42 +59,34 @@ function num(flag: string, v: string | undefined, check: (x: number) => boolean,
 
 const isInt = (min: number) => (x: number) => Number.isInteger(x) && x >= min;
 
+const TRAIN_FLAGS = {
+  preset: { type: 'string' },
+  config: { type: 'string' },
+  data: { type: 'string' },
+  steps: { type: 'string' },
+  batch: { type: 'string' },
+  lr: { type: 'string' },
+  warmup: { type: 'string' },
+  clip: { type: 'string' },
+  ema: { type: 'string' },
+  'eval-weights': { type: 'string' },
+  't-sampling': { type: 'string' },
+  reduce: { type: 'string' },
+  'eps-t': { type: 'string' },
+  flip: { type: 'boolean' },
+  'no-flip': { type: 'boolean' },
+  seed: { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  'log-every': { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  'no-progress': { type: 'boolean' },
+  help: HELP_FLAG,
+} as const;
+
 /** Parses and validates the flags (every error names its flag). */
 export async function parseTrainArgs(argv: string[]): Promise<TrainCliArgs> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        preset: { type: 'string' },
-        config: { type: 'string' },
-        data: { type: 'string' },
-        steps: { type: 'string' },
-        batch: { type: 'string' },
-        lr: { type: 'string' },
-        warmup: { type: 'string' },
-        clip: { type: 'string' },
-        ema: { type: 'string' },
-        'eval-weights': { type: 'string' },
-        't-sampling': { type: 'string' },
-        reduce: { type: 'string' },
-        'eps-t': { type: 'string' },
-        flip: { type: 'boolean' },
-        'no-flip': { type: 'boolean' },
-        seed: { type: 'string' },
-        out: { type: 'string' },
-        resume: { type: 'boolean' },
-        'log-every': { type: 'string' },
-        'checkpoint-every': { type: 'string' },
-        'no-progress': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    throw new SbgcError(`train: ${(e as Error).message}\n\n${TRAIN_USAGE}`);
-  }
+  const { values } = parseCommandArgs('train', TRAIN_USAGE, { args: argv, strict: true, allowPositionals: false, options: TRAIN_FLAGS });
   if (values.help) throw new SbgcError(TRAIN_USAGE);
   if (!values.preset === !values.config) throw new SbgcError(`train: give exactly one of --preset or --config\n\n${TRAIN_USAGE}`);
   let config: NcsnppConfig;
@@ -160,6 +152,10 @@ export async function parseTrainArgs(argv: string[]): Promise<TrainCliArgs> {
 
 /** `sbgc train …`: trains, prints a summary (steps/s, final loss, which weights were exported). */
 export async function trainCommand(argv: string[]): Promise<boolean> {
+  if (parseCommandArgs('train', TRAIN_USAGE, { args: argv, options: TRAIN_FLAGS, strict: true }).values.help) {
+    console.log(TRAIN_USAGE);
+    return true;
+  }
   const { config, dataSpec, options } = await parseTrainArgs(argv);
   const { mkdir } = await import('node:fs/promises');
   await mkdir(options.outDir!, { recursive: true });

@@ -7,7 +7,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbgcError, SourceError } from '../engine/errors.js';
-import { type NpyArray, npyItemSize, parseNpy } from '../engine/npy.js';
+import { type NpyArray, npyItemSize, parseNpy } from '../formats/npy.js';
 import { cifarDataset } from './cifar10.js';
 import type { ImageDataset } from './dataset.js';
 

@@ -12,7 +12,8 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { ScoreModel } from '../model/score.js';
-import { classify, type ClassifyOptions, type ClassifyResult, type ImageInput } from '../solvers/likelihood.js';
+import { configuredCentering, type ModelSpaceConversion, type ModelSpaceImages } from '../data/model-space-images.js';
+import { classifyImages, type ClassifyOptions, type ClassifyResult } from './probability-flow-likelihood.js';
 import type { SolveProgress } from '../solvers/gpu-rk45.js';
 
 export type StudyProbes = 'rademacher' | 'gaussian';
@@ -20,7 +21,8 @@ export type StudySharing = 'shared' | 'independent';
 
 export interface StudyImages {
   count: number;
-  input(p0: number, p1: number): ImageInput;
+  /** Entries [p0, p1) in model space. */
+  images(p0: number, p1: number, conversion: ModelSpaceConversion): ModelSpaceImages;
   globalIndex(p: number): number;
   /** Needed for accuracy; without labels only variances and agreement are reported. */
   labels: Uint32Array | null;
@@ -101,7 +103,8 @@ async function solveAll(e: Engine, model: ScoreModel, images: StudyImages, opts:
   for (let p0 = 0; p0 < images.count; p0 += batch) {
     const p1 = Math.min(images.count, p0 + batch);
     o.onChunkStart?.(p1 - p0);
-    const r: ClassifyResult = await classify(e, model, images.input(p0, p1), { ...opts, imageOffset: images.globalIndex(p0), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+    const chunk = images.images(p0, p1, { centered: opts.centered ?? configuredCentering(model), dequantise: opts.dequantise ?? true });
+    const r: ClassifyResult = await classifyImages(e, model, chunk, { ...opts, imageOffset: images.globalIndex(p0), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
     perDraw.set(r.logpPerDraw, p0 * M * K);
     r.rows.forEach((row, k) => {
       if (row.status !== 'success') failed.add(p0 + Math.floor(k / (M * K)));

@@ -48,21 +48,23 @@
  *
  * Common random numbers: every class of an image sees the same dequantisation noise, t_k and z_k, so class
  * differences carry no noise from the draws that the classes share. All draws are Philox keyed by
- * (seed, global image index): results do not depend on batching. The dequantisation stream is the one
- * solvers/likelihood.ts uses for draw 0 of the shared slot, so the ODE classifier (shared probes) and this one see
- * the same x for the same seed.
+ * (seed, global image index): results do not depend on batching. The dequantisation noise is that of draw 0 of the
+ * shared slot of eval/probability-flow-likelihood.ts (stream 0 of data/model-space-images.ts), so the ODE
+ * classifier (shared probes) and this one see the same x for the same seed.
  */
 import type { Engine } from '../engine/engine.js';
-import { SbgcError, ShapeError } from '../engine/errors.js';
+import { ShapeError } from '../engine/errors.js';
 import { blocksFor, drawHost } from '../engine/rng.js';
-import { bitsPerDim, describeModelSpace, toModelSpace } from '../data/model-space.js';
+import { bitsPerDim, describeModelSpace } from '../data/model-space.js';
+import { configuredCentering, imagesInModelSpace, type ImageInput, type ModelSpaceImages } from '../data/model-space-images.js';
 import type { ScoreModel } from '../model/score.js';
 import { perturb, type Sde } from '../model/sde.js';
-import { classLogPrior, classPosterior, type ImageInput, type ProbeSharing } from '../solvers/likelihood.js';
+import { classLogPrior, classPosterior, requireClasses } from './class-posterior.js';
+import type { ProbeSharing } from './probability-flow-likelihood.js';
 import { importanceNormaliser, invertImportanceCdf } from '../train/time-sampling.js';
 
-/** solvers/likelihood.ts's dequantisation stream (draw 0, shared slot): the same x as the ODE classifier. */
-const STREAM_DEQUANT = 0x40000000;
+/** The dequantisation draw of every image: stream 0, the ODE classifier's draw 0 of the shared slot. */
+const DEQUANT_DRAW = 0;
 const STREAM_TIMES = 0x60000000;
 const STREAM_NOISE = 0x60000001;
 
@@ -77,9 +79,9 @@ export interface ElboOptions {
   seed?: number;
   /** Global index of the first image (keys its draws; default 0). */
   imageOffset?: number;
-  /** Pixel input: add U[0, 1/256) noise per value (default true). */
+  /** Pixel input: add U[0, 1/256) noise per value (default true). Model-space images carry their own. */
   dequantise?: boolean;
-  /** Model space [−1, 1] (true) or [0, 1]; default: the model's config.centered, else false. */
+  /** Model space [−1, 1] (true) or [0, 1]; default: the model's config.centered, else false. Model-space images carry their own. */
   centered?: boolean;
   /** log p(y) (default uniform). */
   logPrior?: ArrayLike<number>;
@@ -176,11 +178,6 @@ export function elboDraws(
   return { t, z };
 }
 
-function modelCentered(model: ScoreModel): boolean {
-  const config = (model as { config?: { centered?: unknown } }).config;
-  return typeof config?.centered === 'boolean' ? config.centered : false;
-}
-
 function positiveInt(v: number, what: string): number {
   if (!(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`elboClassify: ${what} must be a positive integer, got ${v}`);
   return v;
@@ -198,8 +195,15 @@ interface ImageDraws {
  * network in chunks of batchRows), then p(y|x), the marginal bound and ŷ = argmax_y.
  */
 export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInput, options: ElboOptions = {}): Promise<ElboClassifyResult> {
-  const C = model.numClasses;
-  if (!(C >= 1)) throw new SbgcError('elboClassify: the model is unconditional (numClasses = 0); a classifier needs class-conditional scores');
+  requireClasses(model, 'elboClassify');
+  const centered = options.centered ?? configuredCentering(model);
+  const images = imagesInModelSpace(input, model.shape, { centered, dequantise: options.dequantise ?? true }, 'elboClassify');
+  return elboClassifyImages(e, model, images, options);
+}
+
+/** `elboClassify` of images already in model space (options.centered/dequantise: the images' own). */
+export async function elboClassifyImages(e: Engine, model: ScoreModel, images: ModelSpaceImages, options: ElboOptions = {}): Promise<ElboClassifyResult> {
+  const C = requireClasses(model, 'elboClassify');
   const K = positiveInt(options.k ?? 64, 'k');
   const batchRows = positiveInt(options.batchRows ?? 256, 'batchRows');
   const seed = options.seed ?? 0;
@@ -208,33 +212,15 @@ export async function elboClassify(e: Engine, model: ScoreModel, input: ImageInp
   const sde = model.sde;
   const epsT = options.epsT ?? 1e-5;
   if (!(epsT > 0 && epsT < sde.T)) throw new RangeError(`elboClassify: need 0 < epsT < T = ${sde.T}, got ${epsT}`);
-  const centered = options.centered ?? modelCentered(model);
-  const dequantise = options.dequantise ?? true;
   const logPrior = classLogPrior(options.logPrior, C, 'elboClassify');
 
   const [ch, h, w] = model.shape;
   const D = ch * h * w;
-  const data = 'pixels' in input ? input.pixels : input.x;
-  if (!data || data.length === 0 || data.length % D !== 0) {
-    throw new ShapeError(`elboClassify: expected images of C×H×W = ${ch}×${h}×${w} = ${D} values each, got ${data?.length ?? 0} values`);
-  }
-  if ('pixels' in input && !(input.pixels instanceof Uint8Array)) throw new SbgcError('elboClassify: pixels must be a Uint8Array of 8-bit values');
-  const I = data.length / D;
+  if (images.dim !== D) throw new ShapeError(`elboClassify: images have ${images.dim} values each, the model's shape ${model.shape.join('×')} needs ${D}`);
+  const centered = images.centered;
+  const I = images.count;
   const xs = new Float32Array(I * D);
-  for (let i = 0; i < I; i++) {
-    if ('pixels' in input) {
-      const noise = dequantise
-        ? (drawHost(D, 'uniform', { seed, stream: STREAM_DEQUANT, offset: (imageOffset + i) * blocksFor(D, 'uniform') }) as Float32Array)
-        : undefined;
-      xs.set(toModelSpace(input.pixels.subarray(i * D, (i + 1) * D), { centered, dequantNoise: noise }), i * D);
-    } else {
-      for (let j = i * D; j < (i + 1) * D; j++) {
-        const v = input.x[j];
-        if (!Number.isFinite(v)) throw new RangeError(`elboClassify: x[${j}] (image ${i}) is ${v}`);
-        xs[j] = v;
-      }
-    }
-  }
+  for (let i = 0; i < I; i++) xs.set(images.image(i, { seed, stream: DEQUANT_DRAW, imageKey: imageOffset + i }), i * D);
 
   const times = options.times ?? 'importance';
   if (!ELBO_TIMES.includes(times)) throw new RangeError(`elboClassify: times must be ${ELBO_TIMES.join(' or ')}, got ${String(times)}`);

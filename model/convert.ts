@@ -23,8 +23,8 @@ import { SbgcError, SourceError } from '../engine/errors.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import type { NcsnppConfig } from './config.js';
 import { paramSpec } from './param-spec.js';
-import { saveSafetensors, type SafetensorsTensor } from './safetensors.js';
-import { PickleDict, TorchTensor, loadTensorData, readTorchCheckpoint, type PickleValue, type TorchDtype } from './torch-checkpoint.js';
+import { saveSafetensors, type SafetensorsTensor } from '../formats/safetensors.js';
+import { PickleDict, TorchTensor, loadTensorData, readTorchCheckpoint, type PickleValue, type TorchDtype } from '../formats/torch-checkpoint.js';
 
 /** A checkpoint that cannot be converted as asked; the message names the file and what is wrong. */
 export class ConvertError extends SourceError {

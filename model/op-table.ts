@@ -4,7 +4,7 @@
  */
 import { KERNEL_OPS, joinOpTables, type OpTable } from '../kernels/op-table.js';
 // TRANSITION: the mixture ops move from solvers/ into model/ (issue 14, deliverable 5); this path follows them.
-import { mixtureJacobianVector, mixtureScore } from '../solvers/mixture-ops.js';
+import { mixtureJacobianVector, mixtureScore } from './mixture-ops.js';
 
 export const MIXTURE_OPS = {
   'mixture.score': mixtureScore,

@@ -17,7 +17,7 @@ import {
   type SafetensorsDtype,
   type SafetensorsTensor,
   type TensorSpec,
-} from './safetensors.js';
+} from '../formats/safetensors.js';
 
 /** A weights problem (missing/unexpected/mis-shaped tensors, non-finite values); the message names the source. */
 export class WeightsError extends SourceError {

@@ -4,7 +4,7 @@
  * The linear drift f = −½β(t)x and its divergence are exact; only tr(∂s/∂x) is estimated (divergence.ts). Per
  * evaluation: one x extraction, one score forward + one VJP or JVP (Hutchinson), one per-row dot, one assembly kernel.
  *
- * The score model is model/score.ts's `ScoreModel` (the network and solvers/analytic-models.ts implement it).
+ * The score model is model/score.ts's `ScoreModel` (the network and model/analytic-models.ts implement it).
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';

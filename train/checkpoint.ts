@@ -9,7 +9,7 @@
  */
 import { SbgcError } from '../engine/errors.js';
 import { writeFileAtomic, readFileBytes } from '../engine/files.js';
-import { encodeSafetensors, parseSafetensors, type SafetensorsTensor } from '../model/safetensors.js';
+import { encodeSafetensors, parseSafetensors, type SafetensorsTensor } from '../formats/safetensors.js';
 import type { ArenaBuffer, ParamArena } from './param-arena.js';
 
 export const CHECKPOINT_FORMAT = 'sbgc-train-checkpoint/1';

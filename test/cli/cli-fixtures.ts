@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import type { Engine } from '../../engine/engine.js';
-import { encodeNpy, type NpyArray } from '../../engine/npy.js';
+import { encodeNpy, type NpyArray } from '../../formats/npy.js';
 import { CapturedText, type CommandIo } from '../../cli/progress.js';
 
 export function tempDir(prefix: string): string {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { createSde } from '../../model/sde.js';
-import { GaussianMixtureScoreModel, isotropicGaussianModel } from '../../solvers/analytic-models.js';
+import { GaussianMixtureScoreModel, isotropicGaussianModel } from '../../model/analytic-models.js';
 import { parseAnalyticSpec } from '../../cli/model-source.js';
 import { runLikelihood } from '../../cli/likelihood.js';
 import { useEngine } from '../helpers/engine.js';

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeNpy, type NpyArray } from '../../engine/npy.js';
+import { encodeNpy, type NpyArray } from '../../formats/npy.js';
 import { loadCifar10C } from '../../data/cifar10c.js';
 
 const N = 10; // 5 severities × 2 images

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeNpy } from '../../engine/npy.js';
+import { encodeNpy } from '../../formats/npy.js';
 import { loadDataset, parseDatasetSpec } from '../../data/load.js';
 
 let root: string;

@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { HostRng } from '../../engine/rng.js';
 import { createSde, type Sde } from '../../model/sde.js';
 import { toModelSpace } from '../../data/model-space.js';
-import { classConditionalGaussians, GaussianMixtureScoreModel, isotropicGaussianModel } from '../../solvers/analytic-models.js';
+import { classConditionalGaussians, GaussianMixtureScoreModel, isotropicGaussianModel } from '../../model/analytic-models.js';
 import { importanceCumWeight, importanceNormaliser } from '../../train/time-sampling.js';
 import { elboClassify, elboConstant, elboDraws } from '../../eval/elbo.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
-import type { RunFile } from '../../eval/run-file.js';
+import type { RunFile } from '../../cli/run-file.js';
 import { useEngine } from '../helpers/engine.js';
 import { f4, i8, MIXTURE_SPEC, tempDir, testIo, writeModelFile } from '../cli/cli-fixtures.js';
 

@@ -1,4 +1,4 @@
-// torch.save reader (model/torch-checkpoint.ts) and score_sde → safetensors conversion (model/convert.ts).
+// torch.save reader (formats/torch-checkpoint.ts) and score_sde → safetensors conversion (model/convert.ts).
 // The fixture is written by scripts/fixtures/make_pth_fixture.py, whose docstring gives its layout and values.
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -15,7 +15,7 @@ import { f16BitsToNumber } from '../../engine/tensor.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../../model/config.js';
 import { ConvertError, convertScoreSdeCheckpoint, scoreSdeWeights, toFloat32 } from '../../model/convert.js';
 import { paramSpec } from '../../model/param-spec.js';
-import { loadSafetensors, validateAgainstSpec } from '../../model/safetensors.js';
+import { loadSafetensors, validateAgainstSpec } from '../../formats/safetensors.js';
 import {
   PickleDict,
   TorchCheckpointError,
@@ -25,7 +25,7 @@ import {
   readTorchCheckpoint,
   unpickle,
   type PickleValue,
-} from '../../model/torch-checkpoint.js';
+} from '../../formats/torch-checkpoint.js';
 
 const FIX_DIR = fileURLToPath(new URL('../fixtures/pth/', import.meta.url));
 const FIXTURE = join(FIX_DIR, 'score_sde_micro.pth');

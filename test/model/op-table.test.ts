@@ -7,8 +7,8 @@ import { KERNEL_OPS, type OpParams } from '../../kernels/op-table.js';
 import { MIXTURE_OPS, MODEL_OPS } from '../../model/op-table.js';
 import { createSde } from '../../model/sde.js';
 // TRANSITION: the analytic models move from solvers/ into model/ (issue 14, deliverable 5).
-import { GaussianMixtureScoreModel, type MixtureParams } from '../../solvers/analytic-models.js';
-import * as mixtureModule from '../../solvers/mixture-ops.js';
+import { GaussianMixtureScoreModel, type MixtureParams } from '../../model/analytic-models.js';
+import * as mixtureModule from '../../model/mixture-ops.js';
 
 /** solvers/analytic.test.ts's mixture: 2 classes × 3 components on D = 15 (odd), responsibilities mixed. */
 function mixture(): GaussianMixtureScoreModel {

@@ -6,7 +6,7 @@ import { loadPreset, parseConfig, type NcsnppConfig } from '../../model/config.j
 import { initParam, initParams } from '../../model/init.js';
 import { paramSpec } from '../../model/param-spec.js';
 import { numberToF16Bits } from '../../engine/tensor.js';
-import { saveSafetensors, type SafetensorsTensor } from '../../model/safetensors.js';
+import { saveSafetensors, type SafetensorsTensor } from '../../formats/safetensors.js';
 import { initWeights, loadHostWeights, loadWeights, saveHostWeights, saveWeights } from '../../model/weights.js';
 import { useEngine } from '../helpers/engine.js';
 

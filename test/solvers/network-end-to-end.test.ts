@@ -7,7 +7,7 @@ import { useEngine } from '../helpers/engine.js';
 import { loadPreset } from '../../model/config.js';
 import { initWeights } from '../../model/weights.js';
 import { NetworkScoreModel } from '../../model/score.js';
-import { classify } from '../../solvers/likelihood.js';
+import { classify } from '../../eval/probability-flow-likelihood.js';
 import { HostRng, randomTensor } from '../../engine/rng.js';
 import { hutchinsonTrace } from '../../solvers/divergence.js';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTrainArgs } from '../../cli/train.js';
-import { encodeSafetensors } from '../../model/safetensors.js';
+import { encodeSafetensors } from '../../formats/safetensors.js';
 import { CHECKPOINT_FORMAT } from '../../train/checkpoint.js';
 
 describe('sbgc train flags', () => {

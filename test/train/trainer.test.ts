@@ -7,7 +7,7 @@ import type { Engine } from '../../engine/engine.js';
 import { DEFAULT_ADAM } from '../../train/optimizer.js';
 import { CHECKPOINT_FILE, CURVE_FILE, DEFAULT_TRAIN_OPTIONS, LOG_FILE, Trainer, WEIGHTS_FILE, type TrainOptions } from '../../train/trainer.js';
 import { loadCheckpoint, saveCheckpoint } from '../../train/checkpoint.js';
-import { parseSafetensors } from '../../model/safetensors.js';
+import { parseSafetensors } from '../../formats/safetensors.js';
 import { toyDataset, toyModel } from './toy-model.js';
 import '../../kernels/elementwise.js';
 

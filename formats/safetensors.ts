@@ -17,8 +17,8 @@
  * reference is unordered or optional: metadata keys are sorted, and empty metadata is omitted.
  */
 import { SbgcError } from '../engine/errors.js';
-
 import { readFileBytes, writeFileAtomic } from '../engine/files.js';
+import { arrayTypeName, bytesPerElement, firstNonBoolByte, HOST_LITTLE_ENDIAN, isArrayOf, ownCopy, viewElements, type ArrayKind } from './typed-arrays.js';
 
 export type SafetensorsDtype =
   | 'F64' | 'F32' | 'F16' | 'BF16'
@@ -65,12 +65,6 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-export interface TensorSpec {
-  name: string;
-  shape: readonly number[];
-  dtype: SafetensorsDtype;
-}
-
 /** A malformed safetensors input, invalid tensor to encode, or spec mismatch; the message names the source. */
 export class SafetensorsError extends SbgcError {
   constructor(
@@ -82,9 +76,21 @@ export class SafetensorsError extends SbgcError {
   }
 }
 
-const ITEMSIZE: Record<SafetensorsDtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+// Where each dtype's elements live on the host (F16/BF16 as raw bits, BOOL as 0/1 bytes).
+const ARRAY_KIND: Record<SafetensorsDtype, ArrayKind> = {
+  F64: 'Float64Array', F32: 'Float32Array', F16: 'Uint16Array', BF16: 'Uint16Array', I64: 'BigInt64Array',
+  I32: 'Int32Array', I16: 'Int16Array', I8: 'Int8Array', U64: 'BigUint64Array', U32: 'Uint32Array',
+  U16: 'Uint16Array', U8: 'Uint8Array', BOOL: 'Uint8Array',
 };
+
+const ITEMSIZE = Object.fromEntries(
+  Object.entries(ARRAY_KIND).map(([d, kind]) => [d, bytesPerElement(kind)]),
+) as Record<SafetensorsDtype, number>;
+
+/** Bytes per element of a dtype (the .pth reader names its element types the same way). */
+export function safetensorsItemSize(dtype: SafetensorsDtype): number {
+  return ITEMSIZE[dtype];
+}
 const DTYPES = Object.keys(ITEMSIZE) as SafetensorsDtype[];
 
 // Declaration order of the reference `enum Dtype` (derives Ord); the writer sorts descending by it
@@ -98,8 +104,6 @@ const REFERENCE_DTYPE_ORDER = [
 const MAX_HEADER_SIZE = 100_000_000;
 const HEADER_ALIGN = 8;
 
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 const EXPECTED_ARRAY: Record<SafetensorsDtype, string> = {
   F64: 'Float64Array', F32: 'Float32Array', F16: 'Uint16Array (raw half bits)', BF16: 'Uint16Array (raw bfloat16 bits)',
   I64: 'BigInt64Array', I32: 'Int32Array', I16: 'Int16Array', I8: 'Int8Array', U64: 'BigUint64Array',
@@ -110,43 +114,13 @@ function isDtype(x: unknown): x is SafetensorsDtype {
   return typeof x === 'string' && Object.prototype.hasOwnProperty.call(ITEMSIZE, x);
 }
 
-function dataMatchesDtype(dtype: SafetensorsDtype, data: unknown): boolean {
-  switch (dtype) {
-    case 'F64': return data instanceof Float64Array;
-    case 'F32': return data instanceof Float32Array;
-    case 'F16': case 'BF16': case 'U16': return data instanceof Uint16Array;
-    case 'I64': return data instanceof BigInt64Array;
-    case 'I32': return data instanceof Int32Array;
-    case 'I16': return data instanceof Int16Array;
-    case 'I8': return data instanceof Int8Array;
-    case 'U64': return data instanceof BigUint64Array;
-    case 'U32': return data instanceof Uint32Array;
-    case 'U8': case 'BOOL': return data instanceof Uint8Array;
-  }
-}
-
 /** The typed array that holds `count` elements of `dtype` at the start of `buf` (F16/BF16 as raw bits). */
 export function viewAs(dtype: SafetensorsDtype, buf: ArrayBuffer, count: number): SafetensorsTypedArray {
-  switch (dtype) {
-    case 'F64': return new Float64Array(buf, 0, count);
-    case 'F32': return new Float32Array(buf, 0, count);
-    case 'F16': case 'BF16': case 'U16': return new Uint16Array(buf, 0, count);
-    case 'I64': return new BigInt64Array(buf, 0, count);
-    case 'I32': return new Int32Array(buf, 0, count);
-    case 'I16': return new Int16Array(buf, 0, count);
-    case 'I8': return new Int8Array(buf, 0, count);
-    case 'U64': return new BigUint64Array(buf, 0, count);
-    case 'U32': return new Uint32Array(buf, 0, count);
-    case 'U8': case 'BOOL': return new Uint8Array(buf, 0, count);
-  }
+  return viewElements(ARRAY_KIND[dtype], buf, count) as SafetensorsTypedArray;
 }
 
 function fmtShape(shape: readonly unknown[]): string {
   return `[${shape.join(',')}]`;
-}
-
-function describe(t: { dtype: string; shape: readonly number[] }): string {
-  return `${t.dtype} ${fmtShape(t.shape)}`;
 }
 
 function isNonNegInt(x: unknown): x is number {
@@ -311,12 +285,9 @@ export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): Safete
 
   const tensors = new Map<string, SafetensorsTensor>();
   for (const e of entries) {
-    // Copy into an own 0-offset buffer so every typed-array view is aligned and detached from the
-    // input. (Not bytes.slice(): on a Node Buffer that returns a view into the same memory.)
-    const raw = new Uint8Array(e.end - e.begin);
-    raw.set(bytes.subarray(dataStart + e.begin, dataStart + e.end));
+    const raw = ownCopy(bytes, dataStart + e.begin, dataStart + e.end);
     if (e.dtype === 'BOOL') {
-      const bad = raw.findIndex((b) => b > 1);
+      const bad = firstNonBoolByte(raw);
       if (bad >= 0) throw new SafetensorsError(source, `tensor '${e.name}': invalid BOOL byte ${raw[bad]} at element ${bad} (must be 0 or 1)`);
     }
     tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: viewAs(e.dtype, raw.buffer, e.count) } as SafetensorsTensor);
@@ -341,9 +312,8 @@ function checkTensor(name: string, t: SafetensorsTensor, source: string): void {
   if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
     throw new SafetensorsError(source, `${at}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
   }
-  if (!dataMatchesDtype(dtype, data)) {
-    const got = (data as { constructor?: { name?: string } } | null)?.constructor?.name ?? String(data);
-    throw new SafetensorsError(source, `${at}: dtype ${dtype} needs ${EXPECTED_ARRAY[dtype]} data, got ${got}`);
+  if (!isArrayOf(ARRAY_KIND[dtype], data)) {
+    throw new SafetensorsError(source, `${at}: dtype ${dtype} needs ${EXPECTED_ARRAY[dtype]} data, got ${arrayTypeName(data)}`);
   }
   let count = 1;
   for (const d of shape) count *= d;
@@ -352,7 +322,7 @@ function checkTensor(name: string, t: SafetensorsTensor, source: string): void {
     throw new SafetensorsError(source, `${at}: shape ${fmtShape(shape)} implies ${count} elements but data has ${len}`);
   }
   if (dtype === 'BOOL') {
-    const bad = (data as Uint8Array).findIndex((b) => b > 1);
+    const bad = firstNonBoolByte(data as Uint8Array);
     if (bad >= 0) throw new SafetensorsError(source, `${at}: invalid BOOL value ${(data as Uint8Array)[bad]} at element ${bad} (must be 0 or 1)`);
   }
 }
@@ -431,39 +401,4 @@ export async function saveSafetensors(
   await writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
 }
 
-/**
- * Checks loaded tensors against an expected list (e.g. a network's parameters) and throws ONE error
- * listing every missing, unexpected and mis-shaped/mis-typed tensor, so a wrong checkpoint is
- * diagnosed in a single run.
- */
-export function validateAgainstSpec(
-  loaded: SafetensorsFile | ReadonlyMap<string, SafetensorsTensor>,
-  expected: ReadonlyArray<TensorSpec>,
-  source: string,
-): void {
-  const tensors: ReadonlyMap<string, SafetensorsTensor> = loaded instanceof Map ? loaded : (loaded as SafetensorsFile).tensors;
-  const want = new Map<string, TensorSpec>();
-  for (const s of expected) {
-    if (want.has(s.name)) throw new SafetensorsError(source, `expected spec lists tensor '${s.name}' twice`);
-    want.set(s.name, s);
-  }
-  const missing: string[] = [];
-  const mismatched: string[] = [];
-  for (const s of expected) {
-    const t = tensors.get(s.name);
-    if (!t) {
-      missing.push(`${s.name} (${describe(s)})`);
-      continue;
-    }
-    const sameShape = t.shape.length === s.shape.length && t.shape.every((d, i) => d === s.shape[i]);
-    if (!sameShape || t.dtype !== s.dtype) mismatched.push(`${s.name}: expected ${describe(s)}, found ${describe(t)}`);
-  }
-  const unexpected = [...tensors.entries()].filter(([k]) => !want.has(k)).map(([k, t]) => `${k} (${describe(t)})`);
-  const count = missing.length + unexpected.length + mismatched.length;
-  if (count === 0) return;
-  const lines = [`tensors do not match the expected spec (${count} problem${count === 1 ? '' : 's'}):`];
-  if (missing.length) lines.push(`  missing (${missing.length}): ${missing.join(', ')}`);
-  if (unexpected.length) lines.push(`  unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
-  if (mismatched.length) lines.push(`  mismatched (${mismatched.length}):`, ...mismatched.map((m) => `    ${m}`));
-  throw new SafetensorsError(source, lines.join('\n'));
-}
+export { validateAgainstSpec, type TensorSpec } from './safetensors-spec.js';

@@ -4,12 +4,14 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { describeAdapter } from '../engine/gpu.js';
-import { toModelSpace, describeModelSpace } from '../data/model-space.js';
+import { describeModelSpace } from '../data/model-space.js';
+import type { ModelSpaceImages } from '../data/model-space-images.js';
 import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
-import type { ClassifyOptions, ImageInput } from '../solvers/likelihood.js';
-import { loadModelSource, MODEL_FLAGS, type LoadedModel } from '../cli/model-source.js';
-import type { CommandIo } from '../cli/progress.js';
-import { FlagReader, readSolverFlags, solverOptions, SOLVER_FLAGS, type FlagValues, type SolverSettings } from './cli-flags.js';
+import type { ClassifyOptions } from '../eval/probability-flow-likelihood.js';
+import { loadModelSource, MODEL_FLAGS, type LoadedModel } from './model-source.js';
+import type { CommandIo } from './progress.js';
+import { FlagReader, type FlagValues } from './flag-reader.js';
+import { readSolverFlags, solverOptions, SOLVER_FLAGS, type SolverSettings } from './solver-flags.js';
 import { INPUT_FLAGS, loadImageInput, type ImageSource } from './image-input.js';
 import type { JsonValue, RunHeader } from './run-file.js';
 
@@ -114,39 +116,24 @@ export async function setupEvaluation(
   }
 }
 
-/** The likelihood-module options for the chunk starting at entry p0. */
-export function chunkOptions(s: EvalSetup, p0: number, onProgress: ClassifyOptions['onProgress']): ClassifyOptions {
+/** The likelihood-module options of every chunk (imageOffset and onProgress are added per chunk). */
+export function odeOptions(s: EvalSetup): ClassifyOptions {
   const a = s.loaded.analytic;
   return {
     ...solverOptions(s.settings),
     centered: s.loaded.centered,
-    imageOffset: s.source.globalIndex(p0),
     ...(s.settings.prior === 'exact' && a ? { priorLogDensity: (z: Float64Array, y: number | null) => a.logDensity(z, a.sde.T, a.numClasses ? y : null) } : {}),
-    ...(onProgress ? { onProgress } : {}),
   };
 }
 
-/**
- * The model-space points the solver integrates from, when they are deterministic (model-space input, or pixels
- * without dequantisation noise): the x an exact reference is evaluated at. Null otherwise.
- */
-export function exactPoints(input: ImageInput, dequantise: boolean, centered: boolean): Float64Array | null {
-  if ('x' in input) return Float64Array.from(input.x, Math.fround);
-  if (dequantise) return null;
-  return Float64Array.from(toModelSpace(input.pixels, { centered }));
+/** The likelihood-module options for the chunk starting at entry p0. */
+export function chunkOptions(s: EvalSetup, p0: number, onProgress: ClassifyOptions['onProgress']): ClassifyOptions {
+  return { ...odeOptions(s), imageOffset: s.source.globalIndex(p0), ...(onProgress ? { onProgress } : {}) };
 }
 
-/** Largest per-row NFE over rows [r0, r1) (rows of one image). */
-export function maxNfe(rows: ReadonlyArray<{ nfev: number }>, r0: number, r1: number): number {
-  let m = 0;
-  for (let r = r0; r < r1; r++) m = Math.max(m, rows[r].nfev);
-  return m;
-}
-
-/** First non-success status among rows [r0, r1). */
-export function rowStatus(rows: ReadonlyArray<{ status: string; message: string }>, r0: number, r1: number): { status: string; message?: string } {
-  for (let r = r0; r < r1; r++) if (rows[r].status !== 'success') return { status: rows[r].status, message: rows[r].message };
-  return { status: 'success' };
+/** Entries [p0, p1) in the model's space: the one conversion of the input (dequantised per draw when asked). */
+export function chunkImages(s: EvalSetup, p0: number, p1: number): ModelSpaceImages {
+  return s.source.images(p0, p1, { centered: s.loaded.centered, dequantise: s.settings.dequantise });
 }
 
 export function header(s: EvalSetup, format: string, extra: { [k: string]: JsonValue }): RunHeader {

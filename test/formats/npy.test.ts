@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { encodeNpy, NpyError, parseNpy, readNpy, writeNpy, type NpyArray } from '../../engine/npy.js';
+import { encodeNpy, NpyError, parseNpy, readNpy, writeNpy, type NpyArray } from '../../formats/npy.js';
 
 // Fixtures are written by scripts/fixtures/make_npy_fixtures.py (numpy 2.x) and committed.
 const FIX = fileURLToPath(new URL('../fixtures/npy/', import.meta.url));

@@ -13,8 +13,8 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { isTracing } from '../engine/autodiff.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
-import type { Labels, ScoreModel, Times } from '../model/score.js';
-import type { Sde } from '../model/sde.js';
+import type { Labels, ScoreModel, Times } from './score.js';
+import type { Sde } from './sde.js';
 import { MAX_COMPONENTS_PER_CLASS, mixtureScore, type MixtureParams, type MixtureTables } from './mixture-ops.js';
 
 export { MAX_COMPONENTS_PER_CLASS, mixtureJacobianVector, mixtureScore, type MixtureParams } from './mixture-ops.js';

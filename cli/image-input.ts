@@ -12,12 +12,12 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { ShapeError } from '../engine/errors.js';
-import { readNpy, type NpyArray } from '../engine/npy.js';
+import { readNpy, type NpyArray } from '../formats/npy.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadDataset, type ImageDataset } from '../data/index.js';
 import { decodePng, loadPngFolder, PngError, rgbaToChw } from '../data/png-folder.js';
-import type { ImageInput } from '../solvers/likelihood.js';
-import type { FlagReader, FlagValues } from './cli-flags.js';
+import { imagesInModelSpace, type ImageInput, type ModelSpaceConversion, type ModelSpaceImages } from '../data/model-space-images.js';
+import type { FlagReader, FlagValues } from './flag-reader.js';
 
 export const INPUT_FLAGS = {
   png: { type: 'string', multiple: true },
@@ -53,8 +53,8 @@ export interface ImageSource {
   /** Per entry, or null when unknown. */
   labels: Uint32Array | null;
   classNames?: readonly string[];
-  /** Entries [p0, p1) as solver input (pixels CHW, or model-space values). */
-  input(p0: number, p1: number): ImageInput;
+  /** Entries [p0, p1) in model space: the one place the input is converted. */
+  images(p0: number, p1: number, conversion: ModelSpaceConversion): ModelSpaceImages;
 }
 
 export interface ModelShapeInfo {
@@ -335,7 +335,7 @@ export async function loadImageInput(f: FlagReader, values: FlagValues, position
     name: (p) => loaded.name(offset + p),
     labels: loaded.labels ? loaded.labels.slice(offset, offset + count) : null,
     ...(loaded.classNames ? { classNames: loaded.classNames } : {}),
-    input: (p0, p1) => loaded.slice(offset + p0, offset + p1),
+    images: (p0, p1, conversion) => imagesInModelSpace(loaded.slice(offset + p0, offset + p1), model.shape, conversion, loaded.id),
   };
 }
 
@@ -352,6 +352,6 @@ export function arrayImageSource(id: string, description: string, x: Float64Arra
     globalIndex: (p) => p,
     name: (p) => `${id}[${p}]`,
     labels,
-    input: (p0, p1) => ({ x: x.subarray(p0 * per, p1 * per) }),
+    images: (p0, p1, conversion) => imagesInModelSpace({ x: x.subarray(p0 * per, p1 * per) }, shape, conversion, id),
   };
 }

@@ -14,7 +14,7 @@ import {
   validateAgainstSpec,
   type SafetensorsTensor,
   type TensorSpec,
-} from '../../model/safetensors.js';
+} from '../../formats/safetensors.js';
 
 // Fixtures are hand-built by scripts/fixtures/make_npy_fixtures.py following the reference layout.
 const FIX = fileURLToPath(new URL('../fixtures/safetensors/', import.meta.url));

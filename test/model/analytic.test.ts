@@ -9,7 +9,7 @@ import {
   mixtureJacobianVector,
   mixtureScore,
   type MixtureParams,
-} from '../../solvers/analytic-models.js';
+} from '../../model/analytic-models.js';
 import { checkHvp, checkOp, randomHost, type Host64 } from '../helpers/check-op.js';
 import { useEngine } from '../helpers/engine.js';
 

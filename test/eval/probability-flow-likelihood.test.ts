@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { HostRng } from '../../engine/rng.js';
 import { createSde, type Sde } from '../../model/sde.js';
-import { GaussianMixtureScoreModel, classConditionalGaussians, isotropicGaussianModel } from '../../solvers/analytic-models.js';
-import { classify, diffusedStart, logLikelihood, type ClassifyResult } from '../../solvers/likelihood.js';
+import { GaussianMixtureScoreModel, classConditionalGaussians, isotropicGaussianModel } from '../../model/analytic-models.js';
+import { classify, diffusedStart, logLikelihood, type ClassifyResult } from '../../eval/probability-flow-likelihood.js';
 import { randomHost } from '../helpers/check-op.js';
 import { useEngine } from '../helpers/engine.js';
 

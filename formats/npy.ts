@@ -11,8 +11,10 @@
  *
  * Write-side: `encodeNpy` reproduces numpy 2.x `np.save` byte for byte (C order, little-endian).
  */
-import { SbgcError } from './errors.js';
-import { readFileBytes, writeFileAtomic } from './files.js';
+import { SbgcError } from '../engine/errors.js';
+import { readFileBytes, writeFileAtomic } from '../engine/files.js';
+import { arrayTypeName, bytesPerElement, firstNonBoolByte, HOST_LITTLE_ENDIAN, isArrayOf, ownCopy, viewElements, type ArrayKind } from './typed-arrays.js';
+import { HeaderSyntaxError, PyLiteralParser, pyRepr, type PyValue } from './python-literal.js';
 
 export type NpyDtype = 'f2' | 'f4' | 'f8' | 'i1' | 'u1' | 'i2' | 'u2' | 'i4' | 'u4' | 'i8' | 'u8' | 'b1';
 
@@ -58,9 +60,15 @@ export class NpyError extends SbgcError {
   }
 }
 
-const ITEMSIZE: Record<NpyDtype, number> = {
-  f2: 2, f4: 4, f8: 8, i1: 1, u1: 1, i2: 2, u2: 2, i4: 4, u4: 4, i8: 8, u8: 8, b1: 1,
+// Where each dtype's elements live on the host (f2 as raw half bits, b1 as 0/1 bytes).
+const ARRAY_KIND: Record<NpyDtype, ArrayKind> = {
+  f2: 'Uint16Array', f4: 'Float32Array', f8: 'Float64Array', i1: 'Int8Array', u1: 'Uint8Array', i2: 'Int16Array',
+  u2: 'Uint16Array', i4: 'Int32Array', u4: 'Uint32Array', i8: 'BigInt64Array', u8: 'BigUint64Array', b1: 'Uint8Array',
 };
+
+const ITEMSIZE = Object.fromEntries(
+  Object.entries(ARRAY_KIND).map(([d, kind]) => [d, bytesPerElement(kind)]),
+) as Record<NpyDtype, number>;
 
 const DTYPES = Object.keys(ITEMSIZE) as NpyDtype[];
 
@@ -71,10 +79,7 @@ const GROWTH_AXIS_MAX_DIGITS = 21;
 // Real headers for supported dtypes are ~128 bytes; a huge one is corruption, not data.
 const MAX_HEADER_BYTES = 1 << 20;
 
-// Typed-array views reinterpret host memory; every machine Node ships on is little-endian,
-// but refuse loudly rather than produce byte-swapped values if that ever changes.
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
+// Refuse loudly on a big-endian host rather than produce byte-swapped values.
 function assertLittleEndianHost(source: string): void {
   if (!HOST_LITTLE_ENDIAN) throw new NpyError(source, 'big-endian hosts are not supported');
 }
@@ -83,37 +88,8 @@ export function npyItemSize(dtype: NpyDtype): number {
   return ITEMSIZE[dtype];
 }
 
-/** Wraps bytes (an own, 0-offset buffer so views are aligned) as the dtype's typed array. */
 function viewAs(dtype: NpyDtype, buf: ArrayBuffer, count: number): NpyTypedArray {
-  switch (dtype) {
-    case 'f2': return new Uint16Array(buf, 0, count);
-    case 'f4': return new Float32Array(buf, 0, count);
-    case 'f8': return new Float64Array(buf, 0, count);
-    case 'i1': return new Int8Array(buf, 0, count);
-    case 'u1': return new Uint8Array(buf, 0, count);
-    case 'i2': return new Int16Array(buf, 0, count);
-    case 'u2': return new Uint16Array(buf, 0, count);
-    case 'i4': return new Int32Array(buf, 0, count);
-    case 'u4': return new Uint32Array(buf, 0, count);
-    case 'i8': return new BigInt64Array(buf, 0, count);
-    case 'u8': return new BigUint64Array(buf, 0, count);
-    case 'b1': return new Uint8Array(buf, 0, count);
-  }
-}
-
-function dataMatchesDtype(dtype: NpyDtype, data: unknown): boolean {
-  switch (dtype) {
-    case 'f2': case 'u2': return data instanceof Uint16Array;
-    case 'f4': return data instanceof Float32Array;
-    case 'f8': return data instanceof Float64Array;
-    case 'i1': return data instanceof Int8Array;
-    case 'u1': case 'b1': return data instanceof Uint8Array;
-    case 'i2': return data instanceof Int16Array;
-    case 'i4': return data instanceof Int32Array;
-    case 'u4': return data instanceof Uint32Array;
-    case 'i8': return data instanceof BigInt64Array;
-    case 'u8': return data instanceof BigUint64Array;
-  }
+  return viewElements(ARRAY_KIND[dtype], buf, count) as NpyTypedArray;
 }
 
 const EXPECTED_ARRAY: Record<NpyDtype, string> = {
@@ -124,150 +100,6 @@ const EXPECTED_ARRAY: Record<NpyDtype, string> = {
 
 function shapeStr(shape: readonly number[]): string {
   return `(${shape.join(', ')}${shape.length === 1 ? ',' : ''})`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Header: a Python literal dict. numpy reads it with ast.literal_eval; we accept the literal
-// subset that can appear (str, int incl. Python 2 'L' suffix, bool, None, tuple, list, dict).
-
-type PyValue =
-  | { kind: 'str'; value: string }
-  | { kind: 'int'; value: bigint }
-  | { kind: 'bool'; value: boolean }
-  | { kind: 'none' }
-  | { kind: 'tuple' | 'list'; items: PyValue[] }
-  | { kind: 'dict'; entries: Array<[PyValue, PyValue]> };
-
-class HeaderSyntaxError extends Error {}
-
-class PyLiteralParser {
-  private pos = 0;
-  constructor(private readonly text: string) {}
-
-  parseAll(): PyValue {
-    const v = this.value(0);
-    this.ws();
-    if (this.pos !== this.text.length) this.fail('unexpected text after the dict');
-    return v;
-  }
-
-  private fail(what: string): never {
-    throw new HeaderSyntaxError(`${what} at offset ${this.pos}`);
-  }
-
-  private ws(): void {
-    while (this.pos < this.text.length && ' \t\n\r\f\v'.includes(this.text[this.pos])) this.pos++;
-  }
-
-  private value(depth: number): PyValue {
-    if (depth > 32) this.fail('nesting too deep');
-    this.ws();
-    const c = this.text[this.pos];
-    if (c === undefined) this.fail('unexpected end of header');
-    if (c === '{') return this.dict(depth);
-    if (c === '[') return this.seq(depth, ']', 'list');
-    if (c === '(') return this.seq(depth, ')', 'tuple');
-    if (c === "'" || c === '"') return this.str(c);
-    if (c === '-' || c === '+' || (c >= '0' && c <= '9')) return this.int();
-    const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(this.text.slice(this.pos, this.pos + 64));
-    if (m) {
-      this.pos += m[0].length;
-      if (m[0] === 'True') return { kind: 'bool', value: true };
-      if (m[0] === 'False') return { kind: 'bool', value: false };
-      if (m[0] === 'None') return { kind: 'none' };
-      this.pos -= m[0].length;
-      this.fail(`unexpected name '${m[0]}'`);
-    }
-    this.fail(`unexpected character ${JSON.stringify(c)}`);
-  }
-
-  private int(): PyValue {
-    const m = /^[-+]?[0-9]+/.exec(this.text.slice(this.pos, this.pos + 64));
-    if (!m) this.fail('malformed number');
-    this.pos += m[0].length;
-    // Python 2 wrote long ints as "3L"; numpy still accepts them for v1/v2 files.
-    if (this.text[this.pos] === 'L' || this.text[this.pos] === 'l') this.pos++;
-    if (/[0-9A-Za-z_.]/.test(this.text[this.pos] ?? '')) this.fail('malformed number');
-    return { kind: 'int', value: BigInt(m[0]) };
-  }
-
-  private str(quote: string): PyValue {
-    this.pos++;
-    let out = '';
-    for (;;) {
-      const c = this.text[this.pos++];
-      if (c === undefined || c === '\n') this.fail('unterminated string');
-      if (c === quote) return { kind: 'str', value: out };
-      if (c !== '\\') {
-        out += c;
-        continue;
-      }
-      const e = this.text[this.pos++];
-      const simple: Record<string, string> = { '\\': '\\', "'": "'", '"': '"', n: '\n', t: '\t', r: '\r', '0': '\0' };
-      if (e !== undefined && e in simple) out += simple[e];
-      else if (e === 'x' && /^[0-9a-fA-F]{2}$/.test(this.text.slice(this.pos, this.pos + 2))) {
-        out += String.fromCharCode(parseInt(this.text.slice(this.pos, this.pos + 2), 16));
-        this.pos += 2;
-      } else this.fail('unsupported string escape');
-    }
-  }
-
-  private seq(depth: number, close: string, kind: 'tuple' | 'list'): PyValue {
-    this.pos++;
-    const items: PyValue[] = [];
-    let sawComma = false;
-    for (;;) {
-      this.ws();
-      if (this.text[this.pos] === close) {
-        this.pos++;
-        break;
-      }
-      items.push(this.value(depth + 1));
-      this.ws();
-      if (this.text[this.pos] === ',') {
-        this.pos++;
-        sawComma = true;
-      } else if (this.text[this.pos] === close) {
-        this.pos++;
-        break;
-      } else this.fail(`expected ',' or '${close}'`);
-    }
-    // "(3)" is just 3 in Python; only "(3,)" is a 1-tuple.
-    if (kind === 'tuple' && items.length === 1 && !sawComma) return items[0];
-    return { kind, items };
-  }
-
-  private dict(depth: number): PyValue {
-    this.pos++;
-    const entries: Array<[PyValue, PyValue]> = [];
-    for (;;) {
-      this.ws();
-      if (this.text[this.pos] === '}') {
-        this.pos++;
-        return { kind: 'dict', entries };
-      }
-      const k = this.value(depth + 1);
-      this.ws();
-      if (this.text[this.pos] !== ':') this.fail("expected ':'");
-      this.pos++;
-      entries.push([k, this.value(depth + 1)]);
-      this.ws();
-      if (this.text[this.pos] === ',') this.pos++;
-      else if (this.text[this.pos] !== '}') this.fail("expected ',' or '}'");
-    }
-  }
-}
-
-function pyRepr(v: PyValue): string {
-  switch (v.kind) {
-    case 'str': return `'${v.value}'`;
-    case 'int': return v.value.toString();
-    case 'bool': return v.value ? 'True' : 'False';
-    case 'none': return 'None';
-    case 'tuple': return `(${v.items.map(pyRepr).join(', ')}${v.items.length === 1 ? ',' : ''})`;
-    case 'list': return `[${v.items.map(pyRepr).join(', ')}]`;
-    case 'dict': return `{${v.entries.map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`).join(', ')}}`;
-  }
 }
 
 interface ParsedDescr {
@@ -442,14 +274,11 @@ export function parseNpy(bytes: Uint8Array, source = '<buffer>'): NpyArray {
     throw new NpyError(source, `trailing bytes: ${what} needs ${expected} bytes, file has ${actual} bytes after the header (${actual - expected} extra)`);
   }
 
-  // Copy into an own 0-offset buffer: aligned for the typed-array view and detached from the input.
-  // (Not bytes.slice(): on a Node Buffer that returns a view into the same memory.)
-  let raw = new Uint8Array(expected);
-  raw.set(bytes.subarray(dataStart, dataStart + expected));
+  let raw = ownCopy(bytes, dataStart, dataStart + expected);
   if (bigEndian) byteSwap(raw, size);
   if (fortranV.value && shape.length > 1) raw = fortranToC(raw, shape, size, count);
   if (dtype === 'b1') {
-    const bad = raw.findIndex((b) => b > 1);
+    const bad = firstNonBoolByte(raw);
     if (bad >= 0) throw new NpyError(source, `invalid bool data: byte ${raw[bad]} at element ${bad} (must be 0 or 1)`);
   }
   return { dtype, shape, data: viewAs(dtype, raw.buffer, count), fortranOrder: false } as NpyArray;
@@ -465,9 +294,8 @@ function validateArray(arr: NpyArray, source: string): number {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
     throw new NpyError(source, `invalid shape ${JSON.stringify(shape)}: must be an array of non-negative integers`);
   }
-  if (!dataMatchesDtype(dt, data)) {
-    const got = (data as { constructor?: { name?: string } } | null)?.constructor?.name ?? String(data);
-    throw new NpyError(source, `dtype '${dt}' needs ${EXPECTED_ARRAY[dt]} data, got ${got}`);
+  if (!isArrayOf(ARRAY_KIND[dt], data)) {
+    throw new NpyError(source, `dtype '${dt}' needs ${EXPECTED_ARRAY[dt]} data, got ${arrayTypeName(data)}`);
   }
   let count = 1;
   for (const d of shape as number[]) count *= d;
@@ -476,7 +304,7 @@ function validateArray(arr: NpyArray, source: string): number {
     throw new NpyError(source, `shape ${shapeStr(shape as number[])} implies ${count} elements but data has ${len}`);
   }
   if (dt === 'b1') {
-    const bad = (data as Uint8Array).findIndex((b) => b > 1);
+    const bad = firstNonBoolByte(data as Uint8Array);
     if (bad >= 0) throw new NpyError(source, `invalid bool data: value ${(data as Uint8Array)[bad]} at element ${bad} (must be 0 or 1)`);
   }
   return count;
@@ -523,7 +351,7 @@ export function encodeNpy(arr: NpyArray, source = 'encodeNpy'): Uint8Array {
   return out;
 }
 
-export { writeFileAtomic } from './files.js';
+export { writeFileAtomic } from '../engine/files.js';
 
 /** Reads and parses a .npy file; errors name the path. */
 export async function readNpy(path: string): Promise<NpyArray> {
