@@ -6,7 +6,7 @@ import type { Engine } from '../engine/engine.js';
 import { describeAdapter } from '../engine/gpu.js';
 import { describeModelSpace } from '../data/model-space.js';
 import type { ModelSpaceImages } from '../data/model-space-images.js';
-import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
+import { PRECISION_NOTE } from '../solvers/ode/batch-types.js';
 import type { ClassifyOptions } from '../eval/probability-flow-likelihood.js';
 import { loadModelSource, MODEL_FLAGS, type LoadedModel } from './model-source.js';
 import type { CommandIo } from './progress.js';

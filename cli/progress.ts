@@ -4,7 +4,7 @@
  * Shows NFE, t, step size and rows still integrating of the current solve, images done/total and the ETA.
  */
 import type { Engine } from '../engine/engine.js';
-import type { SolveProgress } from '../solvers/gpu-rk45.js';
+import type { SolveProgress } from '../solvers/ode/batch-types.js';
 
 export interface TextOut {
   write(text: string): void;

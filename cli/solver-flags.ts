@@ -2,7 +2,7 @@
 import type { FlagReader, FlagValues, OptionTable } from './flag-reader.js';
 import { LIKELIHOOD_STARTS, type ClassifyOptions, type LikelihoodStart, type ProbeKind } from '../eval/probability-flow-likelihood.js';
 import { HUTCHINSON_PASSES, type HutchinsonPass } from '../solvers/divergence.js';
-import type { StatePlacement, StepControl } from '../solvers/gpu-rk45.js';
+import type { StatePlacement, StepControl } from '../solvers/ode/batch-types.js';
 
 export const PROBE_KINDS = ['rademacher', 'gaussian', 'exact'] as const satisfies readonly ProbeKind[];
 export const PROBE_MODES = ['shared', 'independent'] as const;

@@ -12,7 +12,7 @@ import { processIo, Progress, type CommandIo } from './progress.js';
 import { loadModelSource, MODEL_FLAGS, MODEL_USAGE, sampleAnalytic } from './model-source.js';
 import { writeFileAtomic } from '../engine/files.js';
 import { describeModelSpace } from '../data/model-space.js';
-import { PRECISION_NOTE } from '../solvers/gpu-rk45.js';
+import { PRECISION_NOTE } from '../solvers/ode/batch-types.js';
 import type { ClassifyOptions } from '../eval/probability-flow-likelihood.js';
 import { FlagReader, type FlagValues } from './flag-reader.js';
 import { readEpsT, PRIORS, STATES, STEP_CONTROLS } from './solver-flags.js';

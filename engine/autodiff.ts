@@ -10,21 +10,22 @@
  */
 import type { Engine } from './engine.js';
 import { Tensor } from './tensor.js';
-import { SbgcError, ShapeError } from './errors.js';
+import { DTypeError, SbgcError, ShapeError } from './errors.js';
 
 export type MaybeTensor = Tensor | null;
 
 /**
- * An op's inputs, declared by name in order; a trailing '?' marks one that may be null (e.g. 'bias?'). The
- * declaration types the tensors `forward`, `dual` and the rules receive, and `defineOp` checks every call against
- * it (present where required, f32), so no op re-checks its inputs by hand.
+ * An op's inputs, declared by name in order; a trailing '?' marks one that may be null (e.g. 'bias?'), and a single
+ * name starting with '...' any positive number of tensors (e.g. ['...xs'] for a concatenation). The declaration
+ * types the tensors `forward`, `dual` and the rules receive, and `defineOp` checks every call against it (present
+ * where required, f32), so no op re-checks its inputs by hand.
  */
 export type InputNames = readonly string[];
 
 /** The tensors of declared inputs: Tensor where required, MaybeTensor where optional ('name?'). */
-export type OpInputs<I extends InputNames> = {
-  readonly [K in keyof I]: string extends I[K] ? MaybeTensor : I[K] extends `${string}?` ? MaybeTensor : Tensor;
-};
+export type OpInputs<I extends InputNames> = I extends readonly [`...${string}`]
+  ? readonly Tensor[]
+  : { readonly [K in keyof I]: string extends I[K] ? MaybeTensor : I[K] extends `${string}?` ? MaybeTensor : Tensor };
 
 export interface OpContext<P, I extends InputNames = InputNames> {
   inputs: OpInputs<I>;
@@ -34,8 +35,8 @@ export interface OpContext<P, I extends InputNames = InputNames> {
 
 export interface OpDef<P, I extends InputNames = InputNames> {
   name: string;
-  /** Input names in order ('name?' = optional). TRANSITION: optional until every op declares them. */
-  inputs?: I;
+  /** Input names in order ('name?' = optional). */
+  inputs: I;
   /** Launches the kernel(s). */
   forward(e: Engine, inputs: OpInputs<I>, params: P): Tensor;
   /** Cotangents for each input (null where not needed or zero). `needs[i]` says which are wanted. */
@@ -51,23 +52,30 @@ export interface Op<P, I extends InputNames = InputNames> {
   readonly def: OpDef<P, I>;
 }
 
-/** Checks a call against the op's declared inputs; returns them typed. */
+/** Checks a call against the op's declared inputs; returns them typed. Builds no string unless one is wrong. */
 function checkInputs<P, I extends InputNames>(def: OpDef<P, I>, inputs: readonly MaybeTensor[]): OpInputs<I> {
-  if (!def.inputs) return inputs as unknown as OpInputs<I>;
-  if (inputs.length > def.inputs.length) {
-    throw new ShapeError(`${def.name}: ${inputs.length} inputs given, it takes ${def.inputs.length} (${def.inputs.join(', ')})`);
-  }
-  def.inputs.forEach((name: string, k: number) => {
-    const t = inputs[k] ?? null;
-    const optional = name.endsWith('?');
-    const label = `${def.name} ${optional ? name.slice(0, -1) : name}`;
-    if (!t) {
-      if (!optional) throw new ShapeError(`${label}: missing input`);
-      return;
+  const names: readonly string[] = def.inputs;
+  if (names.length === 1 && names[0].startsWith('...')) {
+    if (inputs.length === 0) throw new ShapeError(`${def.name}: no inputs (it takes ${names[0]})`);
+    for (let k = 0; k < inputs.length; k++) checkInput(def.name, inputs[k], names[0], k);
+  } else {
+    if (inputs.length > names.length) {
+      throw new ShapeError(`${def.name}: ${inputs.length} inputs given, it takes ${names.length} (${names.join(', ')})`);
     }
-    t.assertDType('f32', label);
-  });
+    for (let k = 0; k < names.length; k++) checkInput(def.name, inputs[k] ?? null, names[k], -1);
+  }
   return inputs as unknown as OpInputs<I>;
+}
+
+/** One declared input: `index` ≥ 0 for an element of a variadic list. */
+function checkInput(op: string, t: MaybeTensor, name: string, index: number): void {
+  if (t && t.dtype === 'f32') return;
+  const label = index >= 0 ? `${op} ${name.slice(3)}[${index}]` : `${op} ${name.endsWith('?') ? name.slice(0, -1) : name}`;
+  if (!t) {
+    if (index < 0 && name.endsWith('?')) return;
+    throw new ShapeError(`${label}: missing input`);
+  }
+  throw new DTypeError(`${label}: ${t.describe()} must be f32`);
 }
 
 // ---------------------------------------------------------------- traces

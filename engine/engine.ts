@@ -7,7 +7,6 @@
  */
 import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './gpu.js';
 import { BufferPool, type PoolStats } from './pool.js';
-import { generateWgsl, stableJson, type KernelSource } from './kernel.js';
 import { compileProgram, type CompiledProgram } from './pipeline.js';
 import { ProgramCache, type ProgramDef, type ProgramSpec } from './program.js';
 import {
@@ -52,7 +51,6 @@ export class Engine implements TensorOwner {
   readonly profiler: Profiler;
   private readonly acquired: AcquiredDevice;
   private readonly programs: ProgramCache<Program>;
-  private readonly legacyPrograms = new Map<string, Program>();
   private commands: Command[] = [];
   private flushChain: Promise<void> = Promise.resolve();
   private flushesInFlight = 0;
@@ -270,7 +268,7 @@ export class Engine implements TensorOwner {
   }
 
   memory(): MemoryStats {
-    return { ...this.pool.snapshot(), liveTensors: this.scopes.liveCount, pipelines: this.programs.size + this.legacyPrograms.size };
+    return { ...this.pool.snapshot(), liveTensors: this.scopes.liveCount, pipelines: this.programs.size };
   }
 
   // ---------------------------------------------------------------- programs and dispatch
@@ -293,20 +291,6 @@ export class Engine implements TensorOwner {
   /** The compiled program for a spec (compiling it on a miss), e.g. to warm up before timing. */
   programFor<S extends ProgramSpec>(def: ProgramDef<S>, spec: S, inputs?: Record<string, Tensor>): Program {
     return this.programs.get(def, spec, inputs);
-  }
-
-  /**
-   * @deprecated Compiles an undeclared kernel source, keyed by its generated WGSL (so every call builds it): kept
-   * only while call sites move to `defineProgram` + `run`.
-   */
-  program(src: KernelSource): Program {
-    const wgsl = generateWgsl(src);
-    const key = stableJson({ wgsl, constants: src.constants ?? {} });
-    const hit = this.legacyPrograms.get(key);
-    if (hit) return hit;
-    const program = compileProgram(this.device, src);
-    this.legacyPrograms.set(key, program);
-    return program;
   }
 
   /** Compiles programs ahead of use (concurrently) — call before timing anything. */

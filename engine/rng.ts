@@ -237,9 +237,6 @@ export function fillRandom(engine: Engine, out: Tensor, dist: Distribution, spec
   );
 }
 
-// grid() moved beside the WGSL entry point it matches (engine/wgsl.ts); re-exported while imports move.
-export { grid } from './wgsl.js';
-
 /**
  * A host-side stream with explicit state (for t-sampling, flips, shuffles): its whole state is
  * {seed, stream, block}, so checkpoints can save and resume it bit-identically.

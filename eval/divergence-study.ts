@@ -14,7 +14,7 @@ import type { Engine } from '../engine/engine.js';
 import type { ScoreModel } from '../model/score.js';
 import { configuredCentering, type ModelSpaceConversion, type ModelSpaceImages } from '../data/model-space-images.js';
 import { classifyImages, type ClassifyOptions, type ClassifyResult } from './probability-flow-likelihood.js';
-import type { SolveProgress } from '../solvers/gpu-rk45.js';
+import type { SolveProgress } from '../solvers/ode/batch-types.js';
 
 export type StudyProbes = 'rademacher' | 'gaussian';
 export type StudySharing = 'shared' | 'independent';

@@ -6,7 +6,7 @@
 import type { Engine } from '../engine/engine.js';
 import type { ModelSpaceImages } from '../data/model-space-images.js';
 import type { ScoreModel } from '../model/score.js';
-import type { SolveProgress } from '../solvers/gpu-rk45.js';
+import type { SolveProgress } from '../solvers/ode/batch-types.js';
 import { elboClassifyImages, type ElboOptions } from './elbo.js';
 import { classifyImages, type ClassifyOptions } from './probability-flow-likelihood.js';
 

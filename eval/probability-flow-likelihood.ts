@@ -31,7 +31,8 @@ import { bitsPerDim as bitsPerDimOf, describeModelSpace } from '../data/model-sp
 import { configuredCentering, DEQUANT_STREAM, imagesInModelSpace, type ImageInput, type ModelSpaceImages } from '../data/model-space-images.js';
 import type { ScoreModel } from '../model/score.js';
 import { perturb } from '../model/sde.js';
-import { solveBatch, type BatchSolveOptions } from '../solvers/gpu-rk45.js';
+import type { BatchSolveOptions } from '../solvers/ode/batch-types.js';
+import { solveBatch } from '../solvers/ode/solve-batch.js';
 import { probabilityFlowRhs, sampleDim, type DivergenceEstimator } from '../solvers/probability-flow.js';
 import { HUTCHINSON_PASSES } from '../solvers/divergence.js';
 import { classLogPrior, classPosterior, meanStd, requireClasses } from './class-posterior.js';

@@ -1,7 +1,7 @@
 /** Options and results of the probability-flow likelihood and classifier (eval/probability-flow-likelihood.ts). */
-import type { RowOutcome, SolveProgress, StatePlacement, StepControl } from '../solvers/gpu-rk45.js';
+import type { RowOutcome, SolveProgress, StatePlacement, StepControl } from '../solvers/ode/batch-types.js';
 import type { HutchinsonPass } from '../solvers/divergence.js';
-import type { SolveIvpStatus } from '../solvers/dormand-prince.js';
+import type { SolveIvpStatus } from '../solvers/ode/outcome.js';
 
 export type ProbeKind = 'rademacher' | 'gaussian' | 'exact';
 export type LikelihoodStart = 'clean' | 'diffused';
@@ -29,7 +29,7 @@ export interface LikelihoodOptions {
   seed?: number;
   /** Default 'shared' (the reference: one step size for the whole batch). */
   stepControl?: StepControl;
-  /** Default 'gpu-f32' (see gpu-rk45.ts for the precision of each placement). */
+  /** Default 'gpu-f32' (see PRECISION_NOTE in solvers/ode/batch-types.ts). */
   state?: StatePlacement;
   /** Pixel input: add U[0, 1/256) noise per value (default true); false uses pixels/256 exactly. Model-space images carry their own. */
   dequantise?: boolean;

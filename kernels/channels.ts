@@ -75,19 +75,11 @@ export const sliceChannels: Op<{ start: number; count: number }> = defineOp({
   jvp: (e, { params }, [tx]) => (tx ? sliceChannels(e, [tx], params) : null),
 });
 
-/**
- * Concatenates [N, C_k, …] tensors along axis 1 (same N and trailing axes): one copy dispatch per input. Variadic,
- * so it declares no fixed input list and checks its inputs here.
- */
-export const concatChannels: Op<NoParams> = defineOp<NoParams>({
+/** Concatenates [N, C_k, …] tensors along axis 1 (same N and trailing axes): one copy dispatch per input. */
+export const concatChannels: Op<NoParams> = defineOp({
   name: 'channels.concat',
-  forward(e, xs0) {
-    if (xs0.length === 0) throw new ShapeError('concatChannels: no inputs');
-    const xs = xs0.map((x, k) => {
-      if (!x) throw new ShapeError(`concatChannels input ${k}: missing input`);
-      x.assertDType('f32', `concatChannels input ${k}`);
-      return x;
-    });
+  inputs: ['...xs'],
+  forward(e, xs) {
     const first = xs[0];
     if (first.rank < 2) throw new ShapeError(`concatChannels: ${first.describe()} needs a channel axis (rank ≥ 2)`);
     const rest = first.shape.slice(2);

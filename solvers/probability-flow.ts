@@ -12,7 +12,7 @@ import { ShapeError } from '../engine/errors.js';
 import type { ScoreModel } from '../model/score.js';
 import type { Sde } from '../model/sde.js';
 import { exactTrace, hutchinsonTrace, type HutchinsonPass, type ScoreAndTrace } from './divergence.js';
-import type { BatchRhs } from './gpu-rk45.js';
+import type { BatchRhs } from './ode/batch-types.js';
 import { assembleFlow, stateImages } from './flow-kernels.js';
 
 export type { ScoreModel };

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../../engine/engine.js';
 import type { Tensor } from '../../../engine/tensor.js';
-import { grid } from '../../../engine/rng.js';
+import { defineProgram } from '../../../engine/program.js';
+import { flatMain, grid } from '../../../engine/wgsl.js';
 import { solveIvp } from '../../../solvers/ode/solve-ivp.js';
 import type { BatchRhs, BatchSolveOptions } from '../../../solvers/ode/batch-types.js';
 import { solveBatch } from '../../../solvers/ode/solve-batch.js';
@@ -14,11 +15,10 @@ import { useEngine } from '../../helpers/engine.js';
  * whose solution is y(t) = exp(−k_b(t − t0 + (t² − t0²)/2))·R(w_b(t − t0))·y(t0). Rows differ in stiffness k_b.
  * It is row-local and evaluated on the GPU at per-row times, as a probability-flow RHS is.
  */
-function dampedRotation(e: Engine, k: number[], w: number[], dim: number): BatchRhs {
-  const B = k.length;
-  const kT = e.keep(e.tensor(Float32Array.from(k), [B]));
-  const wT = e.keep(e.tensor(Float32Array.from(w), [B]));
-  const program = e.program({
+const DAMPED_ROTATION = defineProgram<Record<string, never>>({
+  name: 'test.dampedRotation',
+  spec: {},
+  build: () => ({
     name: 'test.dampedRotation',
     buffers: [
       { name: 'y', type: 'f32' },
@@ -32,21 +32,42 @@ function dampedRotation(e: Engine, k: number[], w: number[], dim: number): Batch
       ['N', 'u32'],
     ],
     workgroupSize: [64],
-    body: `
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = g.x + g.y * nwg.x * 64u;
-  if (i >= params.n) { return; }
-  let b = i / params.N;
+    body: flatMain({
+      wg: 64,
+      count: 'params.n',
+      body: `  let b = i / params.N;
   let j = i - b * params.N;
   let rate = kk[b] * (1.0 + tt[b]);
   var rot = 0.0;
   if ((j & 1u) == 0u) { rot = y[i + 1u]; } else { rot = -y[i - 1u]; }
-  out[i] = -rate * y[i] + ww[b] * rot;
-}`,
-  });
+  out[i] = -rate * y[i] + ww[b] * rot;`,
+    }),
+  }),
+});
+
+/** y' = y² per component. */
+const SQUARE = defineProgram<Record<string, never>>({
+  name: 'test.square',
+  spec: {},
+  build: () => ({
+    name: 'test.square',
+    buffers: [
+      { name: 'y', type: 'f32' },
+      { name: 'out', type: 'f32', access: 'read_write' },
+    ],
+    uniforms: [['n', 'u32']],
+    workgroupSize: [64],
+    body: flatMain({ wg: 64, count: 'params.n', body: '  out[i] = y[i] * y[i];' }),
+  }),
+});
+
+function dampedRotation(e: Engine, k: number[], w: number[], dim: number): BatchRhs {
+  const B = k.length;
+  const kT = e.keep(e.tensor(Float32Array.from(k), [B]));
+  const wT = e.keep(e.tensor(Float32Array.from(w), [B]));
   return (t: Float64Array, y: Tensor, out: Tensor) => {
     const tt = e.tensor(Float32Array.from(t), [B]);
-    e.dispatch(program, { y, tt, kk: kT, ww: wT, out }, { n: B * dim, N: dim }, grid(e, B * dim, 64));
+    e.run(DAMPED_ROTATION, {}, { y, tt, kk: kT, ww: wT, out }, { n: B * dim, N: dim }, grid(e, B * dim, 64));
   };
 }
 
@@ -261,17 +282,7 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
     expect(r.yFinal.every(Number.isFinite)).toBe(true);
     // A blow-up to ∞ in finite time (y' = y², y(0) = 1, singular at t = 1): min-step before t = 1, no hang.
     const N1 = 1;
-    const prog = e.program({
-      name: 'test.square',
-      buffers: [
-        { name: 'y', type: 'f32' },
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: [['n', 'u32']],
-      workgroupSize: [64],
-      body: `fn main(@builtin(global_invocation_id) g: vec3<u32>) { let i = g.x; if (i >= params.n) { return; } out[i] = y[i] * y[i]; }`,
-    });
-    const sq: BatchRhs = (_t, y, out) => e.dispatch(prog, { y, out }, { n: 2 }, [1]);
+    const sq: BatchRhs = (_t, y, out) => e.run(SQUARE, {}, { y, out }, { n: 2 }, [1]);
     const m = await solveBatch(e, sq, [0, 2], [1, 0.25], { batch: 2, dim: N1 }, { rtol: 1e-3, stepControl: 'per-sample' });
     expect(['min-step', 'non-finite']).toContain(m.rows[0].status);
     expect(m.rows[0].t).toBeLessThan(1);
