@@ -16,11 +16,29 @@ export interface BufferDecl {
   access?: 'read' | 'read_write';
 }
 
+/** A uniform: name and scalar type. */
+export type UniformDecl = [string, 'u32' | 'i32' | 'f32'];
+
+/** Read-only f32 storage buffers, by name (the common case, in one line). */
+export function reads(...names: string[]): BufferDecl[] {
+  return names.map((name) => ({ name, type: 'f32' }));
+}
+
+/** Read-write f32 storage buffers (outputs), by name. */
+export function writes(...names: string[]): BufferDecl[] {
+  return names.map((name) => ({ name, type: 'f32', access: 'read_write' }));
+}
+
+/** u32 uniforms, by name. */
+export function u32s(...names: string[]): UniformDecl[] {
+  return names.map((name) => [name, 'u32']);
+}
+
 export interface KernelSource {
   /** Name used for profiling and error messages, e.g. 'conv2d.fwd'. */
   name: string;
   buffers: BufferDecl[];
-  uniforms?: Array<[string, 'u32' | 'i32' | 'f32']>;
+  uniforms?: UniformDecl[];
   workgroupSize: [number, number?, number?];
   /** WGSL with helper functions and exactly one `fn main(...)`; attributes are added here. */
   body: string;

@@ -7,22 +7,18 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
 import { flatMain, grid } from '../engine/wgsl.js';
-import type { BufferDecl } from '../engine/kernel.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { WG, checkState } from './state-kernels.js';
 
 /** A spec-less flat kernel of this file: f32 buffers (the last is the output), u32 uniforms, a body over index i < params.n. */
 function flowProgram(name: string, inputs: string[], uniforms: string[], body: string) {
-  const buffers: BufferDecl[] = [
-    ...inputs.map((n) => ({ name: n, type: 'f32' as const })),
-    { name: 'out', type: 'f32', access: 'read_write' },
-  ];
   return defineProgram<Record<string, never>>({
     name,
     spec: {},
     build: () => ({
       name,
-      buffers,
-      uniforms: uniforms.map((u) => [u, 'u32'] as [string, 'u32']),
+      buffers: [...reads(...inputs), ...writes('out')],
+      uniforms: u32s(...uniforms),
       workgroupSize: [WG],
       body: flatMain({ wg: WG, count: 'params.n', body }),
     }),

@@ -14,6 +14,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 
 /** Elementwise workgroup size. */
@@ -83,9 +84,6 @@ const MAX_TERMS = 16;
 const OFFSET = Array.from({ length: MAX_TERMS }, (_, j) => `o${j}`);
 const COEF = Array.from({ length: MAX_TERMS }, (_, j) => `a${j}`);
 
-/** A uniform declaration of a kernel source: name and scalar type. */
-type UniformDecl = [string, 'u32' | 'i32' | 'f32'];
-
 function termUniforms(leading: UniformDecl[], terms: number): UniformDecl[] {
   return [...leading, ...OFFSET.slice(0, terms).map((n): UniformDecl => [n, 'u32']), ...COEF.slice(0, terms).map((n): UniformDecl => [n, 'f32'])];
 }
@@ -98,13 +96,8 @@ const COMBINE = defineProgram<{ terms: number }>({
     for (let j = 0; j < terms; j++) sum += `\n  acc = acc + K[params.${OFFSET[j]} + i] * params.${COEF[j]};`;
     return {
       name: `rk.combine${terms}`,
-      buffers: [
-        { name: 'y', type: 'f32' },
-        { name: 'K', type: 'f32' },
-        { name: 'h', type: 'f32' },
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: termUniforms([['n', 'u32'], ['N', 'u32']], terms),
+      buffers: [...reads('y', 'K', 'h'), ...writes('out')],
+      uniforms: termUniforms(u32s('n', 'N'), terms),
       workgroupSize: [WG],
       body: flatMain({
         wg: WG,
@@ -179,14 +172,8 @@ const ERROR_NORM = defineProgram<{ terms: number }>({
     }
     return {
       name: `rk.error${terms}`,
-      buffers: [
-        { name: 'y', type: 'f32' },
-        { name: 'ynew', type: 'f32' },
-        { name: 'K', type: 'f32' },
-        { name: 'h', type: 'f32' },
-        { name: 'out', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: termUniforms([['B', 'u32'], ['N', 'u32'], ['rtol', 'f32'], ['atol', 'f32']], terms),
+      buffers: [...reads('y', 'ynew', 'K', 'h'), ...writes('out')],
+      uniforms: termUniforms([...u32s('B', 'N'), ['rtol', 'f32'], ['atol', 'f32']], terms),
       workgroupSize: [ROW_WG],
       body: `${NONFINITE_WGSL}
 ${ROW_PREAMBLE}
@@ -309,18 +296,8 @@ const COMMIT = defineProgram<Record<string, never>>({
   spec: {},
   build: () => ({
     name: 'rk.commit',
-    buffers: [
-      { name: 'ynew', type: 'f32' },
-      { name: 'accept', type: 'f32' },
-      { name: 'y', type: 'f32', access: 'read_write' },
-      { name: 'K', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['N', 'u32'],
-      ['oFirst', 'u32'],
-      ['oLast', 'u32'],
-    ],
+    buffers: [...reads('ynew', 'accept'), ...writes('y', 'K')],
+    uniforms: u32s('n', 'N', 'oFirst', 'oLast'),
     workgroupSize: [WG],
     body: flatMain({
       wg: WG,
