@@ -10,6 +10,10 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
+
+/** The sequence length S and the score scale α of the kernels that compute q·k themselves. */
+const SCALED_UNIFORMS: UniformDecl[] = [...u32s('s'), ['alpha', 'f32']];
 
 /** Queries per workgroup of the per-query kernels: small, so HW = 7×7 still spreads over several workgroups. */
 const WG_QUERY = 16;
@@ -60,16 +64,8 @@ const FLASH_FORWARD = defineProgram<{ c: number }>({
   spec: { c: true },
   build: ({ c }) => ({
     name: 'attention.flash',
-    buffers: [
-      { name: 'q', type: 'f32' },
-      { name: 'k', type: 'f32' },
-      { name: 'v', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['s', 'u32'],
-      ['alpha', 'f32'],
-    ],
+    buffers: [...reads('q', 'k', 'v'), ...writes('out')],
+    uniforms: SCALED_UNIFORMS,
     workgroupSize: [WG_QUERY],
     body: `${perQueryHead(c)}
   var qr: array<f32, C>;
@@ -99,12 +95,8 @@ const SOFTMAX_MIX = defineProgram<{ c: number }>({
   spec: { c: true },
   build: ({ c }) => ({
     name: 'attention.softmax_mix',
-    buffers: [
-      { name: 'z', type: 'f32' },
-      { name: 'v', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [['s', 'u32']],
+    buffers: [...reads('z', 'v'), ...writes('out')],
+    uniforms: u32s('s'),
     workgroupSize: [WG_QUERY],
     body: `${perQueryHead(c)}
   let zo = (n * S + i) * S;
@@ -140,19 +132,10 @@ const FLASH_DUAL = defineProgram<FlashDualSpec>({
     return {
       name: `attention.flash.dual.${+tq}${+tk}${+tv}`,
       buffers: [
-        { name: 'q', type: 'f32' },
-        { name: 'k', type: 'f32' },
-        { name: 'v', type: 'f32' },
-        ...(tq ? [{ name: 'tq', type: 'f32' as const }] : []),
-        ...(tk ? [{ name: 'tk', type: 'f32' as const }] : []),
-        ...(tv ? [{ name: 'tv', type: 'f32' as const }] : []),
-        { name: 'out', type: 'f32', access: 'read_write' },
-        { name: 'tout', type: 'f32', access: 'read_write' },
+        ...reads('q', 'k', 'v', ...(tq ? ['tq'] : []), ...(tk ? ['tk'] : []), ...(tv ? ['tv'] : [])),
+        ...writes('out', 'tout'),
       ],
-      uniforms: [
-        ['s', 'u32'],
-        ['alpha', 'f32'],
-      ],
+      uniforms: SCALED_UNIFORMS,
       workgroupSize: [WG_QUERY],
       body: `${perQueryHead(c)}
   var qr: array<f32, C>;

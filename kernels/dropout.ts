@@ -13,6 +13,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type Op } from '../engine/autodiff.js';
 import { drawHost, philoxWgsl, seedKey, type Seed } from '../engine/rng.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 
@@ -43,22 +44,8 @@ const DROPOUT = defineProgram<{ dual: boolean }>({
   spec: { dual: true },
   build: ({ dual }) => ({
     name: dual ? 'dropout.dual' : 'dropout',
-    buffers: [
-      { name: 'x', type: 'f32' },
-      ...(dual ? [{ name: 'tx', type: 'f32' as const }] : []),
-      { name: 'out', type: 'f32', access: 'read_write' },
-      ...(dual ? [{ name: 'tout', type: 'f32' as const, access: 'read_write' as const }] : []),
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['key0', 'u32'],
-      ['key1', 'u32'],
-      ['stream', 'u32'],
-      ['offset_lo', 'u32'],
-      ['offset_hi', 'u32'],
-      ['rate', 'f32'],
-      ['scale', 'f32'],
-    ],
+    buffers: dual ? [...reads('x', 'tx'), ...writes('out', 'tout')] : [...reads('x'), ...writes('out')],
+    uniforms: [...u32s('n', 'key0', 'key1', 'stream', 'offset_lo', 'offset_hi'), ['rate', 'f32'], ['scale', 'f32']],
     workgroupSize: [WG],
     body: `${philoxWgsl}
 ${flatMain({

@@ -40,20 +40,28 @@ ${flatMain({ wg: WG, count: 'params.n', body: exprs.replaceAll('BETA', `f32(${Ma
   }),
 });
 
-function launch(
-  e: Engine,
-  name: string,
-  inputs: Tensor[],
-  outputs: Tensor[],
-  exprs: string,
-  alpha = 0,
-  beta = 0,
-): void {
+function launch(e: Engine, name: string, inputs: Tensor[], outputs: Tensor[], exprs: string, alpha: number, beta: number): void {
   const bindings: Record<string, Tensor> = {};
   inputs.forEach((t, k) => (bindings[INPUT_NAMES[k]] = t));
   outputs.forEach((t, k) => (bindings[OUTPUT_NAMES[k]] = t));
   const n = outputs[0].size;
   e.run(ELEMENTWISE, { name, exprs, inputs: inputs.length, outputs: outputs.length, beta }, bindings, { n, alpha }, grid(e, n, WG));
+}
+
+/** out = exprs over same-shape inputs: a new tensor labelled and kernel-named `name`. */
+function map(e: Engine, name: string, inputs: Tensor[], exprs: string, alpha = 0, beta = 0): Tensor {
+  for (const t of inputs.slice(1)) sameShape(name, inputs[0], t);
+  const out = e.empty(inputs[0].shape, 'f32', name);
+  launch(e, name, inputs, [out], exprs, alpha, beta);
+  return out;
+}
+
+/** A primal `name` and its tangent (out, out2) from one dispatch, kernel `${name}.dual`. */
+function mapDual(e: Engine, name: string, inputs: Tensor[], exprs: string): [Tensor, Tensor] {
+  const out = e.empty(inputs[0].shape, 'f32', name);
+  const tout = e.empty(inputs[0].shape, 'f32', `${name}.tangent`);
+  launch(e, `${name}.dual`, inputs, [out, tout], exprs, 0, 0);
+  return [out, tout];
 }
 
 function sameShape(what: string, a: Tensor, b: Tensor): void {
@@ -72,12 +80,7 @@ export function addMaybe(e: Engine, a: MaybeTensor, b: MaybeTensor): MaybeTensor
 export const add: Op<NoParams> = defineOp({
   name: 'add',
   inputs: ['a', 'b'],
-  forward(e, [a, b]) {
-    sameShape('add', a, b);
-    const out = e.empty(a.shape, 'f32', 'add');
-    launch(e, 'add', [a, b], [out], 'out[i] = a[i] + b[i];');
-    return out;
-  },
+  forward: (e, [a, b]) => map(e, 'add', [a, b], 'out[i] = a[i] + b[i];'),
   vjp: (_e, _ctx, ct, needs) => [needs[0] ? ct : null, needs[1] ? ct : null],
   jvp: (e, _ctx, [ta, tb]) => addMaybe(e, ta, tb),
 });
@@ -85,12 +88,7 @@ export const add: Op<NoParams> = defineOp({
 export const sub: Op<NoParams> = defineOp({
   name: 'sub',
   inputs: ['a', 'b'],
-  forward(e, [a, b]) {
-    sameShape('sub', a, b);
-    const out = e.empty(a.shape, 'f32', 'sub');
-    launch(e, 'sub', [a, b], [out], 'out[i] = a[i] - b[i];');
-    return out;
-  },
+  forward: (e, [a, b]) => map(e, 'sub', [a, b], 'out[i] = a[i] - b[i];'),
   vjp: (e, _ctx, ct, needs) => [needs[0] ? ct : null, needs[1] ? scale(e, [ct], { alpha: -1 }) : null],
   jvp: (e, _ctx, [ta, tb]) => (tb ? (ta ? sub(e, [ta, tb], {}) : scale(e, [tb], { alpha: -1 })) : ta),
 });
@@ -98,12 +96,7 @@ export const sub: Op<NoParams> = defineOp({
 export const mul: Op<NoParams> = defineOp({
   name: 'mul',
   inputs: ['a', 'b'],
-  forward(e, [a, b]) {
-    sameShape('mul', a, b);
-    const out = e.empty(a.shape, 'f32', 'mul');
-    launch(e, 'mul', [a, b], [out], 'out[i] = a[i] * b[i];');
-    return out;
-  },
+  forward: (e, [a, b]) => map(e, 'mul', [a, b], 'out[i] = a[i] * b[i];'),
   vjp: (e, { inputs: [a, b] }, ct, needs) => [
     needs[0] ? mul(e, [ct, b], {}) : null,
     needs[1] ? mul(e, [ct, a], {}) : null,
@@ -115,11 +108,7 @@ export const mul: Op<NoParams> = defineOp({
 export const scale: Op<{ alpha: number }> = defineOp({
   name: 'scale',
   inputs: ['a'],
-  forward(e, [a], { alpha }) {
-    const out = e.empty(a.shape, 'f32', 'scale');
-    launch(e, 'scale', [a], [out], 'out[i] = params.alpha * a[i];', alpha);
-    return out;
-  },
+  forward: (e, [a], { alpha }) => map(e, 'scale', [a], 'out[i] = params.alpha * a[i];', alpha),
   vjp: (e, { params }, ct) => [scale(e, [ct], params)],
   jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], params) : null),
 });
@@ -133,9 +122,7 @@ export const affine: Op<{ alpha: number; beta: number }> = defineOp({
   inputs: ['a'],
   forward(e, [a], { alpha, beta }) {
     if (!Number.isFinite(beta)) throw new RangeError(`affine: beta must be finite, got ${beta}`);
-    const out = e.empty(a.shape, 'f32', 'affine');
-    launch(e, 'affine', [a], [out], 'out[i] = params.alpha * a[i] + BETA;', alpha, beta);
-    return out;
+    return map(e, 'affine', [a], 'out[i] = params.alpha * a[i] + BETA;', alpha, beta);
   },
   vjp: (e, { params }, ct) => [scale(e, [ct], { alpha: params.alpha })],
   jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], { alpha: params.alpha }) : null),
@@ -145,12 +132,7 @@ export const affine: Op<{ alpha: number; beta: number }> = defineOp({
 export const axpy: Op<{ alpha: number }> = defineOp({
   name: 'axpy',
   inputs: ['x', 'y'],
-  forward(e, [x, y], { alpha }) {
-    sameShape('axpy', x, y);
-    const out = e.empty(x.shape, 'f32', 'axpy');
-    launch(e, 'axpy', [x, y], [out], 'out[i] = params.alpha * a[i] + b[i];', alpha);
-    return out;
-  },
+  forward: (e, [x, y], { alpha }) => map(e, 'axpy', [x, y], 'out[i] = params.alpha * a[i] + b[i];', alpha),
   vjp: (e, { params }, ct, needs) => [needs[0] ? scale(e, [ct], params) : null, needs[1] ? ct : null],
   jvp: (e, { params }, [tx, ty]) =>
     tx ? (ty ? axpy(e, [tx, ty], params) : scale(e, [tx], params)) : ty,
@@ -160,12 +142,7 @@ export const axpy: Op<{ alpha: number }> = defineOp({
 export const divide: Op<NoParams> = defineOp({
   name: 'divide',
   inputs: ['a', 'b'],
-  forward(e, [a, b]) {
-    sameShape('divide', a, b);
-    const out = e.empty(a.shape, 'f32', 'divide');
-    launch(e, 'divide', [a, b], [out], 'out[i] = a[i] / b[i];');
-    return out;
-  },
+  forward: (e, [a, b]) => map(e, 'divide', [a, b], 'out[i] = a[i] / b[i];'),
   // ∂(a/b)/∂a = 1/b; ∂(a/b)/∂b = −(a/b)/b.
   vjp: (e, { inputs: [, b], output }, ct, needs) => [
     needs[0] ? divide(e, [ct, b], {}) : null,
@@ -181,11 +158,7 @@ export const divide: Op<NoParams> = defineOp({
 export const log: Op<NoParams> = defineOp({
   name: 'log',
   inputs: ['x'],
-  forward(e, [x]) {
-    const out = e.empty(x.shape, 'f32', 'log');
-    launch(e, 'log', [x], [out], 'out[i] = log(a[i]);');
-    return out;
-  },
+  forward: (e, [x]) => map(e, 'log', [x], 'out[i] = log(a[i]);'),
   vjp: (e, { inputs: [x] }, ct) => [divide(e, [ct, x], {})],
   jvp: (e, { inputs: [x] }, [tx]) => (tx ? divide(e, [tx, x], {}) : null),
 });
@@ -196,12 +169,7 @@ const SILU_GRAD = 'let s = sigmoid(x); let d1 = s * (1.0 + x * (1.0 - s));';
 export const siluBackward: Op<NoParams> = defineOp({
   name: 'silu.backward',
   inputs: ['x', 'g'],
-  forward(e, [x, g]) {
-    sameShape('silu.backward', x, g);
-    const out = e.empty(x.shape, 'f32', 'silu.backward');
-    launch(e, 'silu.backward', [x, g], [out], `let x = a[i]; ${SILU_GRAD} out[i] = b[i] * d1;`);
-    return out;
-  },
+  forward: (e, [x, g]) => map(e, 'silu.backward', [x, g], `let x = a[i]; ${SILU_GRAD} out[i] = b[i] * d1;`),
   vjp: (e, { inputs: [x, g] }, ct, needs) => [
     // ∂/∂x [g silu'(x)] = g silu''(x); ∂/∂g = silu'(x)
     needs[0] ? siluSecond(e, x!, g!, ct) : null,
@@ -213,52 +181,34 @@ export const siluBackward: Op<NoParams> = defineOp({
 
 /** ct · g · silu''(x) (not itself differentiated further: third order is never needed). */
 function siluSecond(e: Engine, x: Tensor, g: Tensor, ct: Tensor): Tensor {
-  const out = e.empty(x.shape, 'f32', 'silu.second');
-  launch(
-    e,
-    'silu.second',
-    [x, g, ct],
-    [out],
-    `let x = a[i]; let s = sigmoid(x); let d2 = s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s)); out[i] = c[i] * b[i] * d2;`,
-  );
-  return out;
+  const exprs = 'let x = a[i]; let s = sigmoid(x); let d2 = s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s)); out[i] = c[i] * b[i] * d2;';
+  return map(e, 'silu.second', [x, g, ct], exprs);
 }
 
 /** One dispatch: primal g·silu'(x) and tangent ġ·silu'(x) + g·silu''(x)·ẋ (x, g loaded once). */
 function siluBackwardDual(e: Engine, [x, g]: readonly [Tensor, Tensor], tangents: readonly MaybeTensor[]): [Tensor, Tensor] {
   const tx = tangents[0] ?? e.zeros(x.shape, 'f32', 'zero tangent');
   const tg = tangents[1] ?? e.zeros(x.shape, 'f32', 'zero tangent');
-  const out = e.empty(x.shape, 'f32', 'silu.backward');
-  const tout = e.empty(x.shape, 'f32', 'silu.backward.tangent');
-  launch(
+  return mapDual(
     e,
-    'silu.backward.dual',
+    'silu.backward',
     [x, g, tx, tg],
-    [out, tout],
     `let x = a[i]; ${SILU_GRAD}
   let d2 = s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s));
   out[i] = b[i] * d1;
   out2[i] = d[i] * d1 + b[i] * d2 * c[i];`,
   );
-  return [out, tout];
 }
 
 export const silu: Op<NoParams> = defineOp({
   name: 'silu',
   inputs: ['x'],
-  forward(e, [x]) {
-    const out = e.empty(x.shape, 'f32', 'silu');
-    launch(e, 'silu', [x], [out], 'let x = a[i]; out[i] = x * sigmoid(x);');
-    return out;
-  },
+  forward: (e, [x]) => map(e, 'silu', [x], 'let x = a[i]; out[i] = x * sigmoid(x);'),
   vjp: (e, { inputs: [x] }, ct) => [siluBackward(e, [x, ct], {})],
   jvp: (e, { inputs: [x] }, [tx]) => (tx ? siluBackward(e, [x, tx], {}) : null),
   dual(e, [x], [tx]) {
     if (!tx) return [silu.def.forward(e, [x], {}), null];
-    const out = e.empty(x.shape, 'f32', 'silu');
-    const tout = e.empty(x.shape, 'f32', 'silu.tangent');
-    launch(e, 'silu.dual', [x, tx], [out, tout], `let x = a[i]; ${SILU_GRAD} out[i] = x * s; out2[i] = b[i] * d1;`);
-    return [out, tout];
+    return mapDual(e, 'silu', [x, tx], `let x = a[i]; ${SILU_GRAD} out[i] = x * s; out2[i] = b[i] * d1;`);
   },
 });
 

@@ -21,6 +21,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { randomTensor, type Seed } from '../engine/rng.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { DTypeError, SbgcError, ShapeError } from '../engine/errors.js';
 import { addMaybe, mul, scale } from './elementwise.js';
@@ -71,19 +72,8 @@ const SINUSOID_EMBED = defineProgram<{ scaled: boolean }>({
   spec: { scaled: true },
   build: ({ scaled }) => ({
     name: `embedding.sinusoid${scaled ? '.scaled' : ''}`,
-    buffers: [
-      { name: 't', type: 'f32' },
-      { name: 'f', type: 'f32' },
-      ...(scaled ? [{ name: 's', type: 'f32' as const }] : []),
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['total', 'u32'],
-      ['half', 'u32'],
-      ['dim', 'u32'],
-      ['order', 'u32'],
-      ['c', 'f32'],
-    ],
+    buffers: [...reads('t', 'f', ...(scaled ? ['s'] : [])), ...writes('out')],
+    uniforms: [...u32s('total', 'half', 'dim', 'order'), ['c', 'f32']],
     workgroupSize: [WG],
     body: `${SINCOS_WGSL}
 ${flatMain({
@@ -108,19 +98,8 @@ const SINUSOID_CONTRACT = defineProgram<Record<string, never>>({
   spec: {},
   build: () => ({
     name: 'embedding.sinusoidContract',
-    buffers: [
-      { name: 't', type: 'f32' },
-      { name: 'f', type: 'f32' },
-      { name: 'g', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['rows', 'u32'],
-      ['half', 'u32'],
-      ['dim', 'u32'],
-      ['order', 'u32'],
-      ['c', 'f32'],
-    ],
+    buffers: [...reads('t', 'f', 'g'), ...writes('out')],
+    uniforms: [...u32s('rows', 'half', 'dim', 'order'), ['c', 'f32']],
     workgroupSize: [WG],
     body: `${SINCOS_WGSL}
 ${flatMain({
@@ -148,15 +127,8 @@ const ONE_HOT = defineProgram<Record<string, never>>({
   spec: {},
   build: () => ({
     name: 'embedding.oneHot',
-    buffers: [
-      { name: 'labels', type: 'u32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['total', 'u32'],
-      ['classes', 'u32'],
-      ['nan_bits', 'u32'],
-    ],
+    buffers: [{ name: 'labels', type: 'u32' }, ...writes('out')],
+    uniforms: u32s('total', 'classes', 'nan_bits'),
     workgroupSize: [ONE_HOT_WG],
     body: flatMain({
       wg: ONE_HOT_WG,
