@@ -20,6 +20,7 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { nameSlots, usedSlots } from './reduce-wgsl.js';
 
@@ -88,21 +89,10 @@ const BROADCAST = defineProgram<BroadcastSpec>({
       name: `${s.name}${s.vec4 ? '.vec4' : ''}`,
       buffers: [
         ...usedSlots(s.in0, s.in1, s.in2, s.in3).map((name) => ({ name, type: elem })),
-        ...usedSlots(s.row0, s.row1, s.row2, s.row3, s.mid0, s.axis0, s.axis1, s.axis2, s.axis3).map((name) => ({
-          name,
-          type: 'f32' as const,
-        })),
+        ...reads(...usedSlots(s.row0, s.row1, s.row2, s.row3, s.mid0, s.axis0, s.axis1, s.axis2, s.axis3)),
         ...usedSlots(s.out0, s.out1).map((name) => ({ name, type: elem, access: 'read_write' as const })),
       ],
-      uniforms: [
-        ['n', 'u32'],
-        ['rows', 'u32'],
-        ['len', 'u32'],
-        ['mid', 'u32'],
-        ['a1', 'u32'],
-        ['a2', 'u32'],
-        ['alpha', 'f32'],
-      ],
+      uniforms: [...u32s('n', 'rows', 'len', 'mid', 'a1', 'a2'), ['alpha', 'f32']],
       workgroupSize: [s.wg],
       body: s.flat
         ? `

@@ -12,12 +12,11 @@
 import type { Engine } from '../engine/engine.js';
 import type { Storage, Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import type { TapRun } from './conv2d-wgsl.js';
 
 const WG = 64;
-
-const PACK_WEIGHTS_UNIFORMS = ['n', 'M', 'KHp', 'wsM', 'wsK', 'KW', 'nU', 'kw0', 'kw1', 'kw2', 'kw3'] as const;
 
 /** Wp[(k·KHp + kh)·M + m] = (W[m·wsM + k·wsK + kh·KW + kw_c] for the ≤ 4 column taps c), zero-padded. */
 const PACK_WEIGHTS = defineProgram<Record<string, never>>({
@@ -25,11 +24,8 @@ const PACK_WEIGHTS = defineProgram<Record<string, never>>({
   spec: {},
   build: () => ({
     name: 'conv2d.pack-weights',
-    buffers: [
-      { name: 'W', type: 'f32' },
-      { name: 'Wp', type: 'vec4<f32>', access: 'read_write' },
-    ],
-    uniforms: PACK_WEIGHTS_UNIFORMS.map((n) => [n, 'u32'] as [string, 'u32']),
+    buffers: [...reads('W'), { name: 'Wp', type: 'vec4<f32>', access: 'read_write' }],
+    uniforms: u32s('n', 'M', 'KHp', 'wsM', 'wsK', 'KW', 'nU', 'kw0', 'kw1', 'kw2', 'kw3'),
     workgroupSize: [WG],
     body: flatMain({
       wg: WG,

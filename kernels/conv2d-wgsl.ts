@@ -16,7 +16,7 @@
  * so a cached dispatch builds no WGSL. The GPU variant's loaders are in conv2d-tiled.ts, weight packing in
  * conv2d-packed-weights.ts.
  */
-import type { KernelSource } from '../engine/kernel.js';
+import { reads, u32s, writes, type KernelSource } from '../engine/kernel.js';
 import { defineProgram } from '../engine/program.js';
 
 export interface Tap {
@@ -91,6 +91,14 @@ export type RowConvSpec = {
 };
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+/** `main` of the row-conv and weight-grad kernels: lane li of workgroup wg (and subgroup lane sl when sg > 0). */
+function laneMain(sg: number, lines: string[]): string {
+  return `
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
+  ${lines.join('\n  ')}
+}`;
+}
 
 /** Uniforms of rowConvKernel. */
 export const ROW_CONV_UNIFORMS: Array<[string, 'u32' | 'i32']> = [
@@ -204,20 +212,15 @@ function rowConvKernel(s: RowConvSpec): KernelSource {
   return {
     name: `conv2d${s.inputGrad ? '.input-grad' : ''}${s.dual ? '.dual' : ''}.${sg ? 'subgroup' : 'register'}`,
     buffers: [
-      ...ins.map((name) => ({ name, type: 'f32' as const })),
+      ...reads(...ins),
       ...(blocks.length ? ins.map((name) => ({ name: `${name}4`, type: 'vec4<f32>' as const })) : []),
       { name: 'W', type: s.packedW ? 'vec4<f32>' : 'f32' },
-      ...(s.bias ? [{ name: 'bias', type: 'f32' as const }] : []),
-      ...(s.bias2 ? [{ name: 'bias2', type: 'f32' as const }] : []),
-      { name: 'Y', type: 'f32', access: 'read_write' },
-      ...(s.dual ? [{ name: 'Y2', type: 'f32' as const, access: 'read_write' as const }] : []),
+      ...reads(...(s.bias ? ['bias'] : []), ...(s.bias2 ? ['bias2'] : [])),
+      ...writes('Y', ...(s.dual ? ['Y2'] : [])),
     ],
     uniforms: ROW_CONV_UNIFORMS,
     workgroupSize: [s.wg],
-    body: `
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
-  ${L.join('\n  ')}
-}`,
+    body: laneMain(sg, L),
   };
 }
 
@@ -333,17 +336,10 @@ function weightGradKernel(s: WeightGradSpec): KernelSource {
   }
   return {
     name: `conv2d.weight-grad.${sg ? 'subgroup' : 'register'}`,
-    buffers: [
-      { name: 'X', type: 'f32' },
-      s.vecG ? { name: 'G4', type: 'vec4<f32>' } : { name: 'G', type: 'f32' },
-      { name: 'P', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: WEIGHT_GRAD_UNIFORMS.map((n) => [n, 'u32'] as [string, 'u32']),
+    buffers: [...reads('X'), s.vecG ? { name: 'G4', type: 'vec4<f32>' } : { name: 'G', type: 'f32' }, ...writes('P')],
+    uniforms: u32s(...WEIGHT_GRAD_UNIFORMS),
     workgroupSize: [s.wg],
-    body: `
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
-  ${L.join('\n  ')}
-}`,
+    body: laneMain(sg, L),
   };
 }
 

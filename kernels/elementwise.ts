@@ -7,6 +7,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, setGradientAccumulator, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { ShapeError } from '../engine/errors.js';
 
@@ -25,14 +26,8 @@ const ELEMENTWISE = defineProgram<{ name: string; exprs: string; inputs: number;
   spec: { name: true, exprs: true, inputs: true, outputs: true, beta: true },
   build: ({ name, exprs, inputs, outputs, beta }) => ({
     name,
-    buffers: [
-      ...INPUT_NAMES.slice(0, inputs).map((n) => ({ name: n, type: 'f32' as const })),
-      ...OUTPUT_NAMES.slice(0, outputs).map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['alpha', 'f32'],
-    ],
+    buffers: [...reads(...INPUT_NAMES.slice(0, inputs)), ...writes(...OUTPUT_NAMES.slice(0, outputs))],
+    uniforms: [...u32s('n'), ['alpha', 'f32']],
     workgroupSize: [WG],
     body: `
 fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }

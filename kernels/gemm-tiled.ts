@@ -4,7 +4,7 @@
  * convolutions share it; its tile defaults and tuning candidates; and the ordered sum of split-K partials.
  */
 import type { Engine } from '../engine/engine.js';
-import type { BufferDecl, KernelSource } from '../engine/kernel.js';
+import { reads, u32s, writes, type BufferDecl, type KernelSource } from '../engine/kernel.js';
 import { defineProgram } from '../engine/program.js';
 import { flatMain } from '../engine/wgsl.js';
 
@@ -133,14 +133,8 @@ export const SUM_PARTIALS = defineProgram<Record<string, never>>({
   spec: {},
   build: () => ({
     name: 'gemm.sum-partials',
-    buffers: [
-      { name: 'partial', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['parts', 'u32'],
-    ],
+    buffers: [...reads('partial'), ...writes('out')],
+    uniforms: u32s('n', 'parts'),
     workgroupSize: [64],
     body: flatMain({
       wg: 64,

@@ -13,6 +13,7 @@ import { addMaybe } from './elementwise.js';
 import { channelBroadcast, channelSum } from './bias.js';
 import { autotuner, shapeClass, type TuneResult } from './autotune.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { CPU_MATMUL, availableVariants, subgroupSize, type GemmVariant } from './gemm-wgsl.js';
 import { TILED_CANDIDATES, TILE_SPEC_FIELDS, tiledDefault, tiledGemmKernel, type TileConfig } from './gemm-tiled.js';
 
@@ -107,17 +108,8 @@ const MATMUL_TILED = defineProgram<TileConfig & { transA: boolean; transB: boole
       ...tile,
       dual: false,
       splitK: false,
-      buffers: [
-        { name: 'A', type: 'f32' },
-        { name: 'B', type: 'f32' },
-        ...(bias ? [{ name: 'bias', type: 'f32' as const }] : []),
-        { name: 'C', type: 'f32', access: 'read_write' },
-      ],
-      uniforms: [
-        ['M', 'u32'],
-        ['N', 'u32'],
-        ['K', 'u32'],
-      ],
+      buffers: [...reads('A', 'B', ...(bias ? ['bias'] : [])), ...writes('C')],
+      uniforms: u32s('M', 'N', 'K'),
       helpers: `
 fn loadA(m: u32, k: u32) -> f32 { return A[${transA ? 'k * params.M + m' : 'm * params.K + k'}]; }
 fn loadB(k: u32, n: u32) -> f32 { return B[${transB ? 'n * params.K + k' : 'k * params.N + n'}]; }

@@ -19,6 +19,7 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { DeviceLimitError, SbgcError, ShapeError } from '../engine/errors.js';
 import {
@@ -32,7 +33,6 @@ import {
   type Combine,
 } from './reduce-wgsl.js';
 
-const out = { name: 'out', type: 'f32' as const, access: 'read_write' as const };
 
 // ---------------------------------------------------------------- row reduce
 
@@ -87,14 +87,14 @@ const ROW_REDUCE = defineProgram<RowSpec>({
     const V = s.vw === 4 ? ('vec4<f32>' as const) : ('f32' as const);
     const buffers = [
       ...usedSlots(s.in0, s.in1, s.in2, s.in3).map((name) => ({ name, type: V })),
-      ...usedSlots(s.row0, s.row1).map((name) => ({ name, type: 'f32' as const })),
-      out,
+      ...reads(...usedSlots(s.row0, s.row1)),
+      ...writes('out'),
     ];
     if (s.variant === 'serial') {
       return {
         name: `${s.name}.serial`,
         buffers,
-        uniforms: [['rows', 'u32'], ['len', 'u32'], ['count', 'f32']],
+        uniforms: [...u32s('rows', 'len'), ['count', 'f32']],
         workgroupSize: [SERIAL_WG],
         body: `
 fn term(k: u32) -> f32 { return ${s.term}; }
@@ -121,7 +121,7 @@ ${flatMain({
     return {
       name: `${s.name}.${s.final ? 'final' : 'partial'}${s.vw === 4 ? '.v4' : ''}`,
       buffers,
-      uniforms: [['rows', 'u32'], ['len', 'u32'], ['chunks', 'u32'], ['count', 'f32']],
+      uniforms: [...u32s('rows', 'len', 'chunks'), ['count', 'f32']],
       workgroupSize: [WG],
       body: `${treeReduceWgsl({ wg: WG, fn: 'tree', arr: 'red', type: 'f32', combine: s.combine, reusable: false })}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -219,8 +219,8 @@ const AXIS_REDUCE = defineProgram<AxisSpec>({
   spec: { name: true, in0: true, in1: true, in2: true, in3: true, shift: true, term: true, finish: true },
   build: (s) => ({
     name: s.name,
-    buffers: [...usedSlots(s.in0, s.in1, s.in2, s.in3).map((name) => ({ name, type: 'f32' as const })), out],
-    uniforms: [['n', 'u32'], ['len', 'u32'], ['inner', 'u32']],
+    buffers: [...reads(...usedSlots(s.in0, s.in1, s.in2, s.in3)), ...writes('out')],
+    uniforms: u32s('n', 'len', 'inner'),
     workgroupSize: [AXIS_WG],
     body: flatMain({
       wg: AXIS_WG,
@@ -301,10 +301,10 @@ const CHANNEL_REDUCE = defineProgram<ChannelSpec>({
     name: s.name,
     buffers: [
       ...usedSlots(s.in0, s.in1).map((name) => ({ name, type: s.vw === 4 ? ('vec4<f32>' as const) : ('f32' as const) })),
-      ...usedSlots(s.extra).map((name) => ({ name, type: 'f32' as const })),
-      out,
+      ...reads(...usedSlots(s.extra)),
+      ...writes('out'),
     ],
-    uniforms: [['n', 'u32'], ['c', 'u32'], ['s', 'u32'], ['cpg', 'u32']],
+    uniforms: u32s('n', 'c', 's', 'cpg'),
     workgroupSize: [s.wg],
     body: `${vectorWgsl(s.vw)}
 ${treeReduceWgsl({ wg: s.wg, fn: 'reduce4', arr: 'red4', type: 'vec4<f32>', combine: 'sum', reusable: true })}

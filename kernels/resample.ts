@@ -19,6 +19,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type Op } from '../engine/autodiff.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 
@@ -110,18 +111,9 @@ const RESAMPLE = defineProgram<{ up: boolean; filter: ResampleFilter; LH: number
   build: ({ up, filter, LH, LW }) => ({
     name: `resample.${up ? 'up' : 'down'}2x.${filter}`,
     buffers: up
-      ? [
-          { name: 'lo', type: 'f32' },
-          { name: 'hi', type: 'vec2<f32>', access: 'read_write' },
-        ]
-      : [
-          { name: 'hi', type: 'vec2<f32>' },
-          { name: 'lo', type: 'f32', access: 'read_write' },
-        ],
-    uniforms: [
-      ['total', 'u32'],
-      ['gain', 'f32'],
-    ],
+      ? [...reads('lo'), { name: 'hi', type: 'vec2<f32>', access: 'read_write' }]
+      : [{ name: 'hi', type: 'vec2<f32>' }, ...writes('lo')],
+    uniforms: [...u32s('total'), ['gain', 'f32']],
     workgroupSize: [WG],
     constants: { LH, LW },
     body: `

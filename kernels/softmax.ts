@@ -15,6 +15,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { groupsGrid, treeReduceWgsl } from './reduce-wgsl.js';
 
@@ -140,14 +141,8 @@ const ROWS = defineProgram<{ kind: Kind; ty: boolean; tg: boolean; layout: RowLa
   ${expanded}`;
     return {
       name: `${k.name}.${layout}`,
-      buffers: [
-        ...k.ins.map((n) => ({ name: n, type: 'f32' as const })),
-        ...k.outs.map((n) => ({ name: n, type: 'f32' as const, access: 'read_write' as const })),
-      ],
-      uniforms: [
-        ['rows', 'u32'],
-        ['len', 'u32'],
-      ],
+      buffers: [...reads(...k.ins), ...writes(...k.outs)],
+      uniforms: u32s('rows', 'len'),
       workgroupSize: [thread ? WG_THREAD : WG_ROW],
       body: thread
         ? flatMain({ wg: WG_THREAD, count: 'params.rows', index: 'row', body })

@@ -16,6 +16,7 @@ import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
 import { DeviceLimitError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s } from '../engine/kernel.js';
 
 export interface StridedProduct {
   batch: number;
@@ -128,12 +129,10 @@ const STRIDED_PRODUCT = defineProgram<ProductSpec>({
     buffers: [
       { name: 'A', type: vec(ma !== 'scalar') },
       { name: 'B', type: vec(mb !== 'scalar') },
-      ...(bias ? [{ name: 'bias', type: 'f32' as const }] : []),
+      ...reads(...(bias ? ['bias'] : [])),
       { name: 'out', type: vec(vecOut), access: 'read_write' },
     ],
-    uniforms: ['I', 'J', 'K1', 'K2', 'ab', 'ai', 'ak1', 'ak2', 'bb', 'bj', 'bk1', 'bk2', 'ob', 'oi', 'oj']
-      .map((n): [string, 'u32' | 'f32'] => [n, 'u32'])
-      .concat([['alpha', 'f32']]),
+    uniforms: [...u32s('I', 'J', 'K1', 'K2', 'ab', 'ai', 'ak1', 'ak2', 'bb', 'bj', 'bk1', 'bk2', 'ob', 'oi', 'oj'), ['alpha', 'f32']],
     workgroupSize: [WG[0], WG[1]],
     body: body(ma, mb, vecOut, bias),
   }),
