@@ -7,9 +7,9 @@ import type { Tensor } from '../engine/tensor.js';
 import type { MaybeTensor } from '../engine/autodiff.js';
 import { grid } from '../engine/wgsl.js';
 import { CPU_MATMUL, subgroupSize } from './gemm-wgsl.js';
-import { SUM_PARTIALS } from './gemm-tiled.js';
+import { SUM_PARTIALS, type TileConfig } from './gemm-tiled.js';
 import { ROW_CONV, WEIGHT_GRAD, forwardTaps, phaseTaps } from './conv2d-wgsl.js';
-import { TILED_CONV, tiledUniforms } from './conv2d-tiled.js';
+import { TILED_CONV, tiledUniforms, type TiledConvSpec } from './conv2d-tiled.js';
 import { packedWeights } from './conv2d-packed-weights.js';
 import type { ConvConfig, ConvGeometry, RowTile, WeightGradTile } from './conv2d-config.js';
 
@@ -59,6 +59,20 @@ function batchedMatmul(e: Engine, m: BatchedGemm, tile: { tm: number; tn: number
   e.run(CPU_MATMUL, spec, bind, { M: m.M, N: m.N, K: m.K, sA: m.sA, sB: m.sB, sC: m.sC }, [Math.ceil(m.N / tn / WG), Math.ceil(m.M / tile.tm), m.batch]);
 }
 
+/** One tiled-GEMM conv dispatch: an M×N output over K (read kChunk at a time), in `parts` split-K slices if given. */
+function runTiled(
+  e: Engine,
+  g: ConvGeometry,
+  t: TileConfig,
+  flags: Omit<TiledConvSpec, keyof TileConfig>,
+  bindings: Record<string, Tensor>,
+  { M, N, K, kChunk = K, parts }: { M: number; N: number; K: number; kChunk?: number; parts?: number },
+): void {
+  const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, ...flags };
+  const workgroups: [number, number] = [Math.ceil(N / t.bn), Math.ceil(M / t.bm)];
+  e.run(TILED_CONV, spec, bindings, tiledUniforms(g, M, N, K, kChunk), parts === undefined ? workgroups : [...workgroups, parts]);
+}
+
 /** conv(x, W) + b, and with x2 also conv(x2, W) + b2 in the same dispatch. */
 export function launchForward(e: Engine, g: ConvGeometry, x: Tensor, x2: MaybeTensor, w: Tensor, b: MaybeTensor, b2: MaybeTensor, config: ConvConfig): [Tensor, MaybeTensor] {
   const shape = [g.N, g.Cout, g.OH, g.OW];
@@ -70,12 +84,8 @@ export function launchForward(e: Engine, g: ConvGeometry, x: Tensor, x2: MaybeTe
   if (x2 && b2) bind.bias2 = b2;
   const dual = !!x2;
   if (config.variant === 'tiled') {
-    const t = config.tile;
-    const M = g.Cout;
-    const N = g.N * g.OH * g.OW;
-    const K = g.Cin * g.KH * g.KW;
-    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, kind: 'forward' as const, dual, bias: !!b, bias2: dual && !!b2 };
-    e.run(TILED_CONV, spec, { ...bind, Wt: w }, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    const size = { M: g.Cout, N: g.N * g.OH * g.OW, K: g.Cin * g.KH * g.KW };
+    runTiled(e, g, config.tile, { kind: 'forward', dual, bias: !!b, bias2: dual && !!b2 }, { ...bind, Wt: w }, size);
     return [y, y2];
   }
   const tile = config.tile as RowTile;
@@ -117,14 +127,10 @@ export function launchInputGrad(e: Engine, g: ConvGeometry, gy: Tensor, gy2: May
   const gx2 = gy2 ? e.empty(shape, 'f32', 'conv2d.input-grad.tangent') : null;
   const dual = !!gy2;
   if (config.variant === 'tiled') {
-    const t = config.tile;
-    const M = g.Cin;
-    const N = g.N * g.H * g.W;
-    const K = g.Cout * g.KH * g.KW;
-    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, kind: 'inputGrad' as const, dual, bias: false, bias2: false };
     const bind: Record<string, Tensor> = { Wt: w, G: gy, Y: gx };
     if (dual) Object.assign(bind, { G2: gy2!, Y2: gx2! });
-    e.run(TILED_CONV, spec, bind, tiledUniforms(g, M, N, K, K), [Math.ceil(N / t.bn), Math.ceil(M / t.bm)]);
+    const size = { M: g.Cin, N: g.N * g.H * g.W, K: g.Cout * g.KH * g.KW };
+    runTiled(e, g, config.tile, { kind: 'inputGrad', dual, bias: false, bias2: false }, bind, size);
     return [gx, gx2];
   }
   if (isPointwise(g)) {
@@ -199,12 +205,8 @@ export function launchWeightGrad(e: Engine, g: ConvGeometry, x: Tensor, gy: Tens
   const { parts, rowsPerChunk } = weightGradChunks(g);
   const partial = parts > 1 ? e.empty([parts, size], 'f32', 'conv2d.weight-grad.partial') : gw;
   if (config.variant === 'tiled') {
-    const t = config.tile;
-    const K = g.N * g.OH * g.OW;
-    const N = g.Cin * g.KH * g.KW;
-    const spec = { bm: t.bm, bn: t.bn, bk: t.bk, rm: t.rm, rn: t.rn, kind: 'weightGrad' as const, dual: false, bias: false, bias2: false };
-    const uniforms = tiledUniforms(g, g.Cout, N, K, rowsPerChunk * g.OW);
-    e.run(TILED_CONV, spec, { X: x, G: gy, P: partial }, uniforms, [Math.ceil(N / t.bn), Math.ceil(g.Cout / t.bm), parts]);
+    const size = { M: g.Cout, N: g.Cin * g.KH * g.KW, K: g.N * g.OH * g.OW, kChunk: rowsPerChunk * g.OW, parts };
+    runTiled(e, g, config.tile, { kind: 'weightGrad', dual: false, bias: false, bias2: false }, { X: x, G: gy, P: partial }, size);
   } else {
     const tile = config.tile as WeightGradTile;
     const sg = config.variant === 'subgroup' ? subgroupSize(e) : 0;

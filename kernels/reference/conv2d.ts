@@ -15,24 +15,8 @@ export interface Conv2dOptions {
   padding?: Conv2dPadding;
 }
 
-export interface Conv2dGeometry {
-  N: number;
-  Cin: number;
-  H: number;
-  W: number;
-  Cout: number;
-  KH: number;
-  KW: number;
-  sh: number;
-  sw: number;
-  /** Padding top, bottom, left, right. */
-  pt: number;
-  pb: number;
-  pl: number;
-  pr: number;
-  OH: number;
-  OW: number;
-}
+/** Sizes, strides, padding (top, bottom, left, right) and output size of one convolution. */
+export type Conv2dGeometry = ReturnType<typeof conv2dGeometry>;
 
 export function normalizePadding(p: Conv2dPadding | undefined): [number, number, number, number] {
   if (p === undefined) return [0, 0, 0, 0];
@@ -41,7 +25,7 @@ export function normalizePadding(p: Conv2dPadding | undefined): [number, number,
   return [p[0], p[1], p[2], p[3]];
 }
 
-export function conv2dGeometry(xShape: readonly number[], wShape: readonly number[], opts: Conv2dOptions = {}): Conv2dGeometry {
+export function conv2dGeometry(xShape: readonly number[], wShape: readonly number[], opts: Conv2dOptions = {}) {
   if (xShape.length !== 4 || wShape.length !== 4) {
     throw new Error(`conv2d: x [${xShape.join(', ')}] and w [${wShape.join(', ')}] must both be rank 4`);
   }

@@ -22,19 +22,10 @@ export function scoreSdeGroups(channels: number): number {
 /** score_sde's GroupNorm eps. */
 export const SCORE_SDE_GN_EPS = 1e-6;
 
-interface Layout {
-  n: number;
-  c: number;
-  /** Spatial size per channel. */
-  s: number;
-  groups: number;
-  /** Channels per group. */
-  cpg: number;
-  /** Elements per (sample, group) block; each block is contiguous in NC… layout. */
-  m: number;
-}
+/** n samples, c channels of s spatial elements, in groups of cpg channels: m elements per contiguous block. */
+type Layout = ReturnType<typeof layoutOf>;
 
-function layoutOf(x: T64, gamma: T64, beta: T64, opts: GroupNormOptions): Layout {
+function layoutOf(x: T64, gamma: T64, beta: T64, opts: GroupNormOptions) {
   if (x.shape.length < 2) throw new Error(`groupNorm: x must be [N, C, ...], got [${x.shape.join(', ')}]`);
   const [n, c] = x.shape;
   const s = x.shape.slice(2).reduce((p, d) => p * d, 1);
