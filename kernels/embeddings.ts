@@ -141,23 +141,17 @@ const ONE_HOT = defineProgram<Record<string, never>>({
   }),
 });
 
-function checkOrder(p: SinusoidParams, what: string): void {
+/** Checks params and t [N], f [h] (dim = 2h or 2h + 1) and returns [N, h]; errors start with `what`. */
+function sinusoidSizes(what: string, t: Tensor, f: Tensor, p: SinusoidParams): [number, number] {
   if (!Number.isInteger(p.order) || p.order < 0) throw new SbgcError(`${what}: order must be an integer ≥ 0, got ${p.order}`);
   if (!Number.isFinite(p.angleScale)) throw new SbgcError(`${what}: angleScale must be finite, got ${p.angleScale}`);
-}
-
-function times(t: Tensor, what: string): Tensor {
   if (t.rank !== 1) throw new ShapeError(`${what}: t ${t.describe()} must be 1-D [N]`);
-  return t;
-}
-
-function freqs(f: Tensor, dim: number, what: string): Tensor {
   if (f.rank !== 1) throw new ShapeError(`${what}: frequencies ${f.describe()} must be 1-D`);
   const h = f.shape[0];
-  if (dim !== 2 * h && dim !== 2 * h + 1) {
-    throw new ShapeError(`${what}: dim ${dim} must be 2·${h} or 2·${h}+1 for frequencies ${f.describe()}`);
+  if (p.dim !== 2 * h && p.dim !== 2 * h + 1) {
+    throw new ShapeError(`${what}: dim ${p.dim} must be 2·${h} or 2·${h}+1 for frequencies ${f.describe()}`);
   }
-  return f;
+  return [t.shape[0], h];
 }
 
 /** A tangent on the frequencies is an error (never silently dropped); VJPs give them no gradient (null). */
@@ -169,22 +163,17 @@ function constantFrequencies(tangent: MaybeTensor, what: string): void {
 export const sinusoidEmbed: Op<SinusoidParams> = defineOp({
   name: 'embedding.sinusoid',
   inputs: ['t', 'f', 's?'],
-  forward(e, [t0, f0, s0], p) {
-    const what = 'sinusoidEmbed';
-    checkOrder(p, what);
-    const t = times(t0, what);
-    const f = freqs(f0, p.dim, what);
-    const n = t.shape[0];
-    const h = f.shape[0];
-    if (s0) s0.assertShape([n], `${what} s`);
+  forward(e, [t, f, s], p) {
+    const [n, h] = sinusoidSizes('sinusoidEmbed', t, f, p);
+    if (s) s.assertShape([n], 'sinusoidEmbed s');
     const out = e.empty([n, p.dim], 'f32', 'sinusoidEmbed');
     if (n * h === 0) {
       if (out.size > 0) e.write(out, new Uint8Array(out.byteLength)); // dim 1: only the zero column
       return out;
     }
-    const bindings: Record<string, Tensor> = s0 ? { t, f, s: s0, out } : { t, f, out };
+    const bindings: Record<string, Tensor> = s ? { t, f, s, out } : { t, f, out };
     const uniforms = { total: n * h, half: h, dim: p.dim, order: p.order, c: p.angleScale };
-    e.run(SINUSOID_EMBED, { scaled: !!s0 }, bindings, uniforms, grid(e, n * h, WG));
+    e.run(SINUSOID_EMBED, { scaled: !!s }, bindings, uniforms, grid(e, n * h, WG));
     return out;
   },
   vjp(e, { inputs: [t, f, s], params }, ct, needs) {
@@ -208,16 +197,12 @@ export const sinusoidEmbed: Op<SinusoidParams> = defineOp({
 export const sinusoidContract: Op<SinusoidParams> = defineOp({
   name: 'embedding.sinusoidContract',
   inputs: ['t', 'f', 'g'],
-  forward(e, [t0, f0, g], p) {
-    const what = 'sinusoidContract';
-    checkOrder(p, what);
-    const t = times(t0, what);
-    const f = freqs(f0, p.dim, what);
-    const n = t.shape[0];
-    g.assertShape([n, p.dim], `${what} g`);
+  forward(e, [t, f, g], p) {
+    const [n, h] = sinusoidSizes('sinusoidContract', t, f, p);
+    g.assertShape([n, p.dim], 'sinusoidContract g');
     const out = e.zeros([n], 'f32', 'sinusoidContract');
-    if (n === 0 || f.shape[0] === 0) return out;
-    const uniforms = { rows: n, half: f.shape[0], dim: p.dim, order: p.order, c: p.angleScale };
+    if (n === 0 || h === 0) return out;
+    const uniforms = { rows: n, half: h, dim: p.dim, order: p.order, c: p.angleScale };
     e.run(SINUSOID_CONTRACT, {}, { t, f, g, out }, uniforms, grid(e, n, WG));
     return out;
   },

@@ -36,6 +36,12 @@ export function layoutOf(op: string, x: Tensor, groups: number): Layout {
   return { n, c, s, groups, cpg: c / groups, m: (c / groups) * s, vw: s % 4 === 0 ? 4 : 1 };
 }
 
+/** The bindings plus those optional tensors that are present (absent ones have no buffer in the spec's kernel). */
+function withPresent(bindings: Record<string, Tensor>, optional: Record<string, MaybeTensor | undefined>): Record<string, Tensor> {
+  for (const [name, t] of Object.entries(optional)) if (t) bindings[name] = t;
+  return bindings;
+}
+
 /**
  * Workgroup size of the per-block kernels: the family's reduction workgroup (reduce.ts). On lavapipe each barrier
  * round costs a coroutine switch per 8-lane slice, so small workgroups win: [8,128,32,32] forward 3.1 ms at 32
@@ -178,12 +184,7 @@ export function launchForward(
   const dual = spec.tx || spec.tgamma || spec.tbeta;
   const y = e.empty(x.shape, 'f32', 'groupnorm');
   const ty = dual ? e.empty(x.shape, 'f32', 'groupnorm.tangent') : null;
-  const bindings: Record<string, Tensor> = { x, gamma, y };
-  if (beta) bindings.beta = beta;
-  if (tangents?.x) bindings.tx = tangents.x;
-  if (tangents?.gamma) bindings.tgamma = tangents.gamma;
-  if (tangents?.beta) bindings.tbeta = tangents.beta;
-  if (ty) bindings.ty = ty;
+  const bindings = withPresent({ x, gamma, y }, { beta, tx: tangents?.x, tgamma: tangents?.gamma, tbeta: tangents?.beta, ty });
   e.run(FORWARD, spec, bindings, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
   return [y, ty];
 }
@@ -274,11 +275,7 @@ export function launchBackward(
   const dual = spec.tx || spec.tgamma || spec.tgy;
   const dx = e.empty(x.shape, 'f32', 'groupnorm.dx');
   const tdx = dual ? e.empty(x.shape, 'f32', 'groupnorm.dx.tangent') : null;
-  const bindings: Record<string, Tensor> = { x, gamma, gy, dx };
-  if (tangents?.x) bindings.tx = tangents.x;
-  if (tangents?.gamma) bindings.tgamma = tangents.gamma;
-  if (tangents?.gy) bindings.tgy = tangents.gy;
-  if (tdx) bindings.tdx = tdx;
+  const bindings = withPresent({ x, gamma, gy, dx }, { tx: tangents?.x, tgamma: tangents?.gamma, tgy: tangents?.gy, tdx });
   e.run(BACKWARD, spec, bindings, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
   return [dx, tdx];
 }

@@ -142,73 +142,59 @@ interface Dims {
   s: number;
 }
 
-function scores(q: Float64Array, k: Float64Array, d: Dims, scale: number): Float64Array {
-  const z = new Float64Array(d.n * d.s * d.s);
+/** Visits every (n, c, i): o starts the row (n, c) of an [N, C, S] tensor, zo the row (n, i) of the [N, S, S] scores. */
+function forEachRow(d: Dims, visit: (o: number, i: number, zo: number) => void): void {
   for (let n = 0; n < d.n; n++) {
     for (let c = 0; c < d.c; c++) {
       const o = (n * d.c + c) * d.s;
-      for (let i = 0; i < d.s; i++) {
-        const qi = q[o + i] * scale;
-        const zo = (n * d.s + i) * d.s;
-        for (let j = 0; j < d.s; j++) z[zo + j] += qi * k[o + j];
-      }
+      for (let i = 0; i < d.s; i++) visit(o, i, (n * d.s + i) * d.s);
     }
   }
+}
+
+function scores(q: Float64Array, k: Float64Array, d: Dims, scale: number): Float64Array {
+  const z = new Float64Array(d.n * d.s * d.s);
+  forEachRow(d, (o, i, zo) => {
+    const qi = q[o + i] * scale;
+    for (let j = 0; j < d.s; j++) z[zo + j] += qi * k[o + j];
+  });
   return z;
 }
 
 function scoresVjp(q: Float64Array, k: Float64Array, gz: Float64Array, d: Dims, scale: number): [Float64Array, Float64Array] {
   const gq = new Float64Array(q.length);
   const gk = new Float64Array(k.length);
-  for (let n = 0; n < d.n; n++) {
-    for (let c = 0; c < d.c; c++) {
-      const o = (n * d.c + c) * d.s;
-      for (let i = 0; i < d.s; i++) {
-        const zo = (n * d.s + i) * d.s;
-        let acc = 0;
-        for (let j = 0; j < d.s; j++) {
-          acc += gz[zo + j] * k[o + j];
-          gk[o + j] += scale * gz[zo + j] * q[o + i];
-        }
-        gq[o + i] = scale * acc;
-      }
+  forEachRow(d, (o, i, zo) => {
+    let acc = 0;
+    for (let j = 0; j < d.s; j++) {
+      acc += gz[zo + j] * k[o + j];
+      gk[o + j] += scale * gz[zo + j] * q[o + i];
     }
-  }
+    gq[o + i] = scale * acc;
+  });
   return [gq, gk];
 }
 
 function mix(w: Float64Array, v: Float64Array, d: Dims): Float64Array {
   const a = new Float64Array(d.n * d.c * d.s);
-  for (let n = 0; n < d.n; n++) {
-    for (let c = 0; c < d.c; c++) {
-      const o = (n * d.c + c) * d.s;
-      for (let i = 0; i < d.s; i++) {
-        const wo = (n * d.s + i) * d.s;
-        let acc = 0;
-        for (let j = 0; j < d.s; j++) acc += w[wo + j] * v[o + j];
-        a[o + i] = acc;
-      }
-    }
-  }
+  forEachRow(d, (o, i, wo) => {
+    let acc = 0;
+    for (let j = 0; j < d.s; j++) acc += w[wo + j] * v[o + j];
+    a[o + i] = acc;
+  });
   return a;
 }
 
 function mixVjp(w: Float64Array, v: Float64Array, ga: Float64Array, d: Dims): [Float64Array, Float64Array] {
   const gw = new Float64Array(w.length);
   const gv = new Float64Array(v.length);
-  for (let n = 0; n < d.n; n++) {
-    for (let c = 0; c < d.c; c++) {
-      const o = (n * d.c + c) * d.s;
-      for (let i = 0; i < d.s; i++) {
-        const wo = (n * d.s + i) * d.s;
-        const g = ga[o + i];
-        for (let j = 0; j < d.s; j++) {
-          gw[wo + j] += g * v[o + j];
-          gv[o + j] += g * w[wo + j];
-        }
-      }
+  forEachRow(d, (o, i, wo) => {
+    const g = ga[o + i];
+    for (let j = 0; j < d.s; j++) {
+      gw[wo + j] += g * v[o + j];
+      gv[o + j] += g * w[wo + j];
     }
-  }
+  });
   return [gw, gv];
 }
 

@@ -8,19 +8,20 @@ function assertTimes(t: T64, what: string): number {
   return t.shape[0];
 }
 
-/** y[n] = [sin(t_n f), cos(t_n f), 0 if dim is odd]; the padding column is constant, so its derivatives are 0. */
-function sinCos(t: T64, f: Float64Array, dim: number): T64 {
+/** [N, dim] table whose row i, columns (k, h + k) are entry(a, i, k) at angle a = t_i·f_k; an odd dim pads with 0. */
+function sinCosTable(t: T64, f: Float64Array, dim: number, entry: (a: number, i: number, k: number) => [number, number]): T64 {
   const n = t.shape[0];
   const h = f.length;
   const y = new Float64Array(n * dim);
   for (let i = 0; i < n; i++) {
-    for (let k = 0; k < h; k++) {
-      const a = t.data[i] * f[k];
-      y[i * dim + k] = Math.sin(a);
-      y[i * dim + h + k] = Math.cos(a);
-    }
+    for (let k = 0; k < h; k++) [y[i * dim + k], y[i * dim + h + k]] = entry(t.data[i] * f[k], i, k);
   }
   return t64([n, dim], y);
+}
+
+/** y[n] = [sin(t_n f), cos(t_n f), 0 if dim is odd]; the padding column is constant, so its derivatives are 0. */
+function sinCos(t: T64, f: Float64Array, dim: number): T64 {
+  return sinCosTable(t, f, dim, (a) => [Math.sin(a), Math.cos(a)]);
 }
 
 /** dt_n = Σ_k f_k·(cos(t_n f_k)·g[n,k] − sin(t_n f_k)·g[n,h+k]). */
@@ -41,17 +42,8 @@ function sinCosVjp(t: T64, f: Float64Array, gy: T64): T64 {
 }
 
 function sinCosJvp(t: T64, f: Float64Array, dim: number, tDot: T64): Dual {
-  const n = t.shape[0];
-  const h = f.length;
-  const yDot = new Float64Array(n * dim);
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < h; k++) {
-      const a = t.data[i] * f[k];
-      yDot[i * dim + k] = f[k] * Math.cos(a) * tDot.data[i];
-      yDot[i * dim + h + k] = -f[k] * Math.sin(a) * tDot.data[i];
-    }
-  }
-  return { primal: sinCos(t, f, dim), tangent: t64([n, dim], yDot) };
+  const tangent = sinCosTable(t, f, dim, (a, i, k) => [f[k] * Math.cos(a) * tDot.data[i], -f[k] * Math.sin(a) * tDot.data[i]]);
+  return { primal: sinCos(t, f, dim), tangent };
 }
 
 /**

@@ -39,14 +39,8 @@ export function matmulVjpRef(a: T64, b: T64, gy: T64): { ga: T64; gb: T64 } {
 /** Product rule: ta·b + a·tb; an absent tangent is zero. */
 export function matmulJvpRef(a: T64, b: T64, t: { a?: T64; b?: T64 }): T64 {
   const y = t64([a.shape[0], b.shape[1]]);
-  if (t.a) {
-    assertShape(t.a, a.shape, 'matmul tangent a');
-    addInto(y, matmulRef(t.a, b));
-  }
-  if (t.b) {
-    assertShape(t.b, b.shape, 'matmul tangent b');
-    addInto(y, matmulRef(a, t.b));
-  }
+  addTerm(y, t.a, a.shape, 'matmul tangent a', (ta) => matmulRef(ta, b));
+  addTerm(y, t.b, b.shape, 'matmul tangent b', (tb) => matmulRef(a, tb));
   return y;
 }
 
@@ -93,14 +87,8 @@ export function linearVjpRef(x: T64, w: T64, gy: T64): { gx: T64; gw: T64; gb: T
 export function linearJvpRef(x: T64, w: T64, t: { x?: T64; w?: T64; b?: T64 }): T64 {
   const { N, O } = checkLinear(x, w, null);
   const y = t64([N, O]);
-  if (t.x) {
-    assertShape(t.x, x.shape, 'linear tangent x');
-    addInto(y, linearRef(t.x, w));
-  }
-  if (t.w) {
-    assertShape(t.w, w.shape, 'linear tangent W');
-    addInto(y, linearRef(x, t.w));
-  }
+  addTerm(y, t.x, x.shape, 'linear tangent x', (tx) => linearRef(tx, w));
+  addTerm(y, t.w, w.shape, 'linear tangent W', (tw) => linearRef(x, tw));
   if (t.b) {
     assertShape(t.b, [O], 'linear tangent b');
     for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) y.data[n * O + o] += t.b.data[o];
@@ -108,6 +96,10 @@ export function linearJvpRef(x: T64, w: T64, t: { x?: T64; w?: T64; b?: T64 }): 
   return y;
 }
 
-function addInto(y: T64, z: T64): void {
+/** y += term(t) for a present tangent t of the given shape (an absent one adds zero). */
+function addTerm(y: T64, t: T64 | undefined, shape: readonly number[], what: string, term: (t: T64) => T64): void {
+  if (!t) return;
+  assertShape(t, shape, what);
+  const z = term(t);
   for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
 }
