@@ -4,10 +4,13 @@
  * own JVP — which keeps forward-over-reverse working through layers with a bias. The kernels are the family's
  * channelReduce (reduce.ts) and the one broadcast (broadcast.ts) over the view [outer, C, inner].
  */
-import { defineOp, type Op } from '../engine/autodiff.js';
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { CHANNEL_SUM_BODY, channelReduce, type AxisView } from './reduce.js';
 import { broadcast } from './broadcast.js';
+import { addMaybe } from './elementwise.js';
 
 export interface ChannelSumParams {
   /** The axis kept (default 1: NCHW channels, and the columns of a [M, N] matrix). */
@@ -63,3 +66,20 @@ export const channelBroadcast: Op<ChannelBroadcastParams> = defineOp({
   vjp: (e, { params }, ct) => [channelSum(e, [ct], { axis: params.axis })],
   jvp: (e, { params }, [tw]) => (tw ? channelBroadcast(e, [tw], params) : null),
 });
+
+/**
+ * JVP of a layer y = f(x, W) + b with f bilinear (dense, conv2d): layer(ẋ, W, ḃ) + layer(x, Ẇ, null), and ḃ
+ * broadcast over the output's channel axis 1 only where no ẋ term carries it.
+ */
+export function biasedLayerJvp(
+  e: Engine,
+  layer: (x: Tensor, w: Tensor, b: MaybeTensor) => Tensor,
+  [x, w]: readonly [Tensor, Tensor, ...unknown[]],
+  output: Tensor,
+  [tx, tw, tb]: readonly MaybeTensor[],
+): MaybeTensor {
+  const fromX = tx ? layer(tx, w, tb ?? null) : null;
+  const fromW = tw ? layer(x, tw, null) : null;
+  const onlyBias = !tx && tb ? channelBroadcast(e, [tb], { shape: output.shape, axis: 1 }) : null;
+  return addMaybe(e, addMaybe(e, fromX, fromW), onlyBias);
+}

@@ -17,7 +17,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { addMaybe } from './elementwise.js';
-import { channelBroadcast, channelSum } from './bias.js';
+import { biasedLayerJvp, channelBroadcast, channelSum } from './bias.js';
 import {
   convGeometry,
   resolveConvConfig,
@@ -82,12 +82,8 @@ export const conv2d: Op<Conv2dParams> = defineOp({
     needs[1] ? conv2dWeightGrad(e, [x, ct], { ...geometryParams(params), kernelSize: [w.shape[2], w.shape[3]] }) : null,
     needs[2] ? channelSum(e, [ct], { axis: 1 }) : null,
   ],
-  jvp(e, { inputs: [x, w], output, params }, [tx, tw, tb]) {
-    const fromX = tx ? conv2d(e, [tx, w, tb ?? null], params) : null;
-    const fromW = tw ? conv2d(e, [x, tw], params) : null;
-    const onlyBias = !tx && tb ? channelBroadcast(e, [tb], { shape: output.shape, axis: 1 }) : null;
-    return addMaybe(e, addMaybe(e, fromX, fromW), onlyBias);
-  },
+  jvp: (e, { inputs, output, params }, tangents) =>
+    biasedLayerJvp(e, (x, w, b) => conv2d(e, [x, w, b], params), inputs, output, tangents),
   dual: (e, inputs, tangents, params) => conv2dTangent(e, inputs, tangents, params),
 });
 

@@ -9,8 +9,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
-import { addMaybe } from './elementwise.js';
-import { channelBroadcast, channelSum } from './bias.js';
+import { biasedLayerJvp, channelSum } from './bias.js';
 import { autotuner, shapeClass, type TuneResult } from './autotune.js';
 import { defineProgram } from '../engine/program.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
@@ -250,12 +249,8 @@ export const matmul: Op<MatmulParams> = defineOp({
   inputs: ['A', 'B', 'bias?'],
   forward: (e, [a, b, bias], p) => matmulForward(e, a, b, bias ?? null, p),
   vjp: (e, { inputs: [a, b], params }, ct, needs) => matmulGrads(e, a, b, ct, params, needs),
-  jvp: (e, { inputs: [a, b], output, params }, [ta, tb, tbias]) => {
-    const tA = ta ? matmul(e, [ta, b, tbias ?? null], params) : null;
-    const tB = tb ? matmul(e, [a, tb], params) : null;
-    const onlyBias = !ta && tbias ? channelBroadcast(e, [tbias], { shape: output.shape, axis: 1 }) : null;
-    return addMaybe(e, addMaybe(e, tA, tB), onlyBias);
-  },
+  jvp: (e, { inputs, output, params }, tangents) =>
+    biasedLayerJvp(e, (a, b, bias) => matmul(e, [a, b, bias], params), inputs, output, tangents),
 });
 
 /** y = x·Wᵀ + b: x [batch, in], W [out, in], b [out] (optional). */
@@ -276,10 +271,6 @@ export const dense: Op<DenseParams> = defineOp({
       needs[2] ? channelSum(e, [ct], { axis: 1 }) : null,
     ];
   },
-  jvp(e, { inputs: [x, w], output, params }, [tx, tw, tb]) {
-    const fromX = tx ? dense(e, [tx, w, tb ?? null], params) : null;
-    const fromW = tw ? dense(e, [x, tw], params) : null;
-    const onlyBias = !tx && tb ? channelBroadcast(e, [tb], { shape: output.shape, axis: 1 }) : null;
-    return addMaybe(e, addMaybe(e, fromX, fromW), onlyBias);
-  },
+  jvp: (e, { inputs, output, params }, tangents) =>
+    biasedLayerJvp(e, (x, w, b) => dense(e, [x, w, b], params), inputs, output, tangents),
 });
