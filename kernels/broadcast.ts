@@ -22,7 +22,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
 import { reads, u32s } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
-import { nameSlots, usedSlots } from './reduce-wgsl.js';
+import { INPUT_SLOT_FIELDS, nameSlots, usedSlots, type InputSlots } from './reduce-wgsl.js';
 
 export interface Broadcast {
   /** Kernel name (a constant: part of the program key). */
@@ -48,13 +48,9 @@ export interface Broadcast {
   exprs: string;
 }
 
-type BroadcastSpec = {
+type BroadcastSpec = InputSlots & {
   name: string;
   exprs: string;
-  in0: string;
-  in1: string;
-  in2: string;
-  in3: string;
   row0: string;
   row1: string;
   row2: string;
@@ -79,7 +75,7 @@ const FLAT_BELOW = 16;
 const BROADCAST = defineProgram<BroadcastSpec>({
   name: 'broadcast',
   spec: {
-    name: true, exprs: true, in0: true, in1: true, in2: true, in3: true,
+    name: true, exprs: true, ...INPUT_SLOT_FIELDS,
     row0: true, row1: true, row2: true, row3: true, mid0: true, axis0: true, axis1: true, axis2: true, axis3: true,
     out0: true, out1: true, vec4: true, flat: true, wg: true,
   },

@@ -64,6 +64,10 @@ export function groupsGrid(e: GridLimits, items: number): [number, number] {
   return items <= max ? [items, 1] : [max, Math.ceil(items / max)];
 }
 
+/** Four input-name slots of a program spec (filled by nameSlots), and their spec fields in key order. */
+export type InputSlots = { in0: string; in1: string; in2: string; in3: string };
+export const INPUT_SLOT_FIELDS = { in0: true, in1: true, in2: true, in3: true } as const;
+
 /**
  * The buffer names of a record of tensors as fixed spec slots ('' = unused): programs take names as spec values, so
  * a record's keys (interned strings; nothing is built) select the pipeline and `build` declares the buffers.

@@ -23,6 +23,7 @@ import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { DeviceLimitError, SbgcError, ShapeError } from '../engine/errors.js';
 import {
+  INPUT_SLOT_FIELDS,
   combineWgsl,
   groupsGrid,
   identityWgsl,
@@ -31,6 +32,7 @@ import {
   usedSlots,
   vectorWgsl,
   type Combine,
+  type InputSlots,
 } from './reduce-wgsl.js';
 
 
@@ -55,13 +57,9 @@ export interface RowReduceSpec {
   variant?: RowVariant;
 }
 
-type RowSpec = {
+type RowSpec = InputSlots & {
   name: string;
   variant: RowVariant;
-  in0: string;
-  in1: string;
-  in2: string;
-  in3: string;
   row0: string;
   row1: string;
   term: string;
@@ -80,7 +78,7 @@ const SERIAL_WG = 256;
 const ROW_REDUCE = defineProgram<RowSpec>({
   name: 'rowReduce',
   spec: {
-    name: true, variant: true, in0: true, in1: true, in2: true, in3: true, row0: true, row1: true,
+    name: true, variant: true, ...INPUT_SLOT_FIELDS, row0: true, row1: true,
     term: true, combine: true, finish: true, vw: true, final: true,
   },
   build(s) {
@@ -206,7 +204,7 @@ export interface AxisReduceSpec {
   finish: string;
 }
 
-type AxisSpec = { name: string; in0: string; in1: string; in2: string; in3: string; shift: boolean; term: string; finish: string };
+type AxisSpec = InputSlots & { name: string; shift: boolean; term: string; finish: string };
 
 const AXIS_WG = 64;
 
@@ -216,7 +214,7 @@ const AXIS_WG = 64;
  */
 const AXIS_REDUCE = defineProgram<AxisSpec>({
   name: 'axisReduce',
-  spec: { name: true, in0: true, in1: true, in2: true, in3: true, shift: true, term: true, finish: true },
+  spec: { name: true, ...INPUT_SLOT_FIELDS, shift: true, term: true, finish: true },
   build: (s) => ({
     name: s.name,
     buffers: [...reads(...usedSlots(s.in0, s.in1, s.in2, s.in3)), ...writes('out')],
