@@ -48,24 +48,10 @@ export interface Broadcast {
   exprs: string;
 }
 
-type BroadcastSpec = InputSlots & {
-  name: string;
-  exprs: string;
-  row0: string;
-  row1: string;
-  row2: string;
-  row3: string;
-  mid0: string;
-  axis0: string;
-  axis1: string;
-  axis2: string;
-  axis3: string;
-  out0: string;
-  out1: string;
-  vec4: boolean;
-  flat: boolean;
-  wg: number;
-};
+/** Buffer-name slots ('' = unused) of the row, mid and axis operands and of the outputs. */
+type OperandSlots = Record<'row0' | 'row1' | 'row2' | 'row3' | 'mid0' | 'axis0' | 'axis1' | 'axis2' | 'axis3' | 'out0' | 'out1', string>;
+
+type BroadcastSpec = InputSlots & OperandSlots & { name: string; exprs: string; vec4: boolean; flat: boolean; wg: number };
 
 const WG = 256;
 const SHORT_WG = 64;

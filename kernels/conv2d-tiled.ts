@@ -38,19 +38,37 @@ fn im2col${name}(k: u32, n: u32) -> f32 {
   return ${name}[((b * params.Cin + ci) * params.H + u32(ih)) * params.W + u32(iw)];
 }`;
 
+/**
+ * Helpers of the forward and input-gradient GEMMs: B is `${fn}${operand}(k, n)` (defined by `define`), and with
+ * `dual` also `${fn}${operand}2` into loadB2 and the second output Y2 through storeC2.
+ */
+function dualHelpers(
+  dual: boolean,
+  h: { operand: string; fn: string; define: (name: string) => string; loadA: string; store: (y: string, acc: string) => string },
+): string {
+  const src = `${h.fn}${h.operand}`;
+  return [
+    h.define(h.operand),
+    dual ? h.define(`${h.operand}2`) : '',
+    h.loadA,
+    `fn loadB(k: u32, n: u32) -> f32 { return ${src}(k, n); }`,
+    dual ? `fn loadB2(k: u32, n: u32) -> f32 { return ${src}2(k, n); }` : '',
+    h.store('Y', 'C'),
+    dual ? h.store('Y2', 'C2') : '',
+  ].join('\n');
+}
+
 /** Forward (and dual): M = Cout, N = B·OH·OW, K = Cin·KH·KW. */
 function tiledForwardHelpers(dual: boolean, bias: boolean, bias2: boolean): string {
   const store = (y: string, acc: string, b: boolean) =>
     `fn store${acc}(m: u32, n: u32, z: u32, v: f32) { let ohw = params.OH * params.OW; let b = n / ohw; ${y}[(b * params.M + m) * ohw + n - b * ohw] = v${b ? ` + ${acc === 'C' ? 'bias' : 'bias2'}[m]` : ''}; }`;
-  return [
-    IM2COL('X'),
-    dual ? IM2COL('X2') : '',
-    'fn loadA(m: u32, k: u32) -> f32 { return Wt[m * params.K + k]; }',
-    'fn loadB(k: u32, n: u32) -> f32 { return im2colX(k, n); }',
-    dual ? 'fn loadB2(k: u32, n: u32) -> f32 { return im2colX2(k, n); }' : '',
-    store('Y', 'C', bias),
-    dual ? store('Y2', 'C2', bias2) : '',
-  ].join('\n');
+  return dualHelpers(dual, {
+    operand: 'X',
+    fn: 'im2col',
+    define: IM2COL,
+    loadA: 'fn loadA(m: u32, k: u32) -> f32 { return Wt[m * params.K + k]; }',
+    store: (y, acc) => store(y, acc, acc === 'C' ? bias : bias2),
+  });
 }
 
 /** Input gradient: M = Cin, N = B·H·W, K = Cout·KH·KW; a tap contributes where (i + pad − k) is a stride multiple. */
@@ -67,15 +85,13 @@ fn gather${name}(k: u32, n: u32) -> f32 {
 }`;
   const store = (y: string, acc: string) =>
     `fn store${acc}(m: u32, n: u32, z: u32, v: f32) { let hw = params.H * params.W; let b = n / hw; ${y}[(b * params.M + m) * hw + n - b * hw] = v; }`;
-  return [
-    gather('G'),
-    dual ? gather('G2') : '',
-    'fn loadA(m: u32, k: u32) -> f32 { let khw = params.KH * params.KW; let co = k / khw; return Wt[(co * params.M + m) * khw + k - co * khw]; }',
-    'fn loadB(k: u32, n: u32) -> f32 { return gatherG(k, n); }',
-    dual ? 'fn loadB2(k: u32, n: u32) -> f32 { return gatherG2(k, n); }' : '',
-    store('Y', 'C'),
-    dual ? store('Y2', 'C2') : '',
-  ].join('\n');
+  return dualHelpers(dual, {
+    operand: 'G',
+    fn: 'gather',
+    define: gather,
+    loadA: 'fn loadA(m: u32, k: u32) -> f32 { let khw = params.KH * params.KW; let co = k / khw; return Wt[(co * params.M + m) * khw + k - co * khw]; }',
+    store,
+  });
 }
 
 /** Weight gradient: M = Cout, N = Cin·KH·KW, K = B·OH·OW (split over workgroup z into partial sums). */
