@@ -65,6 +65,16 @@ function sameShape(what: string, a: Tensor, b: Tensor): void {
   }
 }
 
+/** VJP and JVP of a unary op with a diagonal (hence symmetric) Jacobian: both are v ↦ J·v = jv(e, v, x, params). */
+function diagonalJacobian<P = NoParams>(jv: (e: Engine, v: Tensor, x: Tensor, params: P) => Tensor) {
+  type UnaryContext = { inputs: readonly [Tensor]; params: P };
+  return {
+    vjp: (e: Engine, { inputs: [x], params }: UnaryContext, ct: Tensor): MaybeTensor[] => [jv(e, ct, x, params)],
+    jvp: (e: Engine, { inputs: [x], params }: UnaryContext, [tx]: readonly MaybeTensor[]): MaybeTensor =>
+      tx ? jv(e, tx, x, params) : null,
+  };
+}
+
 /** Sum of nullable terms (null = 0). */
 export function addMaybe(e: Engine, a: MaybeTensor, b: MaybeTensor): MaybeTensor {
   if (!a) return b;
@@ -104,8 +114,7 @@ export const scale: Op<{ alpha: number }> = defineOp({
   name: 'scale',
   inputs: ['a'],
   forward: (e, [a], { alpha }) => map(e, 'scale', [a], 'out[i] = params.alpha * a[i];', alpha),
-  vjp: (e, { params }, ct) => [scale(e, [ct], params)],
-  jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], params) : null),
+  ...diagonalJacobian<{ alpha: number }>((e, v, _a, p) => scale(e, [v], p)),
 });
 
 /**
@@ -119,8 +128,7 @@ export const affine: Op<{ alpha: number; beta: number }> = defineOp({
     if (!Number.isFinite(beta)) throw new RangeError(`affine: beta must be finite, got ${beta}`);
     return map(e, 'affine', [a], 'out[i] = params.alpha * a[i] + BETA;', alpha, beta);
   },
-  vjp: (e, { params }, ct) => [scale(e, [ct], { alpha: params.alpha })],
-  jvp: (e, { params }, [ta]) => (ta ? scale(e, [ta], { alpha: params.alpha }) : null),
+  ...diagonalJacobian<{ alpha: number; beta: number }>((e, v, _a, p) => scale(e, [v], { alpha: p.alpha })),
 });
 
 /** alpha·x + y */
@@ -154,8 +162,7 @@ export const log: Op<NoParams> = defineOp({
   name: 'log',
   inputs: ['x'],
   forward: (e, [x]) => map(e, 'log', [x], 'out[i] = log(a[i]);'),
-  vjp: (e, { inputs: [x] }, ct) => [divide(e, [ct, x], {})],
-  jvp: (e, { inputs: [x] }, [tx]) => (tx ? divide(e, [tx, x], {}) : null),
+  ...diagonalJacobian((e, v, x) => divide(e, [v, x], {})),
 });
 
 const SILU_GRAD = 'let s = sigmoid(x); let d1 = s * (1.0 + x * (1.0 - s));';
@@ -199,8 +206,7 @@ export const silu: Op<NoParams> = defineOp({
   name: 'silu',
   inputs: ['x'],
   forward: (e, [x]) => map(e, 'silu', [x], 'let x = a[i]; out[i] = x * sigmoid(x);'),
-  vjp: (e, { inputs: [x] }, ct) => [siluBackward(e, [x, ct], {})],
-  jvp: (e, { inputs: [x] }, [tx]) => (tx ? siluBackward(e, [x, tx], {}) : null),
+  ...diagonalJacobian((e, v, x) => siluBackward(e, [x, v], {})),
   dual(e, [x], [tx]) {
     if (!tx) return [silu.def.forward(e, [x], {}), null];
     return mapDual(e, 'silu', [x, tx], `let x = a[i]; ${SILU_GRAD} out[i] = x * s; out2[i] = b[i] * d1;`);
