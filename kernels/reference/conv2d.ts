@@ -86,41 +86,31 @@ function addBias(y: T64, b: T64, g: Conv2dGeometry): void {
 export function conv2dRef(x: T64, w: T64, b: T64 | null | undefined, opts: Conv2dOptions = {}): T64 {
   const g = conv2dGeometry(x.shape, w.shape, opts);
   const y = t64([g.N, g.Cout, g.OH, g.OW]);
-  const xd = x.data;
-  const wd = w.data;
-  const yd = y.data;
-  forEachTap(g, (xi, wi, yi) => {
-    yd[yi] += xd[xi] * wd[wi];
-  });
+  forEachTap(g, (xi, wi, yi) => (y.data[yi] += x.data[xi] * w.data[wi]));
   if (b) addBias(y, b, g);
   return y;
 }
 
+/** The geometry of conv(x of xShape, w of wShape), checking gy as the cotangent of its output. */
+function cotangentGeometry(xShape: readonly number[], wShape: readonly number[], gy: T64, opts: Conv2dOptions): Conv2dGeometry {
+  const g = conv2dGeometry(xShape, wShape, opts);
+  assertShape(gy, [g.N, g.Cout, g.OH, g.OW], 'conv2d gy');
+  return g;
+}
+
 /** ∂⟨gy, conv(x, w)⟩/∂x for an input of shape xShape (the transposed convolution of gy). */
 export function conv2dInputVjpRef(gy: T64, w: T64, xShape: readonly number[], opts: Conv2dOptions = {}): T64 {
-  const g = conv2dGeometry(xShape, w.shape, opts);
-  assertShape(gy, [g.N, g.Cout, g.OH, g.OW], 'conv2d gy');
+  const g = cotangentGeometry(xShape, w.shape, gy, opts);
   const gx = t64(xShape);
-  const gxd = gx.data;
-  const wd = w.data;
-  const gyd = gy.data;
-  forEachTap(g, (xi, wi, yi) => {
-    gxd[xi] += gyd[yi] * wd[wi];
-  });
+  forEachTap(g, (xi, wi, yi) => (gx.data[xi] += gy.data[yi] * w.data[wi]));
   return gx;
 }
 
 /** ∂⟨gy, conv(x, w)⟩/∂w for a weight of shape wShape. */
 export function conv2dWeightVjpRef(x: T64, gy: T64, wShape: readonly number[], opts: Conv2dOptions = {}): T64 {
-  const g = conv2dGeometry(x.shape, wShape, opts);
-  assertShape(gy, [g.N, g.Cout, g.OH, g.OW], 'conv2d gy');
+  const g = cotangentGeometry(x.shape, wShape, gy, opts);
   const gw = t64(wShape);
-  const gwd = gw.data;
-  const xd = x.data;
-  const gyd = gy.data;
-  forEachTap(g, (xi, wi, yi) => {
-    gwd[wi] += gyd[yi] * xd[xi];
-  });
+  forEachTap(g, (xi, wi, yi) => (gw.data[wi] += gy.data[yi] * x.data[xi]));
   return gw;
 }
 
