@@ -12,6 +12,7 @@
  * dispatch). The reductions run on the family's chunked rowReduce (reduce.ts: its error bound is there), the
  * per-sample products and broadcasts on the one broadcast (broadcast.ts, vec4, no integer division).
  */
+import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
@@ -32,13 +33,18 @@ function batchOf(t: Tensor, what: string): { n: number; len: number } {
 
 // ---------------------------------------------------------------- per-sample dot, sum, sum of squares
 
+/** Σ of a term over each sample's elements (samples along x's first axis) → [N]. */
+function perSampleReduce(e: Engine, what: string, x: Tensor, r: { name: string; inputs: Record<string, Tensor>; term: string }): Tensor {
+  const { n, len } = batchOf(x, what);
+  return rowReduce(e, { ...r, combine: 'sum' }, n, len, [n]);
+}
+
 export const perSampleDot: Op<NoParams> = defineOp({
   name: 'perSampleDot',
   inputs: ['a', 'b'],
   forward(e, [a, b]) {
     b.assertShape(a.shape, 'perSampleDot b');
-    const { n, len } = batchOf(a, 'perSampleDot');
-    return rowReduce(e, { name: 'reduce.dot', inputs: { a, b }, term: 'a[k] * b[k]', combine: 'sum' }, n, len, [n]);
+    return perSampleReduce(e, 'perSampleDot', a, { name: 'reduce.dot', inputs: { a, b }, term: 'a[k] * b[k]' });
   },
   vjp: (e, { inputs: [a, b] }, g, needs) => [
     needs[0] ? mulPerSample(e, [b, g], {}) : null,
@@ -113,10 +119,7 @@ export const mulPerSample: Op<NoParams> = defineOp({
 export const perSampleSum: Op<NoParams> = defineOp({
   name: 'perSampleSum',
   inputs: ['x'],
-  forward(e, [x]) {
-    const { n, len } = batchOf(x, 'perSampleSum');
-    return rowReduce(e, { name: 'reduce.sum', inputs: { x }, term: 'x[k]', combine: 'sum' }, n, len, [n]);
-  },
+  forward: (e, [x]) => perSampleReduce(e, 'perSampleSum', x, { name: 'reduce.sum', inputs: { x }, term: 'x[k]' }),
   vjp: (e, { inputs: [x] }, g) => [rowBroadcast(e, [g], { shape: x.shape })],
   jvp: (e, _ctx, [tx]) => (tx ? perSampleSum(e, [tx], {}) : null),
 });
@@ -149,10 +152,7 @@ export const rowBroadcast: Op<{ shape: readonly number[] }> = defineOp({
 export const perSampleSumSq: Op<NoParams> = defineOp({
   name: 'perSampleSumSq',
   inputs: ['x'],
-  forward(e, [x]) {
-    const { n, len } = batchOf(x, 'perSampleSumSq');
-    return rowReduce(e, { name: 'reduce.sumsq', inputs: { x }, term: 'x[k] * x[k]', combine: 'sum' }, n, len, [n]);
-  },
+  forward: (e, [x]) => perSampleReduce(e, 'perSampleSumSq', x, { name: 'reduce.sumsq', inputs: { x }, term: 'x[k] * x[k]' }),
   vjp: (e, { inputs: [x] }, g) => [mulPerSample(e, [x, scale(e, [g], { alpha: 2 })], {})],
   jvp: (e, { inputs: [x] }, [tx]) => (tx ? scale(e, [perSampleDot(e, [x, tx], {})], { alpha: 2 }) : null),
 });
