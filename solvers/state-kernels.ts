@@ -13,8 +13,8 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
-import { defineProgram } from '../engine/program.js';
-import { reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
+import { defineFixedProgram, defineProgram } from '../engine/program.js';
+import { f32s, reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 
 /** Elementwise workgroup size. */
@@ -85,7 +85,7 @@ const OFFSET = Array.from({ length: MAX_TERMS }, (_, j) => `o${j}`);
 const COEF = Array.from({ length: MAX_TERMS }, (_, j) => `a${j}`);
 
 function termUniforms(leading: UniformDecl[], terms: number): UniformDecl[] {
-  return [...leading, ...OFFSET.slice(0, terms).map((n): UniformDecl => [n, 'u32']), ...COEF.slice(0, terms).map((n): UniformDecl => [n, 'f32'])];
+  return [...leading, ...u32s(...OFFSET.slice(0, terms)), ...f32s(...COEF.slice(0, terms))];
 }
 
 const COMBINE = defineProgram<{ terms: number }>({
@@ -160,6 +160,9 @@ const ROW_FINISH = /* wgsl */ `
     out[params.B + b] = f32(anyBad);
   }`;
 
+/** Uniforms of the per-row scaled norms: the state's rows and columns, then the tolerances. */
+const TOLERANCE_UNIFORMS = [...u32s('B', 'N'), ...f32s('rtol', 'atol')];
+
 const ERROR_NORM = defineProgram<{ terms: number }>({
   name: 'rk.error',
   spec: { terms: true },
@@ -173,7 +176,7 @@ const ERROR_NORM = defineProgram<{ terms: number }>({
     return {
       name: `rk.error${terms}`,
       buffers: [...reads('y', 'ynew', 'K', 'h'), ...writes('out')],
-      uniforms: termUniforms([...u32s('B', 'N'), ['rtol', 'f32'], ['atol', 'f32']], terms),
+      uniforms: termUniforms(TOLERANCE_UNIFORMS, terms),
       workgroupSize: [ROW_WG],
       body: `${NONFINITE_WGSL}
 ${ROW_PREAMBLE}
@@ -234,18 +237,8 @@ const SCALED_SUM_SQUARES = defineProgram<{ diff: boolean }>({
   spec: { diff: true },
   build: ({ diff }) => ({
     name: diff ? 'rk.scaledSumSqDiff' : 'rk.scaledSumSq',
-    buffers: [
-      { name: 'a', type: 'f32' },
-      ...(diff ? [{ name: 'bb', type: 'f32' as const }] : []),
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['B', 'u32'],
-      ['N', 'u32'],
-      ['rtol', 'f32'],
-      ['atol', 'f32'],
-    ],
+    buffers: [...reads('a', ...(diff ? ['bb'] : []), 'y'), ...writes('out')],
+    uniforms: TOLERANCE_UNIFORMS,
     workgroupSize: [ROW_WG],
     body: `${NONFINITE_WGSL}
 ${ROW_PREAMBLE}
@@ -291,21 +284,17 @@ export function scaledSumSquares(
   e.run(SCALED_SUM_SQUARES, { diff: b !== null }, bindings, { B: batch, N: dim, rtol, atol }, rowGrid(e, batch));
 }
 
-const COMMIT = defineProgram<Record<string, never>>({
+const COMMIT = defineFixedProgram({
   name: 'rk.commit',
-  spec: {},
-  build: () => ({
-    name: 'rk.commit',
-    buffers: [...reads('ynew', 'accept'), ...writes('y', 'K')],
-    uniforms: u32s('n', 'N', 'oFirst', 'oLast'),
-    workgroupSize: [WG],
-    body: flatMain({
-      wg: WG,
-      count: 'params.n',
-      body: `  if (accept[i / params.N] == 0.0) { return; }
+  buffers: [...reads('ynew', 'accept'), ...writes('y', 'K')],
+  uniforms: u32s('n', 'N', 'oFirst', 'oLast'),
+  workgroupSize: [WG],
+  body: flatMain({
+    wg: WG,
+    count: 'params.n',
+    body: `  if (accept[i / params.N] == 0.0) { return; }
   y[i] = ynew[i];
   K[params.oFirst + i] = K[params.oLast + i];`,
-    }),
   }),
 });
 
