@@ -88,6 +88,16 @@ function termUniforms(leading: UniformDecl[], terms: number): UniformDecl[] {
   return [...leading, ...u32s(...OFFSET.slice(0, terms)), ...f32s(...COEF.slice(0, terms))];
 }
 
+/** The values of `termUniforms`: the leading ones, then each term's slot offset and coefficient. */
+function termValues(leading: Record<string, number>, stages: StageBuffer, terms: readonly StageTerm[]): Record<string, number> {
+  const u = { ...leading };
+  terms.forEach((t, j) => {
+    u[OFFSET[j]] = stages.offset(t.slot);
+    u[COEF[j]] = t.coef;
+  });
+  return u;
+}
+
 const COMBINE = defineProgram<{ terms: number }>({
   name: 'rk.combine',
   spec: { terms: true },
@@ -130,11 +140,7 @@ export function combineStages(
   if (terms.length < 1 || terms.length > stages.slots || terms.length > MAX_TERMS) {
     throw new ShapeError(`rk.combine: 1..${stages.slots} terms (the stage slots), got ${terms.length}`);
   }
-  const u: Record<string, number> = { n: B * N, N };
-  terms.forEach((t, j) => {
-    u[OFFSET[j]] = stages.offset(t.slot);
-    u[COEF[j]] = t.coef;
-  });
+  const u = termValues({ n: B * N, N }, stages, terms);
   e.run(COMBINE, { terms: terms.length }, { y, K: stages.buffer, h, out }, u, grid(e, B * N, WG));
 }
 
@@ -143,12 +149,26 @@ function rowGrid(e: Engine, rows: number): [number, number] {
   return grid(e, rows, 1);
 }
 
-const ROW_PREAMBLE = /* wgsl */ `
+/**
+ * The WGSL of a per-row sum of squares with a non-finite flag, one workgroup per row b: `loop` sets r (and may set
+ * bad) for component i = b·N + j, after `setup` ran once per invocation. Thread 0 sums the partials and ORs the
+ * flags: out[b] = Σ r², out[B + b] = flag (0/1). One barrier.
+ */
+function rowSumSquaresWgsl(setup: string, loop: string): string {
+  return `${NONFINITE_WGSL}
 var<workgroup> partS: array<f32, ${ROW_WG}>;
-var<workgroup> partBad: array<u32, ${ROW_WG}>;`;
-
-/** Sums partS / ORs partBad over the workgroup; thread 0 writes out[b] and out[B + b]. One barrier. */
-const ROW_FINISH = /* wgsl */ `
+var<workgroup> partBad: array<u32, ${ROW_WG}>;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.x + wid.y * nwg.x;
+  let lid = l.x;
+  if (b >= params.B) { return; }
+${setup}  var s = 0.0;
+  var bad = 0u;
+  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
+    let i = b * params.N + j;
+${loop}
+    s = s + r * r;
+  }
   partS[lid] = s;
   partBad[lid] = bad;
   workgroupBarrier();
@@ -158,7 +178,9 @@ const ROW_FINISH = /* wgsl */ `
     for (var k = 0u; k < ${ROW_WG}u; k++) { tot = tot + partS[k]; anyBad = anyBad | partBad[k]; }
     out[b] = tot;
     out[params.B + b] = f32(anyBad);
-  }`;
+  }
+}`;
+}
 
 /** Uniforms of the per-row scaled norms: the state's rows and columns, then the tolerances. */
 const TOLERANCE_UNIFORMS = [...u32s('B', 'N'), ...f32s('rtol', 'atol')];
@@ -178,26 +200,14 @@ const ERROR_NORM = defineProgram<{ terms: number }>({
       buffers: [...reads('y', 'ynew', 'K', 'h'), ...writes('out')],
       uniforms: termUniforms(TOLERANCE_UNIFORMS, terms),
       workgroupSize: [ROW_WG],
-      body: `${NONFINITE_WGSL}
-${ROW_PREAMBLE}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  let hb = h[b];
-  var s = 0.0;
-  var bad = 0u;
-  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
-    let i = b * params.N + j;
-    let yn = ynew[i];
+      body: rowSumSquaresWgsl(
+        '  let hb = h[b];\n',
+        `    let yn = ynew[i];
     if (nonfinite(yn)) { bad = 1u; }
     ${body}
     let sc = params.atol + max(abs(y[i]), abs(yn)) * params.rtol;
-    let r = (acc * hb) / sc;
-    s = s + r * r;
-  }
-  ${ROW_FINISH}
-}`,
+    let r = (acc * hb) / sc;`,
+      ),
     };
   },
 });
@@ -224,11 +234,7 @@ export function errorSumSquares(
   checkState('rk.error h', h, B, 1);
   checkState('rk.error out', out, 2 * B, 1);
   if (terms.length < 1 || terms.length > MAX_TERMS) throw new ShapeError(`rk.error: 1..${MAX_TERMS} terms, got ${terms.length}`);
-  const u: Record<string, number> = { B, N, rtol, atol };
-  terms.forEach((t, j) => {
-    u[OFFSET[j]] = stages.offset(t.slot);
-    u[COEF[j]] = t.coef;
-  });
+  const u = termValues({ B, N, rtol, atol }, stages, terms);
   e.run(ERROR_NORM, { terms: terms.length }, { y, ynew: yNew, K: stages.buffer, h, out }, u, rowGrid(e, B));
 }
 
@@ -240,23 +246,12 @@ const SCALED_SUM_SQUARES = defineProgram<{ diff: boolean }>({
     buffers: [...reads('a', ...(diff ? ['bb'] : []), 'y'), ...writes('out')],
     uniforms: TOLERANCE_UNIFORMS,
     workgroupSize: [ROW_WG],
-    body: `${NONFINITE_WGSL}
-${ROW_PREAMBLE}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  var s = 0.0;
-  var bad = 0u;
-  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
-    let i = b * params.N + j;
-    let v = ${diff ? 'a[i] - bb[i]' : 'a[i]'};
+    body: rowSumSquaresWgsl(
+      '',
+      `    let v = ${diff ? 'a[i] - bb[i]' : 'a[i]'};
     if (nonfinite(v)) { bad = 1u; }
-    let r = v / (params.atol + abs(y[i]) * params.rtol);
-    s = s + r * r;
-  }
-  ${ROW_FINISH}
-}`,
+    let r = v / (params.atol + abs(y[i]) * params.rtol);`,
+    ),
   }),
 });
 
