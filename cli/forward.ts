@@ -11,7 +11,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createEngine } from './context.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { HELP_FLAG, parseCommandArgs, valueFlags } from './flag-reader.js';
 import { SbgcError } from '../engine/errors.js';
 import { readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
 import { f16BitsToNumber } from '../engine/tensor.js';
@@ -73,17 +73,7 @@ function integerValues(flag: string, path: string, a: NpyArray): number[] {
 export async function forwardCommand(argv: string[]): Promise<boolean> {
   const { values } = parseCommandArgs('forward', FORWARD_USAGE, {
     args: argv,
-    options: {
-      config: { type: 'string' },
-      weights: { type: 'string' },
-      'init-seed': { type: 'string' },
-      x: { type: 'string' },
-      t: { type: 'string' },
-      y: { type: 'string' },
-      out: { type: 'string' },
-      'batch-size': { type: 'string' },
-      help: HELP_FLAG,
-    },
+    options: { ...valueFlags('config', 'weights', 'init-seed', 'x', 't', 'y', 'out', 'batch-size'), help: HELP_FLAG },
     strict: true,
     allowPositionals: false,
   });

@@ -17,17 +17,11 @@ import { f16BitsToNumber } from '../engine/tensor.js';
 import { loadDataset, type ImageDataset } from '../data/index.js';
 import { decodePng, loadPngFolder, PngError, rgbaToChw } from '../data/png-folder.js';
 import { imagesInModelSpace, type ImageInput, type ModelSpaceConversion, type ModelSpaceImages } from '../data/model-space-images.js';
-import type { FlagReader, FlagValues } from './flag-reader.js';
+import { valueFlags, type FlagReader, type FlagValues } from './flag-reader.js';
 
 export const INPUT_FLAGS = {
   png: { type: 'string', multiple: true },
-  npy: { type: 'string' },
-  'npy-space': { type: 'string' },
-  'npy-layout': { type: 'string' },
-  data: { type: 'string' },
-  labels: { type: 'string' },
-  limit: { type: 'string' },
-  offset: { type: 'string' },
+  ...valueFlags('npy', 'npy-space', 'npy-layout', 'data', 'labels', 'limit', 'offset'),
 } as const;
 
 export const INPUT_USAGE = `input (one of):
