@@ -13,8 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { createEngine } from './context.js';
 import { HELP_FLAG, parseCommandArgs, valueFlags } from './flag-reader.js';
 import { SbgcError } from '../engine/errors.js';
-import { readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
-import { f16BitsToNumber } from '../engine/tensor.js';
+import { npyFloat64, readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { NetworkScoreModel } from '../model/score.js';
 import { initWeights, loadWeights, type NetworkWeights } from '../model/weights.js';
@@ -48,15 +47,7 @@ async function readArray(flag: string, path: string): Promise<NpyArray> {
 
 /** Float npy data as float64 numbers; other dtypes are an error naming the flag and file. */
 function floatValues(flag: string, path: string, a: NpyArray): Float64Array {
-  switch (a.dtype) {
-    case 'f2':
-      return Float64Array.from(a.data, f16BitsToNumber);
-    case 'f4':
-    case 'f8':
-      return Float64Array.from(a.data);
-    default:
-      fail(`${flag} ${path}: dtype ${a.dtype} is not a float type (f2, f4 or f8)`);
-  }
+  return npyFloat64(a) ?? fail(`${flag} ${path}: dtype ${a.dtype} is not a float type (f2, f4 or f8)`);
 }
 
 function integerValues(flag: string, path: string, a: NpyArray): number[] {
