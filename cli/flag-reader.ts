@@ -93,6 +93,19 @@ export function switchFlags<const N extends string>(...names: N[]): { readonly [
 }
 
 /**
+ * A command's own typed flags (strict parseArgs, --help/-h added): the parsed flags, or null after printing the
+ * usage for --help. A parse error names the command and carries its usage.
+ */
+export function parseCommandLine<O extends OptionTable>(command: string, usage: string, argv: string[], options: O, allowPositionals = false) {
+  const parsed = parseCommandArgs(command, usage, { args: argv, options: { ...options, help: HELP_FLAG }, strict: true, allowPositionals });
+  if ((parsed.values as FlagValues).help) {
+    console.log(usage);
+    return null;
+  }
+  return parsed;
+}
+
+/**
  * node:util parseArgs (strict) for a command with its own typed option table: a parse error (unknown flag,
  * missing value) names the command and carries its usage.
  */

@@ -11,7 +11,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createEngine } from './context.js';
-import { HELP_FLAG, parseCommandArgs, valueFlags } from './flag-reader.js';
+import { parseCommandLine, valueFlags } from './flag-reader.js';
 import { SbgcError } from '../engine/errors.js';
 import { npyFloat64, readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
@@ -62,16 +62,9 @@ function integerValues(flag: string, path: string, a: NpyArray): number[] {
 }
 
 export async function forwardCommand(argv: string[]): Promise<boolean> {
-  const { values } = parseCommandArgs('forward', FORWARD_USAGE, {
-    args: argv,
-    options: { ...valueFlags('config', 'weights', 'init-seed', 'x', 't', 'y', 'out', 'batch-size'), help: HELP_FLAG },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
-    console.log(FORWARD_USAGE);
-    return true;
-  }
+  const parsed = parseCommandLine('forward', FORWARD_USAGE, argv, valueFlags('config', 'weights', 'init-seed', 'x', 't', 'y', 'out', 'batch-size'));
+  if (!parsed) return true;
+  const { values } = parsed;
   for (const flag of ['config', 'x', 't', 'out'] as const) if (!values[flag]) fail(`--${flag} is required`);
   if ((values.weights === undefined) === (values['init-seed'] === undefined)) fail('give exactly one of --weights and --init-seed');
   let seed = 0;
