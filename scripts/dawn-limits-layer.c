@@ -71,8 +71,10 @@ static void add_entry(struct entry **list, struct entry *e, void *key) {
   pthread_mutex_unlock(&lock);
 }
 
-/* Unlinks the entry with this key and returns it (NULL on a miss). */
-static struct entry *remove_entry(struct entry **list, void *key) {
+/* Unlinks the entry of this handle and returns it (NULL on a miss or a NULL handle). */
+static struct entry *remove_entry(struct entry **list, const void *handle) {
+  if (!handle) return NULL;
+  void *key = dispatch_key(handle);
   pthread_mutex_lock(&lock);
   struct entry **at = list;
   while (*at && (*at)->key != key) at = &(*at)->next;
@@ -135,10 +137,8 @@ static VKAPI_ATTR VkResult VKAPI_CALL create_instance(const VkInstanceCreateInfo
 }
 
 static VKAPI_ATTR void VKAPI_CALL destroy_instance(VkInstance instance, const VkAllocationCallbacks *allocator) {
-  if (!instance) return;
-  struct next_instance *entry = (struct next_instance *)remove_entry(&instances, dispatch_key(instance));
-  if (!entry) return;
-  entry->destroy(instance, allocator);
+  struct next_instance *entry = (struct next_instance *)remove_entry(&instances, instance);
+  if (entry) entry->destroy(instance, allocator);
   free(entry);
 }
 
@@ -164,10 +164,8 @@ static VKAPI_ATTR VkResult VKAPI_CALL create_device(VkPhysicalDevice gpu, const 
 }
 
 static VKAPI_ATTR void VKAPI_CALL destroy_device(VkDevice device, const VkAllocationCallbacks *allocator) {
-  if (!device) return;
-  struct next_device *entry = (struct next_device *)remove_entry(&devices, dispatch_key(device));
-  if (!entry) return;
-  entry->destroy(device, allocator);
+  struct next_device *entry = (struct next_device *)remove_entry(&devices, device);
+  if (entry) entry->destroy(device, allocator);
   free(entry);
 }
 
