@@ -11,7 +11,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Storage, Tensor } from '../engine/tensor.js';
-import { defineProgram } from '../engine/program.js';
+import { defineFixedProgram } from '../engine/program.js';
 import { reads, u32s } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import type { TapRun } from './conv2d-wgsl.js';
@@ -19,24 +19,20 @@ import type { TapRun } from './conv2d-wgsl.js';
 const WG = 64;
 
 /** Wp[(k·KHp + kh)·M + m] = (W[m·wsM + k·wsK + kh·KW + kw_c] for the ≤ 4 column taps c), zero-padded. */
-const PACK_WEIGHTS = defineProgram<Record<string, never>>({
+const PACK_WEIGHTS = defineFixedProgram({
   name: 'conv2d.pack-weights',
-  spec: {},
-  build: () => ({
-    name: 'conv2d.pack-weights',
-    buffers: [...reads('W'), { name: 'Wp', type: 'vec4<f32>', access: 'read_write' }],
-    uniforms: u32s('n', 'M', 'KHp', 'wsM', 'wsK', 'KW', 'nU', 'kw0', 'kw1', 'kw2', 'kw3'),
-    workgroupSize: [WG],
-    body: flatMain({
-      wg: WG,
-      count: 'params.n',
-      body: `  let m = i % params.M; let kh = (i / params.M) % params.KHp; let k = i / (params.M * params.KHp);
+  buffers: [...reads('W'), { name: 'Wp', type: 'vec4<f32>', access: 'read_write' }],
+  uniforms: u32s('n', 'M', 'KHp', 'wsM', 'wsK', 'KW', 'nU', 'kw0', 'kw1', 'kw2', 'kw3'),
+  workgroupSize: [WG],
+  body: flatMain({
+    wg: WG,
+    count: 'params.n',
+    body: `  let m = i % params.M; let kh = (i / params.M) % params.KHp; let k = i / (params.M * params.KHp);
   let base = m * params.wsM + k * params.wsK + kh * params.KW;
   let kw = vec4<u32>(params.kw0, params.kw1, params.kw2, params.kw3);
   var v = vec4<f32>(0.0);
   for (var c = 0u; c < params.nU; c++) { v[c] = W[base + kw[c]]; }
   Wp[i] = v;`,
-    }),
   }),
 });
 

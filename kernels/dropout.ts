@@ -13,7 +13,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type Op } from '../engine/autodiff.js';
 import { drawHost, philoxWgsl, seedKey, type Seed } from '../engine/rng.js';
 import { defineProgram } from '../engine/program.js';
-import { reads, u32s, writes } from '../engine/kernel.js';
+import { f32s, reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 
@@ -45,7 +45,7 @@ const DROPOUT = defineProgram<{ dual: boolean }>({
   build: ({ dual }) => ({
     name: dual ? 'dropout.dual' : 'dropout',
     buffers: dual ? [...reads('x', 'tx'), ...writes('out', 'tout')] : [...reads('x'), ...writes('out')],
-    uniforms: [...u32s('n', 'key0', 'key1', 'stream', 'offset_lo', 'offset_hi'), ['rate', 'f32'], ['scale', 'f32']],
+    uniforms: [...u32s('n', 'key0', 'key1', 'stream', 'offset_lo', 'offset_hi'), ...f32s('rate', 'scale')],
     workgroupSize: [WG],
     body: `${philoxWgsl}
 ${flatMain({

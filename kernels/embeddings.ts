@@ -20,7 +20,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { randomTensor, type Seed } from '../engine/rng.js';
-import { defineProgram } from '../engine/program.js';
+import { defineFixedProgram, defineProgram } from '../engine/program.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { DTypeError, SbgcError, ShapeError } from '../engine/errors.js';
@@ -93,15 +93,12 @@ ${flatMain({
 });
 
 /** R_m: one invocation per row n sums over the h frequencies. */
-const SINUSOID_CONTRACT = defineProgram<Record<string, never>>({
+const SINUSOID_CONTRACT = defineFixedProgram({
   name: 'embedding.sinusoidContract',
-  spec: {},
-  build: () => ({
-    name: 'embedding.sinusoidContract',
-    buffers: [...reads('t', 'f', 'g'), ...writes('out')],
-    uniforms: [...u32s('rows', 'half', 'dim', 'order'), ['c', 'f32']],
-    workgroupSize: [WG],
-    body: `${SINCOS_WGSL}
+  buffers: [...reads('t', 'f', 'g'), ...writes('out')],
+  uniforms: [...u32s('rows', 'half', 'dim', 'order'), ['c', 'f32']],
+  workgroupSize: [WG],
+  body: `${SINCOS_WGSL}
 ${flatMain({
   wg: WG,
   count: 'params.rows',
@@ -116,28 +113,23 @@ ${flatMain({
   }
   out[n] = acc;`,
 })}`,
-  }),
 });
 
 const ONE_HOT_WG = 256;
 
 /** One invocation per output element; an out-of-range label gives a NaN row. */
-const ONE_HOT = defineProgram<Record<string, never>>({
+const ONE_HOT = defineFixedProgram({
   name: 'embedding.oneHot',
-  spec: {},
-  build: () => ({
-    name: 'embedding.oneHot',
-    buffers: [{ name: 'labels', type: 'u32' }, ...writes('out')],
-    uniforms: u32s('total', 'classes', 'nan_bits'),
-    workgroupSize: [ONE_HOT_WG],
-    body: flatMain({
-      wg: ONE_HOT_WG,
-      count: 'params.total',
-      body: `  let label = labels[i / params.classes];
+  buffers: [{ name: 'labels', type: 'u32' }, ...writes('out')],
+  uniforms: u32s('total', 'classes', 'nan_bits'),
+  workgroupSize: [ONE_HOT_WG],
+  body: flatMain({
+    wg: ONE_HOT_WG,
+    count: 'params.total',
+    body: `  let label = labels[i / params.classes];
   let hit = select(0.0, 1.0, label == i % params.classes);
   // NaN from a uniform: a NaN constant expression is a shader-creation error.
   out[i] = select(bitcast<f32>(params.nan_bits), hit, label < params.classes);`,
-    }),
   }),
 });
 

@@ -5,7 +5,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { reads, u32s, writes, type BufferDecl, type KernelSource } from '../engine/kernel.js';
-import { defineProgram } from '../engine/program.js';
+import { defineFixedProgram } from '../engine/program.js';
 import { flatMain } from '../engine/wgsl.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -128,20 +128,16 @@ export const TILED_CANDIDATES: TileConfig[] = [
 // ---------------------------------------------------------------- split-reduction finish
 
 /** out[i] = Σ_z partial[z·n + i], summed in z order (deterministic). */
-export const SUM_PARTIALS = defineProgram<Record<string, never>>({
+export const SUM_PARTIALS = defineFixedProgram({
   name: 'gemm.sum-partials',
-  spec: {},
-  build: () => ({
-    name: 'gemm.sum-partials',
-    buffers: [...reads('partial'), ...writes('out')],
-    uniforms: u32s('n', 'parts'),
-    workgroupSize: [64],
-    body: flatMain({
-      wg: 64,
-      count: 'params.n',
-      body: `  var s = 0.0;
+  buffers: [...reads('partial'), ...writes('out')],
+  uniforms: u32s('n', 'parts'),
+  workgroupSize: [64],
+  body: flatMain({
+    wg: 64,
+    count: 'params.n',
+    body: `  var s = 0.0;
   for (var z = 0u; z < params.parts; z++) { s += partial[z * params.n + i]; }
   out[i] = s;`,
-    }),
   }),
 });
