@@ -16,7 +16,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { defineOp, type MaybeTensor, type Op, type OpInputs } from '../engine/autodiff.js';
+import { defineOp, type MaybeTensor, type Op, type OpDef, type OpInputs } from '../engine/autodiff.js';
 import { addMaybe, mul, siluBackward } from './elementwise.js';
 import { channelSum } from './bias.js';
 import { blockStats, gammaGradReduce, launchBackward, launchForward, layoutOf } from './group-norm-kernels.js';
@@ -81,36 +81,37 @@ function groupNormVjp(e: Engine, x: Tensor, gamma: Tensor, gy: Tensor, p: GroupN
   ];
 }
 
-export const groupNorm: Op<GroupNormParams> = defineOp({
-  name: 'groupNorm',
-  inputs: FORWARD_INPUTS,
-  forward(e, inputs, p) {
-    const { x, gamma, beta, L } = checkForwardInputs('groupNorm', inputs, p.groups);
-    return launchForward(e, L, p.eps, x, gamma, beta, null)[0];
-  },
-  vjp: (e, { inputs: [x, gamma], params }, ct, needs) => groupNormVjp(e, x, gamma, ct, params, needs),
-  jvp: (e, ctx, tangents) => forwardDual(e, 'groupNorm', ctx.inputs, tangents, ctx.params, 'none')[1],
-  dual: (e, inputs, tangents, p) => forwardDual(e, 'groupNorm', inputs, tangents, p, 'none'),
-});
+/** GroupNorm then `activation` in the forward kernel, whose dual is the JVP; `vjp` is the op's own. */
+function normalization(
+  name: 'groupNorm' | 'groupNormSilu',
+  activation: 'none' | 'silu',
+  vjp: OpDef<GroupNormParams, typeof FORWARD_INPUTS>['vjp'],
+): Op<GroupNormParams> {
+  return defineOp({
+    name,
+    inputs: FORWARD_INPUTS,
+    forward(e, inputs, p) {
+      const { x, gamma, beta, L } = checkForwardInputs(name, inputs, p.groups);
+      return launchForward(e, L, p.eps, x, gamma, beta, null, activation)[0];
+    },
+    vjp,
+    jvp: (e, ctx, tangents) => forwardDual(e, name, ctx.inputs, tangents, ctx.params, activation)[1],
+    dual: (e, inputs, tangents, p) => forwardDual(e, name, inputs, tangents, p, activation),
+  });
+}
+
+export const groupNorm = normalization('groupNorm', 'none', (e, { inputs: [x, gamma], params }, ct, needs) =>
+  groupNormVjp(e, x, gamma, ct, params, needs),
+);
 
 /**
  * SiLU(groupNorm(x, γ, β)) with the activation applied in GroupNorm's write pass (and in its dual: ẏ = silu'(z)·ż),
  * which saves the separate SiLU pass over the tensor and its tangent. The VJP recomputes z = groupNorm(x, γ, β)
  * (nothing extra is kept on the tape) and is written with ops, so forward-over-reverse (HVP) works through it.
  */
-export const groupNormSilu: Op<GroupNormParams> = defineOp({
-  name: 'groupNormSilu',
-  inputs: FORWARD_INPUTS,
-  forward(e, inputs, p) {
-    const { x, gamma, beta, L } = checkForwardInputs('groupNormSilu', inputs, p.groups);
-    return launchForward(e, L, p.eps, x, gamma, beta, null, 'silu')[0];
-  },
-  vjp(e, { inputs: [x, gamma, beta], params }, ct, needs) {
-    const gz = siluBackward(e, [groupNorm(e, [x, gamma, beta], params), ct], {});
-    return groupNormVjp(e, x, gamma, gz, params, needs);
-  },
-  jvp: (e, ctx, tangents) => forwardDual(e, 'groupNormSilu', ctx.inputs, tangents, ctx.params, 'silu')[1],
-  dual: (e, inputs, tangents, p) => forwardDual(e, 'groupNormSilu', inputs, tangents, p, 'silu'),
+export const groupNormSilu = normalization('groupNormSilu', 'silu', (e, { inputs: [x, gamma, beta], params }, ct, needs) => {
+  const gz = siluBackward(e, [groupNorm(e, [x, gamma, beta], params), ct], {});
+  return groupNormVjp(e, x, gamma, gz, params, needs);
 });
 
 // ---------------------------------------------------------------- backward dx = P(γ·gy) (and its fused dual)
