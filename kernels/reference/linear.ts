@@ -1,7 +1,7 @@
 // Dense layers in float64: matmul and y = x·Wᵀ + b with PyTorch's nn.Linear layout (W is [out, in]), so score_sde
 // state-dict weights are used without transposing.
 
-import { type T64, t64, assertRank, assertShape } from './tensor64.js';
+import { type T64, t64, addTangentTerm, assertRank, assertShape } from './tensor64.js';
 
 // ---- matmul: a [M, K] · b [K, N] -> [M, N] ----
 
@@ -39,8 +39,8 @@ export function matmulVjpRef(a: T64, b: T64, gy: T64): { ga: T64; gb: T64 } {
 /** Product rule: ta·b + a·tb; an absent tangent is zero. */
 export function matmulJvpRef(a: T64, b: T64, t: { a?: T64; b?: T64 }): T64 {
   const y = t64([a.shape[0], b.shape[1]]);
-  addTerm(y, t.a, a.shape, 'matmul tangent a', (ta) => matmulRef(ta, b));
-  addTerm(y, t.b, b.shape, 'matmul tangent b', (tb) => matmulRef(a, tb));
+  addTangentTerm(y, t.a, a.shape, 'matmul tangent a', (ta) => matmulRef(ta, b));
+  addTangentTerm(y, t.b, b.shape, 'matmul tangent b', (tb) => matmulRef(a, tb));
   return y;
 }
 
@@ -87,19 +87,11 @@ export function linearVjpRef(x: T64, w: T64, gy: T64): { gx: T64; gw: T64; gb: T
 export function linearJvpRef(x: T64, w: T64, t: { x?: T64; w?: T64; b?: T64 }): T64 {
   const { N, O } = checkLinear(x, w, null);
   const y = t64([N, O]);
-  addTerm(y, t.x, x.shape, 'linear tangent x', (tx) => linearRef(tx, w));
-  addTerm(y, t.w, w.shape, 'linear tangent W', (tw) => linearRef(x, tw));
+  addTangentTerm(y, t.x, x.shape, 'linear tangent x', (tx) => linearRef(tx, w));
+  addTangentTerm(y, t.w, w.shape, 'linear tangent W', (tw) => linearRef(x, tw));
   if (t.b) {
     assertShape(t.b, [O], 'linear tangent b');
     for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) y.data[n * O + o] += t.b.data[o];
   }
   return y;
-}
-
-/** y += term(t) for a present tangent t of the given shape (an absent one adds zero). */
-function addTerm(y: T64, t: T64 | undefined, shape: readonly number[], what: string, term: (t: T64) => T64): void {
-  if (!t) return;
-  assertShape(t, shape, what);
-  const z = term(t);
-  for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
 }

@@ -4,7 +4,7 @@
 // All maps here are linear in x (bilinear in (x, w) for the fused ones), so JVP = forward of the tangent and VJP
 // = the adjoint.
 
-import { type T64, t64, assertRank, assertShape } from './tensor64.js';
+import { type T64, t64, addTangentTerm, assertRank, assertShape } from './tensor64.js';
 import { conv2dRef, conv2dInputVjpRef, conv2dWeightVjpRef, convTranspose2dRef } from './conv2d.js';
 
 function dims4(s: readonly number[], what: string): [number, number, number, number] {
@@ -189,49 +189,31 @@ export function firKernel2d(k1d: readonly number[], scale: number): T64 {
 // Python's // floors; p can be negative for the fused upsample with a large conv kernel.
 const floorDiv2 = (v: number): number => Math.floor(v / 2);
 
-function firUpSetup(opts: FirOptions): { k: T64; up: Upfirdn2dOptions } {
-  const taps = opts.kernel ?? [1, 3, 3, 1];
-  const f = opts.factor ?? 2;
-  const p = taps.length - f;
-  return { k: firKernel2d(taps, (opts.gain ?? 1) * f * f), up: { up: f, pad: [floorDiv2(p + 1) + f - 1, floorDiv2(p)] } };
-}
-
-function firDownSetup(opts: FirOptions): { k: T64; down: Upfirdn2dOptions } {
-  const taps = opts.kernel ?? [1, 3, 3, 1];
-  const f = opts.factor ?? 2;
-  const p = taps.length - f;
-  return { k: firKernel2d(taps, opts.gain ?? 1), down: { down: f, pad: [floorDiv2(p + 1), floorDiv2(p)] } };
+/**
+ * score_sde's filter and upfirdn2d options for upsample_2d (`up`: gain·f², padding shifted by f − 1) or
+ * downsample_2d, and the reference, VJP and JVP of that resampling (linear, so its JVP is itself).
+ */
+function firResample(up: boolean) {
+  const setup = (opts: FirOptions): [T64, Upfirdn2dOptions] => {
+    const taps = opts.kernel ?? [1, 3, 3, 1];
+    const f = opts.factor ?? 2;
+    const p = taps.length - f;
+    if (up) return [firKernel2d(taps, (opts.gain ?? 1) * f * f), { up: f, pad: [floorDiv2(p + 1) + f - 1, floorDiv2(p)] }];
+    return [firKernel2d(taps, opts.gain ?? 1), { down: f, pad: [floorDiv2(p + 1), floorDiv2(p)] }];
+  };
+  const ref = (x: T64, opts: FirOptions = {}): T64 => upfirdn2dRef(x, ...setup(opts));
+  const vjp = (gy: T64, xShape: readonly number[], opts: FirOptions = {}): T64 => {
+    const [k, o] = setup(opts);
+    return upfirdn2dVjpRef(gy, k, xShape, o);
+  };
+  return { ref, vjp, jvp: ref };
 }
 
 /** upsample_2d: [N, C, H, W] -> [N, C, f·H, f·W]. */
-export function firUpsample2dRef(x: T64, opts: FirOptions = {}): T64 {
-  const { k, up } = firUpSetup(opts);
-  return upfirdn2dRef(x, k, up);
-}
-
-export function firUpsample2dVjpRef(gy: T64, xShape: readonly number[], opts: FirOptions = {}): T64 {
-  const { k, up } = firUpSetup(opts);
-  return upfirdn2dVjpRef(gy, k, xShape, up);
-}
-
-export function firUpsample2dJvpRef(tx: T64, opts: FirOptions = {}): T64 {
-  return firUpsample2dRef(tx, opts);
-}
+export const { ref: firUpsample2dRef, vjp: firUpsample2dVjpRef, jvp: firUpsample2dJvpRef } = firResample(true);
 
 /** downsample_2d: [N, C, H, W] -> [N, C, H/f, W/f] for H, W divisible by f. */
-export function firDownsample2dRef(x: T64, opts: FirOptions = {}): T64 {
-  const { k, down } = firDownSetup(opts);
-  return upfirdn2dRef(x, k, down);
-}
-
-export function firDownsample2dVjpRef(gy: T64, xShape: readonly number[], opts: FirOptions = {}): T64 {
-  const { k, down } = firDownSetup(opts);
-  return upfirdn2dVjpRef(gy, k, xShape, down);
-}
-
-export function firDownsample2dJvpRef(tx: T64, opts: FirOptions = {}): T64 {
-  return firDownsample2dRef(tx, opts);
-}
+export const { ref: firDownsample2dRef, vjp: firDownsample2dVjpRef, jvp: firDownsample2dJvpRef } = firResample(false);
 
 // ---- fused FIR + conv (upsample_conv_2d / conv_downsample_2d), weight w [Cout, Cin, k, k], no bias (the
 // Conv2d layer adds it afterwards). The padding is applied once, so borders differ from the unfused chain. ----
@@ -252,23 +234,29 @@ export function flipSwapWeight(w: T64): T64 {
   return out;
 }
 
-function upConvSetup(w: T64, opts: FirOptions): { f: number; k: T64; fir: Upfirdn2dOptions } {
-  const [, , KH, KW] = dims4(w.shape, 'upsampleConv2d w');
-  if (KH !== KW) throw new Error(`upsampleConv2d: square kernels only, got ${KH}×${KW}`);
+/** The stride f, FIR filter and its padding of upsample_conv_2d (`up`) or conv_downsample_2d for the weight w. */
+function convFirSetup(w: T64, opts: FirOptions, up: boolean): { f: number; k: T64; fir: Upfirdn2dOptions } {
+  const what = up ? 'upsampleConv2d' : 'convDownsample2d';
+  const [, , KH, KW] = dims4(w.shape, `${what} w`);
+  if (KH !== KW) throw new Error(`${what}: square kernels only, got ${KH}×${KW}`);
   const taps = opts.kernel ?? [1, 3, 3, 1];
   const f = opts.factor ?? 2;
-  const p = taps.length - f - (KW - 1);
-  return { f, k: firKernel2d(taps, (opts.gain ?? 1) * f * f), fir: { pad: [floorDiv2(p + 1) + f - 1, floorDiv2(p) + 1] } };
+  if (up) {
+    const p = taps.length - f - (KW - 1);
+    return { f, k: firKernel2d(taps, (opts.gain ?? 1) * f * f), fir: { pad: [floorDiv2(p + 1) + f - 1, floorDiv2(p) + 1] } };
+  }
+  const p = taps.length - f + (KW - 1);
+  return { f, k: firKernel2d(taps, opts.gain ?? 1), fir: { pad: [floorDiv2(p + 1), floorDiv2(p)] } };
 }
 
 /** upsample_conv_2d: conv_transpose2d(x, flipSwap(w), stride f) then the FIR filter; [N, Cin, H, W] -> [N, Cout, fH, fW]. */
 export function upsampleConv2dRef(x: T64, w: T64, opts: FirOptions = {}): T64 {
-  const { f, k, fir } = upConvSetup(w, opts);
+  const { f, k, fir } = convFirSetup(w, opts, true);
   return upfirdn2dRef(convTranspose2dRef(x, flipSwapWeight(w), { stride: f }), k, fir);
 }
 
 export function upsampleConv2dVjpRef(x: T64, w: T64, gy: T64, opts: FirOptions = {}): { gx: T64; gw: T64 } {
-  const { f, k, fir } = upConvSetup(w, opts);
+  const { f, k, fir } = convFirSetup(w, opts, true);
   const w2 = flipSwapWeight(w);
   const mid = convTranspose2dRef(x, w2, { stride: f });
   const gMid = upfirdn2dVjpRef(gy, k, mid.shape, fir);
@@ -280,59 +268,36 @@ export function upsampleConv2dVjpRef(x: T64, w: T64, gy: T64, opts: FirOptions =
 }
 
 export function upsampleConv2dJvpRef(x: T64, w: T64, t: { x?: T64; w?: T64 }, opts: FirOptions = {}): T64 {
-  const { f, k, fir } = upConvSetup(w, opts);
+  const { f, k, fir } = convFirSetup(w, opts, true);
   const w2 = flipSwapWeight(w);
   const outShape = upfirdn2dOutShape(convTranspose2dRef(x, w2, { stride: f }).shape, k, fir);
   const y = t64(outShape);
-  if (t.x) {
-    assertShape(t.x, x.shape, 'upsampleConv2d tangent x');
-    const z = upfirdn2dRef(convTranspose2dRef(t.x, w2, { stride: f }), k, fir);
-    for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
-  }
-  if (t.w) {
-    assertShape(t.w, w.shape, 'upsampleConv2d tangent w');
-    const z = upfirdn2dRef(convTranspose2dRef(x, flipSwapWeight(t.w), { stride: f }), k, fir);
-    for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
-  }
+  addTangentTerm(y, t.x, x.shape, 'upsampleConv2d tangent x', (tx) => upfirdn2dRef(convTranspose2dRef(tx, w2, { stride: f }), k, fir));
+  addTangentTerm(y, t.w, w.shape, 'upsampleConv2d tangent w', (tw) =>
+    upfirdn2dRef(convTranspose2dRef(x, flipSwapWeight(tw), { stride: f }), k, fir),
+  );
   return y;
-}
-
-function downConvSetup(w: T64, opts: FirOptions): { f: number; k: T64; fir: Upfirdn2dOptions } {
-  const [, , KH, KW] = dims4(w.shape, 'convDownsample2d w');
-  if (KH !== KW) throw new Error(`convDownsample2d: square kernels only, got ${KH}×${KW}`);
-  const taps = opts.kernel ?? [1, 3, 3, 1];
-  const f = opts.factor ?? 2;
-  const p = taps.length - f + (KW - 1);
-  return { f, k: firKernel2d(taps, opts.gain ?? 1), fir: { pad: [floorDiv2(p + 1), floorDiv2(p)] } };
 }
 
 /** conv_downsample_2d: FIR filter (padded once) then conv2d(stride f, no padding); [N, Cin, H, W] -> [N, Cout, H/f, W/f]. */
 export function convDownsample2dRef(x: T64, w: T64, opts: FirOptions = {}): T64 {
-  const { f, k, fir } = downConvSetup(w, opts);
+  const { f, k, fir } = convFirSetup(w, opts, false);
   return conv2dRef(upfirdn2dRef(x, k, fir), w, null, { stride: f });
 }
 
 export function convDownsample2dVjpRef(x: T64, w: T64, gy: T64, opts: FirOptions = {}): { gx: T64; gw: T64 } {
-  const { f, k, fir } = downConvSetup(w, opts);
+  const { f, k, fir } = convFirSetup(w, opts, false);
   const mid = upfirdn2dRef(x, k, fir);
   const gMid = conv2dInputVjpRef(gy, w, mid.shape, { stride: f });
   return { gx: upfirdn2dVjpRef(gMid, k, x.shape, fir), gw: conv2dWeightVjpRef(mid, gy, w.shape, { stride: f }) };
 }
 
 export function convDownsample2dJvpRef(x: T64, w: T64, t: { x?: T64; w?: T64 }, opts: FirOptions = {}): T64 {
-  const { f, k, fir } = downConvSetup(w, opts);
+  const { f, k, fir } = convFirSetup(w, opts, false);
   const mid = upfirdn2dRef(x, k, fir);
   const y = conv2dRef(mid, w, null, { stride: f });
   y.data.fill(0);
-  if (t.x) {
-    assertShape(t.x, x.shape, 'convDownsample2d tangent x');
-    const z = conv2dRef(upfirdn2dRef(t.x, k, fir), w, null, { stride: f });
-    for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
-  }
-  if (t.w) {
-    assertShape(t.w, w.shape, 'convDownsample2d tangent w');
-    const z = conv2dRef(mid, t.w, null, { stride: f });
-    for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
-  }
+  addTangentTerm(y, t.x, x.shape, 'convDownsample2d tangent x', (tx) => conv2dRef(upfirdn2dRef(tx, k, fir), w, null, { stride: f }));
+  addTangentTerm(y, t.w, w.shape, 'convDownsample2d tangent w', (tw) => conv2dRef(mid, tw, null, { stride: f }));
   return y;
 }

@@ -41,6 +41,14 @@ export function assertShape(x: T64, shape: readonly number[], what: string): voi
   }
 }
 
+/** y += term(t) for a present tangent t of the given shape (an absent tangent adds zero): one term of a JVP. */
+export function addTangentTerm(y: T64, t: T64 | undefined, shape: readonly number[], what: string, term: (t: T64) => T64): void {
+  if (!t) return;
+  assertShape(t, shape, what);
+  const z = term(t);
+  for (let i = 0; i < y.data.length; i++) y.data[i] += z.data[i];
+}
+
 export function assertRank(x: T64, rank: number, what: string): void {
   if (x.shape.length !== rank) throw new Error(`${what}: rank ${x.shape.length} (shape [${x.shape.join(', ')}]), expected ${rank}`);
 }
