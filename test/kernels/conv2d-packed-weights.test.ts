@@ -3,8 +3,9 @@ import { useEngine } from '../helpers/engine.js';
 import { randomHost, relErr, roundF32, type Host64 } from '../helpers/check-op.js';
 import { conv2d, conv2dInputGrad, packedWeightStats, setConvDefault, type Conv2dParams } from '../../kernels/conv2d.js';
 import { conv2dInputVjpRef, conv2dRef } from '../../kernels/reference/conv2d.js';
-import { defineProgram } from '../../engine/program.js';
-import { flatMain, grid } from '../../engine/wgsl.js';
+import { grid } from '../../engine/wgsl.js';
+import { u32s, writes } from '../../engine/kernel.js';
+import { flatTestProgram } from '../helpers/flat-program.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 
@@ -17,17 +18,7 @@ const W_SHAPE = [4, 4, 4, 4];
 const W_SIZE = 256;
 
 /** w[i] = 2·w[i] in place: a dispatch binding the weights read_write, as the optimizer's does. */
-const DOUBLE_IN_PLACE = defineProgram<Record<string, never>>({
-  name: 'test.double-in-place',
-  spec: {},
-  build: () => ({
-    name: 'test.double-in-place',
-    buffers: [{ name: 'w', type: 'f32', access: 'read_write' }],
-    uniforms: [['n', 'u32']],
-    workgroupSize: [64],
-    body: flatMain({ wg: 64, count: 'params.n', body: '  w[i] = 2.0 * w[i];' }),
-  }),
-});
+const DOUBLE_IN_PLACE = flatTestProgram('test.double-in-place', writes('w'), u32s('n'), '  w[i] = 2.0 * w[i];');
 
 const upload = (e: Engine, h: Host64): Tensor => e.tensor(Float32Array.from(h.data), h.shape);
 const scaled = (h: Host64, s: number): Host64 => ({ shape: h.shape, data: h.data.map((v) => v * s) });

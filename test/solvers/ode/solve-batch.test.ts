@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../../engine/engine.js';
 import type { Tensor } from '../../../engine/tensor.js';
-import { defineProgram } from '../../../engine/program.js';
-import { flatMain, grid } from '../../../engine/wgsl.js';
+import { reads, u32s, writes } from '../../../engine/kernel.js';
+import { grid } from '../../../engine/wgsl.js';
 import { solveIvp } from '../../../solvers/ode/solve-ivp.js';
 import type { BatchRhs, BatchSolveOptions } from '../../../solvers/ode/batch-types.js';
 import { solveBatch } from '../../../solvers/ode/solve-batch.js';
 import { RK23 } from '../../../solvers/ode/tableaus.js';
 import { useEngine } from '../../helpers/engine.js';
+import { flatTestProgram } from '../../helpers/flat-program.js';
 
 /**
  * Test problem, row b of N (even) components in pairs (2j, 2j+1): a damped rotation with a time-dependent rate,
@@ -15,51 +16,20 @@ import { useEngine } from '../../helpers/engine.js';
  * whose solution is y(t) = exp(−k_b(t − t0 + (t² − t0²)/2))·R(w_b(t − t0))·y(t0). Rows differ in stiffness k_b.
  * It is row-local and evaluated on the GPU at per-row times, as a probability-flow RHS is.
  */
-const DAMPED_ROTATION = defineProgram<Record<string, never>>({
-  name: 'test.dampedRotation',
-  spec: {},
-  build: () => ({
-    name: 'test.dampedRotation',
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'tt', type: 'f32' },
-      { name: 'kk', type: 'f32' },
-      { name: 'ww', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['N', 'u32'],
-    ],
-    workgroupSize: [64],
-    body: flatMain({
-      wg: 64,
-      count: 'params.n',
-      body: `  let b = i / params.N;
+const DAMPED_ROTATION = flatTestProgram(
+  'test.dampedRotation',
+  [...reads('y', 'tt', 'kk', 'ww'), ...writes('out')],
+  u32s('n', 'N'),
+  `  let b = i / params.N;
   let j = i - b * params.N;
   let rate = kk[b] * (1.0 + tt[b]);
   var rot = 0.0;
   if ((j & 1u) == 0u) { rot = y[i + 1u]; } else { rot = -y[i - 1u]; }
   out[i] = -rate * y[i] + ww[b] * rot;`,
-    }),
-  }),
-});
+);
 
 /** y' = y² per component. */
-const SQUARE = defineProgram<Record<string, never>>({
-  name: 'test.square',
-  spec: {},
-  build: () => ({
-    name: 'test.square',
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [['n', 'u32']],
-    workgroupSize: [64],
-    body: flatMain({ wg: 64, count: 'params.n', body: '  out[i] = y[i] * y[i];' }),
-  }),
-});
+const SQUARE = flatTestProgram('test.square', [...reads('y'), ...writes('out')], u32s('n'), '  out[i] = y[i] * y[i];');
 
 function dampedRotation(e: Engine, k: number[], w: number[], dim: number): BatchRhs {
   const B = k.length;
