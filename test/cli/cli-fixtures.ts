@@ -9,6 +9,11 @@ import { afterAll } from 'vitest';
 import type { Engine } from '../../engine/engine.js';
 import { encodeNpy, type NpyArray } from '../../formats/npy.js';
 import { CapturedText, type CommandIo } from '../../cli/progress.js';
+import { parseAnalyticSpec } from '../../cli/model-source.js';
+import { GaussianMixtureScoreModel } from '../../model/analytic-models.js';
+
+/** The commands' default ε_t (where the likelihood integration starts), at which the closed forms are compared. */
+export const EPS_T = 1e-5;
 
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -39,6 +44,11 @@ export const MIXTURE_SPEC = {
   ],
   classNames: ['a', 'b', 'c'],
 };
+
+/** MIXTURE_SPEC as the commands load it from a model file. */
+export function mixtureModel(): GaussianMixtureScoreModel {
+  return new GaussianMixtureScoreModel(parseAnalyticSpec('analytic:mixture', MIXTURE_SPEC, 'test').spec);
+}
 
 export function writeModelFile(dir: string, spec: unknown = MIXTURE_SPEC, name = 'mixture.json'): string {
   const path = join(dir, name);
