@@ -2,10 +2,8 @@
  * Shared fixtures of the CLI tests: a temp folder, a small analytic model file, npy writers and an in-process
  * CommandIo with captured output and the test's engine.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
 import type { Engine } from '../../engine/engine.js';
 import { encodeNpy, type NpyArray } from '../../formats/npy.js';
 import { CapturedText, type CommandIo } from '../../cli/progress.js';
@@ -15,11 +13,7 @@ import { GaussianMixtureScoreModel } from '../../model/analytic-models.js';
 /** The commands' default ε_t (where the likelihood integration starts), at which the closed forms are compared. */
 export const EPS_T = 1e-5;
 
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from '../helpers/temp-dir.js';
 
 export function writeNpyFile(path: string, arr: NpyArray): string {
   writeFileSync(path, encodeNpy(arr));

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { encodeNpy, NpyError, parseNpy, readNpy, writeNpy, type NpyArray } from '../../formats/npy.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // Fixtures are written by scripts/fixtures/make_npy_fixtures.py (numpy 2.x) and committed.
 const FIX = fileURLToPath(new URL('../fixtures/npy/', import.meta.url));
@@ -190,13 +191,7 @@ describe('encodeNpy matches np.save byte for byte', () => {
 });
 
 describe('round trip', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sbgc-npy-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir('sbgc-npy-');
 
   it('f4 NaN payloads and -0 survive bit-identically (bytes and file)', async () => {
     const bits = new Uint32Array([0x7fc00001, 0xffbfffff, 0x7f800001, 0x80000000, 0x00000001, 0x7fffffff, 0x3f800000]);
@@ -320,13 +315,7 @@ describe('clear errors for bad input', () => {
 });
 
 describe('atomic writes', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sbgc-npy-atomic-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir('sbgc-npy-atomic-');
   const arr: NpyArray = { dtype: 'f4', shape: [3], data: new Float32Array([1, 2, 3]), fortranOrder: false };
 
   it('writing into a non-existent directory throws and creates nothing', async () => {

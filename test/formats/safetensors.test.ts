@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import {
   encodeSafetensors,
@@ -15,6 +15,7 @@ import {
   type SafetensorsTensor,
   type TensorSpec,
 } from '../../formats/safetensors.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // Fixtures are hand-built by scripts/fixtures/make_npy_fixtures.py following the reference layout.
 const FIX = fileURLToPath(new URL('../fixtures/safetensors/', import.meta.url));
@@ -303,13 +304,7 @@ describe('validateAgainstSpec', () => {
 });
 
 describe('atomic writes', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sbgc-st-atomic-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir('sbgc-st-atomic-');
   const tensors = { w: t({ dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) }) };
 
   it('save then load round trips', async () => {

@@ -1,6 +1,5 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useEngine } from '../helpers/engine.js';
 import type { Engine } from '../../engine/engine.js';
@@ -9,17 +8,10 @@ import { CHECKPOINT_FILE, CURVE_FILE, DEFAULT_TRAIN_OPTIONS, LOG_FILE, Trainer, 
 import { loadCheckpoint, saveCheckpoint } from '../../train/checkpoint.js';
 import { parseSafetensors } from '../../formats/safetensors.js';
 import { toyDataset, toyModel } from './toy-model.js';
+import { useTempDirs } from '../helpers/temp-dir.js';
 import '../../kernels/elementwise.js';
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'sbgc-train-'));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('sbgc-train-');
 
 function options(over: Partial<TrainOptions>): TrainOptions {
   return {
