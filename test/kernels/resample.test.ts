@@ -30,39 +30,25 @@ const TOL = { forward: 2e-6, jvp: 2e-6, vjp: 2e-6 };
 
 const scaleHost = (h: Host64, s: number): Host64 => ({ shape: h.shape, data: h.data.map((v) => v * s) });
 
-/** The two directions, with the float64 references of each filter and the sizes each test takes. */
+const UP_REF: Record<ResampleFilter, (x: Host64) => Host64> = { naive: upsampleNearest2xRef, fir: (x) => firUpsample2dRef(x) };
+const DOWN_REF: Record<ResampleFilter, (x: Host64) => Host64> = { naive: avgPool2xRef, fir: (x) => firDownsample2dRef(x) };
+const UP_VJP_REF: Record<ResampleFilter, (g: Host64, xShape: number[]) => Host64> = {
+  naive: (g) => upsampleNearest2xVjpRef(g),
+  fir: (g, s) => firUpsample2dVjpRef(g, s),
+};
+const DOWN_VJP_REF: Record<ResampleFilter, (g: Host64, xShape: number[]) => Host64> = {
+  naive: (g) => avgPool2xVjpRef(g),
+  fir: (g, s) => firDownsample2dVjpRef(g, s),
+};
+
+/** The two directions: op, float64 references, the input sizes and seed, the gain checked, the HVP's output size. */
 const DIRECTIONS = [
-  {
-    name: 'upsample2x',
-    op: upsample2x,
-    ref: { naive: upsampleNearest2xRef, fir: (x) => firUpsample2dRef(x) },
-    vjpRef: { naive: (g) => upsampleNearest2xVjpRef(g), fir: (g, s) => firUpsample2dVjpRef(g, s) },
-    // Batch 1, odd channel counts, non-square; upsampling also takes odd spatial sizes.
-    shapes: [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 5, 7]],
-    seed: 11,
-    gain: 4,
-    hvpOutShape: [2, 3, 8, 12],
-  },
-  {
-    name: 'downsample2x',
-    op: downsample2x,
-    ref: { naive: avgPool2xRef, fir: (x) => firDownsample2dRef(x) },
-    vjpRef: { naive: (g) => avgPool2xVjpRef(g), fir: (g, s) => firDownsample2dVjpRef(g, s) },
-    shapes: [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 6, 10]],
-    seed: 12,
-    gain: 0.25,
-    hvpOutShape: [2, 3, 2, 3],
-  },
-] satisfies Array<{
-  name: string;
-  op: typeof upsample2x;
-  ref: Record<ResampleFilter, (x: Host64) => Host64>;
-  vjpRef: Record<ResampleFilter, (g: Host64, xShape: number[]) => Host64>;
-  shapes: number[][];
-  seed: number;
-  gain: number;
-  hvpOutShape: number[];
-}>;
+  // Batch 1, odd channel counts, non-square; upsampling also takes odd spatial sizes.
+  { name: 'upsample2x', op: upsample2x, ref: UP_REF, vjpRef: UP_VJP_REF, seed: 11, gain: 4,
+    shapes: [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 5, 7]], hvpOutShape: [2, 3, 8, 12] },
+  { name: 'downsample2x', op: downsample2x, ref: DOWN_REF, vjpRef: DOWN_VJP_REF, seed: 12, gain: 0.25,
+    shapes: [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 6, 10]], hvpOutShape: [2, 3, 2, 3] },
+];
 
 describe('resample ×2 (naive and FIR [1,3,3,1])', () => {
   const engine = useEngine();
