@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 import { encodeNpy, NpyError, parseNpy, readNpy, writeNpy, type NpyArray } from '../../formats/npy.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { itWritesAtomically } from '../helpers/atomic-write-cases.js';
 
 // Fixtures are written by scripts/fixtures/make_npy_fixtures.py (numpy 2.x) and committed.
 const FIX = fileURLToPath(new URL('../fixtures/npy/', import.meta.url));
@@ -318,20 +319,7 @@ describe('atomic writes', () => {
   const dir = tempDir('sbgc-npy-atomic-');
   const arr: NpyArray = { dtype: 'f4', shape: [3], data: new Float32Array([1, 2, 3]), fortranOrder: false };
 
-  it('writing into a non-existent directory throws and creates nothing', async () => {
-    const path = join(dir, 'missing', 'a.npy');
-    await expect(writeNpy(path, arr)).rejects.toThrow(`${path}: write failed:`);
-    expect(await readdir(dir)).toEqual([]);
-  });
-
-  it('a failed rename (target is a directory) leaves no temp file behind', async () => {
-    const target = join(dir, 'occupied.npy');
-    await mkdir(target);
-    await expect(writeNpy(target, arr)).rejects.toThrow(`${target}: write failed:`);
-    expect(await readdir(dir)).toEqual(['occupied.npy']);
-    expect(await readdir(target)).toEqual([]);
-    await rm(target, { recursive: true });
-  });
+  itWritesAtomically(dir, '.npy', (path) => writeNpy(path, arr));
 
   it('an invalid array never touches the existing file; a valid one replaces it whole', async () => {
     const path = join(dir, 'keep.npy');

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import {
   type TensorSpec,
 } from '../../formats/safetensors.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { itWritesAtomically } from '../helpers/atomic-write-cases.js';
 
 // Fixtures are hand-built by scripts/fixtures/make_npy_fixtures.py following the reference layout.
 const FIX = fileURLToPath(new URL('../fixtures/safetensors/', import.meta.url));
@@ -316,19 +317,9 @@ describe('atomic writes', () => {
     await rm(path);
   });
 
-  it('writing into a non-existent directory throws and creates nothing', async () => {
-    const path = join(dir, 'nope', 'w.safetensors');
-    await expect(saveSafetensors(path, tensors)).rejects.toThrow(`${path}: write failed:`);
-    expect(await readdir(dir)).toEqual([]);
-  });
+  itWritesAtomically(dir, '.safetensors', (path) => saveSafetensors(path, tensors));
 
-  it('a failed rename leaves no temp file; a failed encode leaves the old file intact', async () => {
-    const target = join(dir, 'occupied.safetensors');
-    await mkdir(target);
-    await expect(saveSafetensors(target, tensors)).rejects.toThrow(`${target}: write failed:`);
-    expect(await readdir(dir)).toEqual(['occupied.safetensors']);
-    await rm(target, { recursive: true });
-
+  it('a failed encode leaves the old file intact', async () => {
     const path = join(dir, 'keep.safetensors');
     await saveSafetensors(path, tensors);
     const before = await readFile(path);
