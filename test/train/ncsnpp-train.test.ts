@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { useEngine } from '../helpers/engine.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
+import { shortRunOptions } from './short-run-options.js';
 import { HostRng } from '../../engine/rng.js';
 import { loadPreset, parseConfig } from '../../model/config.js';
 import { DEFAULT_ADAM } from '../../train/optimizer.js';
-import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/trainer.js';
+import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../../train/trainer.js';
 import { ncsnppTrainable } from '../../train/ncsnpp-model.js';
 import type { ImageDataset } from '../../data/dataset.js';
 import '../../kernels/elementwise.js';
@@ -33,19 +34,14 @@ function randomImages(n: number): ImageDataset {
 
 const tempDir = useTempDirs('sbgc-ncsnpp-train-');
 
-function options(over: Partial<TrainOptions>): TrainOptions {
-  return {
-    ...DEFAULT_TRAIN_OPTIONS,
-    steps: 4,
-    batchSize: 4,
-    adam: { ...DEFAULT_ADAM, warmupSteps: 2, emaDecay: 0.9 },
-    tSampling: 'importance',
-    flip: true,
-    logEvery: 2,
-    checkpointEvery: 0,
-    ...over,
-  };
-}
+const options = shortRunOptions({
+  steps: 4,
+  batchSize: 4,
+  adam: { ...DEFAULT_ADAM, warmupSteps: 2, emaDecay: 0.9 },
+  tSampling: 'importance',
+  flip: true,
+  logEvery: 2,
+});
 
 describe('training the NCSN++ network (tiny preset + dropout)', () => {
   const engine = useEngine();
