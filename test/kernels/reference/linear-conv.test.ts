@@ -7,8 +7,9 @@
 // different orders: ~n·eps relative to the sum of absolute terms, so ≤ 1e-12.
 
 import { describe, expect, it } from 'vitest';
+import { expectBilinearDerivatives, BILINEAR_DOT_TOL } from '../../helpers/reference-fd.js';
 import { type T64, t64, randn64, makeRng, maxAbsDiff, maxRelDiff, size } from '../../../kernels/reference/tensor64.js';
-import { type RefOp, checkRefDerivatives, jvpFD, vjpViaFD, dotIdentity } from '../../../kernels/reference/finite-diff.js';
+import { type RefOp, jvpFD, vjpViaFD, dotIdentity } from '../../../kernels/reference/finite-diff.js';
 import {
   matmulRef,
   matmulVjpRef,
@@ -27,17 +28,6 @@ import {
   convTranspose2dRef,
   normalizePadding,
 } from '../../../kernels/reference/conv2d.js';
-
-const JVP_FD_TOL = 1e-7;
-const VJP_FD_TOL = 1e-7;
-const DOT_TOL = 1e-12;
-
-function expectDerivatives(op: RefOp, inputs: T64[], seed: number, vjpFD = true): void {
-  const e = checkRefDerivatives(op, inputs, { seed, vjpFD });
-  expect(e.jvpVsFD).toBeLessThanOrEqual(JVP_FD_TOL);
-  expect(e.dot).toBeLessThanOrEqual(DOT_TOL);
-  if (vjpFD) expect(e.vjpVsFD).toBeLessThanOrEqual(VJP_FD_TOL);
-}
 
 describe('tensor64', () => {
   it('randn64 is deterministic in its seed and roughly standard normal', () => {
@@ -87,7 +77,7 @@ describe('finite differences', () => {
     const v = randn64([3, 1], 10);
     const u = randn64([4, 1], 11);
     const jv = matmulRef(A, v);
-    expect(dotIdentity(jv, u, [v], [matmulRef(transpose2dRef(A), u)]).relErr).toBeLessThan(DOT_TOL);
+    expect(dotIdentity(jv, u, [v], [matmulRef(transpose2dRef(A), u)]).relErr).toBeLessThan(BILINEAR_DOT_TOL);
     const wrong = matmulRef(transpose2dRef(A), u);
     wrong.data[0] += 0.1;
     expect(dotIdentity(jv, u, [v], [wrong]).relErr).toBeGreaterThan(1e-4);
@@ -137,7 +127,7 @@ describe('matmul / linear', () => {
           return [r.ga, r.gb];
         },
       };
-      expectDerivatives(op, [randn64([M, K], trial), randn64([K, N], 50 + trial)], trial + 1);
+      expectBilinearDerivatives(op, [randn64([M, K], trial), randn64([K, N], 50 + trial)], trial + 1);
     }
   });
 
@@ -153,7 +143,7 @@ describe('matmul / linear', () => {
           return [r.gx, r.gw, r.gb];
         },
       };
-      expectDerivatives(op, [randn64([N, I], trial), randn64([O, I], 60 + trial), randn64([O], 70 + trial)], trial + 1);
+      expectBilinearDerivatives(op, [randn64([N, I], trial), randn64([O, I], 60 + trial), randn64([O], 70 + trial)], trial + 1);
     });
   });
 
@@ -292,7 +282,7 @@ describe('conv2d', () => {
           },
         };
         const inputs = [randn64([N, Cin, H, W], trial + 1), randn64([Cout, Cin, k, k], trial + 2), randn64([Cout], trial + 3)];
-        expectDerivatives(op, inputs, 10 * c + trial + 1);
+        expectBilinearDerivatives(op, inputs, 10 * c + trial + 1);
       });
     });
   });
@@ -321,6 +311,6 @@ describe('conv2d', () => {
     const v = randn64([2, 2, 9, 11], 6);
     const ct = convTranspose2dRef(u, w, { stride: 2 });
     expect(ct.shape).toEqual(v.shape);
-    expect(dotIdentity(ct, v, [u], [conv2dRef(v, w, null, { stride: 2 })]).relErr).toBeLessThan(DOT_TOL);
+    expect(dotIdentity(ct, v, [u], [conv2dRef(v, w, null, { stride: 2 })]).relErr).toBeLessThan(BILINEAR_DOT_TOL);
   });
 });

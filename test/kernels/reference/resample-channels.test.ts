@@ -3,8 +3,9 @@
 // only (~1e-10 relative with h = 1e-6) → ≤ 1e-7; the dot identity compares two float64 sums → ≤ 1e-12.
 
 import { describe, expect, it } from 'vitest';
+import { expectBilinearDerivatives } from '../../helpers/reference-fd.js';
 import { type T64, t64, randn64, makeRng, maxAbsDiff, maxRelDiff, dot64 } from '../../../kernels/reference/tensor64.js';
-import { type RefOp, checkRefDerivatives } from '../../../kernels/reference/finite-diff.js';
+import { type RefOp } from '../../../kernels/reference/finite-diff.js';
 import { conv2dRef } from '../../../kernels/reference/conv2d.js';
 import {
   type Upfirdn2dOptions,
@@ -53,17 +54,6 @@ import {
   axpyJvpRef,
 } from '../../../kernels/reference/channels.js';
 
-const JVP_FD_TOL = 1e-7;
-const VJP_FD_TOL = 1e-7;
-const DOT_TOL = 1e-12;
-
-function expectDerivatives(op: RefOp, inputs: T64[], seed: number): void {
-  const e = checkRefDerivatives(op, inputs, { seed });
-  expect(e.jvpVsFD).toBeLessThanOrEqual(JVP_FD_TOL);
-  expect(e.dot).toBeLessThanOrEqual(DOT_TOL);
-  expect(e.vjpVsFD).toBeLessThanOrEqual(VJP_FD_TOL);
-}
-
 /** Wraps a map linear in its single input. */
 function linearOp(f: (x: T64) => T64, jvp: (t: T64) => T64, vjp: (g: T64, xShape: number[]) => T64): RefOp {
   return { f: ([x]) => f(x), jvp: (_, [t]) => jvp(t), vjp: ([x], g) => [vjp(g, x.shape)] };
@@ -109,10 +99,10 @@ describe('nearest ×2 upsample and 2×2 average pool', () => {
 
   it('JVP/VJP vs finite differences and the dot identity (odd sizes, batch 1)', () => {
     for (const [i, shape] of [[1, 1, 1, 1], [1, 2, 3, 5], [2, 3, 4, 1]].entries()) {
-      expectDerivatives(linearOp(upsampleNearest2xRef, upsampleNearest2xJvpRef, upsampleNearest2xVjpRef), [randn64(shape, i)], i + 1);
+      expectBilinearDerivatives(linearOp(upsampleNearest2xRef, upsampleNearest2xJvpRef, upsampleNearest2xVjpRef), [randn64(shape, i)], i + 1);
     }
     for (const [i, shape] of [[1, 1, 2, 2], [1, 2, 4, 6], [2, 3, 6, 2]].entries()) {
-      expectDerivatives(linearOp(avgPool2xRef, avgPool2xJvpRef, avgPool2xVjpRef), [randn64(shape, i)], i + 1);
+      expectBilinearDerivatives(linearOp(avgPool2xRef, avgPool2xJvpRef, avgPool2xVjpRef), [randn64(shape, i)], i + 1);
     }
   });
 });
@@ -211,8 +201,8 @@ describe('upfirdn2d', () => {
         (t) => upfirdn2dJvpRef(t, k, opts),
         (g, s) => upfirdn2dVjpRef(g, k, s, opts),
       );
-      expectDerivatives(op, [randn64([1, 2, 5, 4], c)], c + 1);
-      expectDerivatives(op, [randn64([2, 1, 4, 7], c + 50)], c + 2);
+      expectBilinearDerivatives(op, [randn64([1, 2, 5, 4], c)], c + 1);
+      expectBilinearDerivatives(op, [randn64([2, 1, 4, 7], c + 50)], c + 2);
     });
   });
 });
@@ -271,9 +261,9 @@ describe('FIR resampling, kernel [1,3,3,1] (score_sde upsample_2d / downsample_2
         (t) => firDownsample2dJvpRef(t, opts),
         (g, s) => firDownsample2dVjpRef(g, s, opts),
       );
-      expectDerivatives(up, [randn64([1, 2, 3, 5], c)], c + 1);
-      expectDerivatives(down, [randn64([1, 2, 6, 7], c + 10)], c + 2);
-      expectDerivatives(down, [randn64([2, 1, 9, 6], c + 20)], c + 3);
+      expectBilinearDerivatives(up, [randn64([1, 2, 3, 5], c)], c + 1);
+      expectBilinearDerivatives(down, [randn64([1, 2, 6, 7], c + 10)], c + 2);
+      expectBilinearDerivatives(down, [randn64([2, 1, 9, 6], c + 20)], c + 3);
     });
   });
 });
@@ -328,10 +318,10 @@ describe('fused FIR + conv (upsample_conv_2d / conv_downsample_2d)', () => {
         return [r.gx, r.gw];
       },
     };
-    expectDerivatives(up, [randn64([1, 2, 3, 4], 1), randn64([3, 2, 3, 3], 2)], 1);
-    expectDerivatives(up, [randn64([2, 1, 2, 3], 3), randn64([2, 1, 1, 1], 4)], 2);
-    expectDerivatives(down, [randn64([1, 2, 6, 4], 5), randn64([3, 2, 3, 3], 6)], 3);
-    expectDerivatives(down, [randn64([2, 1, 5, 7], 7), randn64([2, 1, 3, 3], 8)], 4);
+    expectBilinearDerivatives(up, [randn64([1, 2, 3, 4], 1), randn64([3, 2, 3, 3], 2)], 1);
+    expectBilinearDerivatives(up, [randn64([2, 1, 2, 3], 3), randn64([2, 1, 1, 1], 4)], 2);
+    expectBilinearDerivatives(down, [randn64([1, 2, 6, 4], 5), randn64([3, 2, 3, 3], 6)], 3);
+    expectBilinearDerivatives(down, [randn64([2, 1, 5, 7], 7), randn64([2, 1, 3, 3], 8)], 4);
     const x = randn64([1, 2, 3, 4], 1);
     const w = randn64([3, 2, 3, 3], 2);
     expect(maxAbsDiff(upsampleConv2dJvpRef(x, w, { x }), upsampleConv2dRef(x, w))).toBeLessThan(1e-14);
@@ -363,8 +353,8 @@ describe('channels: concat / split', () => {
       jvp: (xs, ts) => concatChannelsJvpRef(xs, ts),
       vjp: (_, g) => concatChannelsVjpRef(g, counts),
     };
-    expectDerivatives(op, counts.map((c, k) => randn64([2, c, 3, 1], k)), 1);
-    expectDerivatives(op, counts.map((c, k) => randn64([1, c], k + 5)), 2);
+    expectBilinearDerivatives(op, counts.map((c, k) => randn64([2, c, 3, 1], k)), 1);
+    expectBilinearDerivatives(op, counts.map((c, k) => randn64([1, c], k + 5)), 2);
     const xs = counts.map((c, k) => randn64([1, c, 2, 3], k + 9));
     const t1 = randn64([1, 1, 2, 3], 20);
     const full = concatChannelsJvpRef(xs, [t64(xs[0].shape), t1, t64(xs[2].shape)]);
@@ -419,15 +409,15 @@ describe('channels: add / mul with per-(N, C) broadcast, scale, axpy', () => {
         },
       };
       const inputs = [randn64(aShape, c), randn64(bShape, c + 10)];
-      expectDerivatives(add, inputs, c + 1);
-      expectDerivatives(mul, inputs, c + 2);
+      expectBilinearDerivatives(add, inputs, c + 1);
+      expectBilinearDerivatives(mul, inputs, c + 2);
     });
   });
 
   it('scale and axpy JVP/VJP vs finite differences and the dot identity; absent tangents', () => {
     const s = Math.SQRT1_2;
     const scale: RefOp = { f: ([x]) => scaleRef(x, s), jvp: (_, [t]) => scaleJvpRef(t, s), vjp: (_, g) => [scaleVjpRef(g, s)] };
-    expectDerivatives(scale, [randn64([1, 3, 5, 5], 1)], 1);
+    expectBilinearDerivatives(scale, [randn64([1, 3, 5, 5], 1)], 1);
     const alpha = -0.37;
     const axpy: RefOp = {
       f: ([x, y]) => axpyRef(alpha, x, y),
@@ -437,7 +427,7 @@ describe('channels: add / mul with per-(N, C) broadcast, scale, axpy', () => {
         return [r.gx, r.gy];
       },
     };
-    expectDerivatives(axpy, [randn64([2, 3, 3, 1], 2), randn64([2, 3, 3, 1], 3)], 2);
+    expectBilinearDerivatives(axpy, [randn64([2, 3, 3, 1], 2), randn64([2, 3, 3, 1], 3)], 2);
     const x = randn64([2, 3], 4);
     const ty = randn64([2, 3], 5);
     expect(maxAbsDiff(axpyJvpRef(alpha, x, { y: ty }), ty)).toBe(0);
