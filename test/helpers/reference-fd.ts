@@ -22,6 +22,29 @@ export function expectBilinearDerivatives(op: RefOp, inputs: T64[], seed: number
   if (vjpFD) expect(e.vjpVsFD).toBeLessThanOrEqual(BILINEAR_FD_TOL);
 }
 
+/**
+ * A RefOp over inputs named `names` (in order), from rules in the references' own form: the JVP takes the tangents
+ * as a record by input name (absent ones undefined), the VJP returns the gradients as a record g<name>.
+ */
+export function namedRefOp<K extends string>(
+  names: readonly K[],
+  f: (inputs: T64[]) => T64,
+  jvp: (inputs: T64[], tangents: Partial<Record<K, T64>>) => T64,
+  vjp: (inputs: T64[], cotangent: T64) => Record<`g${K}`, T64>,
+): RefOp {
+  return {
+    f,
+    jvp: (inputs, tangents) => {
+      const named = Object.fromEntries(names.map((n, i) => [n, tangents[i]])) as Partial<Record<K, T64>>;
+      return jvp(inputs, named);
+    },
+    vjp: (inputs, cotangent) => {
+      const grads = vjp(inputs, cotangent);
+      return names.map((n) => grads[`g${n}`]);
+    },
+  };
+}
+
 export function normalSampler(seed: number): () => number {
   let s = seed >>> 0;
   const uniform = (): number => {

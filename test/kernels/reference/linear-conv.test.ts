@@ -7,9 +7,9 @@
 // different orders: ~n·eps relative to the sum of absolute terms, so ≤ 1e-12.
 
 import { describe, expect, it } from 'vitest';
-import { expectBilinearDerivatives, BILINEAR_DOT_TOL } from '../../helpers/reference-fd.js';
+import { expectBilinearDerivatives, namedRefOp, BILINEAR_DOT_TOL } from '../../helpers/reference-fd.js';
 import { type T64, t64, randn64, makeRng, maxAbsDiff, maxRelDiff, size } from '../../../kernels/reference/tensor64.js';
-import { type RefOp, jvpFD, vjpViaFD, dotIdentity } from '../../../kernels/reference/finite-diff.js';
+import { jvpFD, vjpViaFD, dotIdentity } from '../../../kernels/reference/finite-diff.js';
 import {
   matmulRef,
   matmulVjpRef,
@@ -119,14 +119,12 @@ describe('matmul / linear', () => {
     const rng = makeRng(11);
     for (let trial = 0; trial < 4; trial++) {
       const [M, K, N] = [rng.int(1, 5), rng.int(1, 6), rng.int(1, 5)];
-      const op: RefOp = {
-        f: ([a, b]) => matmulRef(a, b),
-        jvp: ([a, b], [ta, tb]) => matmulJvpRef(a, b, { a: ta, b: tb }),
-        vjp: ([a, b], g) => {
-          const r = matmulVjpRef(a, b, g);
-          return [r.ga, r.gb];
-        },
-      };
+      const op = namedRefOp(
+        ['a', 'b'],
+        ([a, b]) => matmulRef(a, b),
+        ([a, b], t) => matmulJvpRef(a, b, t),
+        ([a, b], g) => matmulVjpRef(a, b, g),
+      );
       expectBilinearDerivatives(op, [randn64([M, K], trial), randn64([K, N], 50 + trial)], trial + 1);
     }
   });
@@ -135,14 +133,12 @@ describe('matmul / linear', () => {
     const rng = makeRng(12);
     const shapes = [[1, 1, 1], [1, 5, 3], [3, 4, 7], [rng.int(1, 4), rng.int(1, 9), rng.int(1, 9)]];
     shapes.forEach(([N, I, O], trial) => {
-      const op: RefOp = {
-        f: ([x, w, b]) => linearRef(x, w, b),
-        jvp: ([x, w], [tx, tw, tb]) => linearJvpRef(x, w, { x: tx, w: tw, b: tb }),
-        vjp: ([x, w], g) => {
-          const r = linearVjpRef(x, w, g);
-          return [r.gx, r.gw, r.gb];
-        },
-      };
+      const op = namedRefOp(
+        ['x', 'w', 'b'],
+        ([x, w, b]) => linearRef(x, w, b),
+        ([x, w], t) => linearJvpRef(x, w, t),
+        ([x, w], g) => linearVjpRef(x, w, g),
+      );
       expectBilinearDerivatives(op, [randn64([N, I], trial), randn64([O, I], 60 + trial), randn64([O], 70 + trial)], trial + 1);
     });
   });
@@ -273,14 +269,12 @@ describe('conv2d', () => {
         [2, rng.int(1, 3), rng.int(k, 6), rng.int(k, 6), rng.int(1, 3)],
       ];
       shapes.forEach(([N, Cin, H, W, Cout], trial) => {
-        const op: RefOp = {
-          f: ([x, w, b]) => conv2dRef(x, w, b, opts),
-          jvp: ([x, w], [tx, tw, tb]) => conv2dJvpRef(x, w, { x: tx, w: tw, b: tb }, opts),
-          vjp: ([x, w], g) => {
-            const r = conv2dVjpRef(x, w, g, opts);
-            return [r.gx, r.gw, r.gb];
-          },
-        };
+        const op = namedRefOp(
+          ['x', 'w', 'b'],
+          ([x, w, b]) => conv2dRef(x, w, b, opts),
+          ([x, w], t) => conv2dJvpRef(x, w, t, opts),
+          ([x, w], g) => conv2dVjpRef(x, w, g, opts),
+        );
         const inputs = [randn64([N, Cin, H, W], trial + 1), randn64([Cout, Cin, k, k], trial + 2), randn64([Cout], trial + 3)];
         expectBilinearDerivatives(op, inputs, 10 * c + trial + 1);
       });

@@ -3,7 +3,7 @@
 // only (~1e-10 relative with h = 1e-6) → ≤ 1e-7; the dot identity compares two float64 sums → ≤ 1e-12.
 
 import { describe, expect, it } from 'vitest';
-import { expectBilinearDerivatives } from '../../helpers/reference-fd.js';
+import { expectBilinearDerivatives, namedRefOp } from '../../helpers/reference-fd.js';
 import { type T64, t64, randn64, makeRng, maxAbsDiff, maxRelDiff, dot64 } from '../../../kernels/reference/tensor64.js';
 import { type RefOp } from '../../../kernels/reference/finite-diff.js';
 import { conv2dRef } from '../../../kernels/reference/conv2d.js';
@@ -302,22 +302,18 @@ describe('fused FIR + conv (upsample_conv_2d / conv_downsample_2d)', () => {
   });
 
   it('JVP/VJP vs finite differences and the dot identity', () => {
-    const up: RefOp = {
-      f: ([x, w]) => upsampleConv2dRef(x, w),
-      jvp: ([x, w], [tx, tw]) => upsampleConv2dJvpRef(x, w, { x: tx, w: tw }),
-      vjp: ([x, w], g) => {
-        const r = upsampleConv2dVjpRef(x, w, g);
-        return [r.gx, r.gw];
-      },
-    };
-    const down: RefOp = {
-      f: ([x, w]) => convDownsample2dRef(x, w),
-      jvp: ([x, w], [tx, tw]) => convDownsample2dJvpRef(x, w, { x: tx, w: tw }),
-      vjp: ([x, w], g) => {
-        const r = convDownsample2dVjpRef(x, w, g);
-        return [r.gx, r.gw];
-      },
-    };
+    const up = namedRefOp(
+      ['x', 'w'],
+      ([x, w]) => upsampleConv2dRef(x, w),
+      ([x, w], t) => upsampleConv2dJvpRef(x, w, t),
+      ([x, w], g) => upsampleConv2dVjpRef(x, w, g),
+    );
+    const down = namedRefOp(
+      ['x', 'w'],
+      ([x, w]) => convDownsample2dRef(x, w),
+      ([x, w], t) => convDownsample2dJvpRef(x, w, t),
+      ([x, w], g) => convDownsample2dVjpRef(x, w, g),
+    );
     expectBilinearDerivatives(up, [randn64([1, 2, 3, 4], 1), randn64([3, 2, 3, 3], 2)], 1);
     expectBilinearDerivatives(up, [randn64([2, 1, 2, 3], 3), randn64([2, 1, 1, 1], 4)], 2);
     expectBilinearDerivatives(down, [randn64([1, 2, 6, 4], 5), randn64([3, 2, 3, 3], 6)], 3);
@@ -392,22 +388,18 @@ describe('channels: add / mul with per-(N, C) broadcast, scale, axpy', () => {
   ];
   pairs.forEach(([aShape, bShape], c) => {
     it(`add/mul JVP/VJP vs finite differences and the dot identity: [${aShape}] ∘ [${bShape}]`, () => {
-      const add: RefOp = {
-        f: ([a, b]) => addRef(a, b),
-        jvp: ([a, b], [ta, tb]) => addJvpRef(a, b, { a: ta, b: tb }),
-        vjp: ([, b], g) => {
-          const r = addVjpRef(g, b.shape);
-          return [r.ga, r.gb];
-        },
-      };
-      const mul: RefOp = {
-        f: ([a, b]) => mulRef(a, b),
-        jvp: ([a, b], [ta, tb]) => mulJvpRef(a, b, { a: ta, b: tb }),
-        vjp: ([a, b], g) => {
-          const r = mulVjpRef(a, b, g);
-          return [r.ga, r.gb];
-        },
-      };
+      const add = namedRefOp(
+        ['a', 'b'],
+        ([a, b]) => addRef(a, b),
+        ([a, b], t) => addJvpRef(a, b, t),
+        ([, b], g) => addVjpRef(g, b.shape),
+      );
+      const mul = namedRefOp(
+        ['a', 'b'],
+        ([a, b]) => mulRef(a, b),
+        ([a, b], t) => mulJvpRef(a, b, t),
+        ([a, b], g) => mulVjpRef(a, b, g),
+      );
       const inputs = [randn64(aShape, c), randn64(bShape, c + 10)];
       expectBilinearDerivatives(add, inputs, c + 1);
       expectBilinearDerivatives(mul, inputs, c + 2);
@@ -419,14 +411,12 @@ describe('channels: add / mul with per-(N, C) broadcast, scale, axpy', () => {
     const scale: RefOp = { f: ([x]) => scaleRef(x, s), jvp: (_, [t]) => scaleJvpRef(t, s), vjp: (_, g) => [scaleVjpRef(g, s)] };
     expectBilinearDerivatives(scale, [randn64([1, 3, 5, 5], 1)], 1);
     const alpha = -0.37;
-    const axpy: RefOp = {
-      f: ([x, y]) => axpyRef(alpha, x, y),
-      jvp: ([x], [tx, ty]) => axpyJvpRef(alpha, x, { x: tx, y: ty }),
-      vjp: (_, g) => {
-        const r = axpyVjpRef(alpha, g);
-        return [r.gx, r.gy];
-      },
-    };
+    const axpy = namedRefOp(
+      ['x', 'y'],
+      ([x, y]) => axpyRef(alpha, x, y),
+      ([x], t) => axpyJvpRef(alpha, x, t),
+      (_, g) => axpyVjpRef(alpha, g),
+    );
     expectBilinearDerivatives(axpy, [randn64([2, 3, 3, 1], 2), randn64([2, 3, 3, 1], 3)], 2);
     const x = randn64([2, 3], 4);
     const ty = randn64([2, 3], 5);
