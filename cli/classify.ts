@@ -14,7 +14,7 @@ import { elboEstimator, probabilityFlowEstimator, type Estimator } from '../eval
 import type { FlagReader, FlagValues } from './flag-reader.js';
 import { SOLVER_USAGE } from './solver-flags.js';
 import { INPUT_USAGE } from './image-input.js';
-import { chunkImages, header, odeOptions, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from './eval-setup.js';
+import { chunkImages, header, loopSettings, meanBitsPerDimNote, odeOptions, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand, type EvalSetup } from './eval-setup.js';
 import { runEvaluation } from './evaluation-loop.js';
 import type { ImageRecord, JsonValue, RunFile } from './run-file.js';
 
@@ -177,17 +177,8 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
         : {});
     if (elbo) for (const key of ODE_ONLY_SETTINGS) delete head.settings[key];
     const file = await runEvaluation<ClassifyRecord>({
-      f: s.f,
-      io,
+      ...loopSettings(s),
       header: head,
-      source,
-      batch: s.batch,
-      out: s.out,
-      resume: s.resume,
-      overwrite: s.overwrite,
-      progress: s.progress,
-      quiet: s.quiet,
-      tSpan: [settings.epsT, loaded.model.sde.T],
       async solveChunk(p0, p1, progress) {
         const images = chunkImages(s, p0, p1);
         const r = await estimator.logpPerClass(s.engine, loaded.model, images, { imageOffset: source.globalIndex(p0), onProgress: progress.solve });
@@ -245,15 +236,10 @@ export async function runClassify(argv: string[], io: CommandIo = processIo): Pr
         return parts.join(' | ');
       },
     });
-    const sum = file.summary;
-    writeClosingLine(
-      io,
-      'classify',
-      (sum.accuracy !== null ? `, accuracy ${(100 * (sum.accuracy as number)).toFixed(2)}% (${sum.correct}/${sum.labelled})` : '') +
-        (sum.meanBitsPerDim !== null ? `, mean ${(sum.meanBitsPerDim as number).toFixed(4)} bits/dim` : ''),
-      file,
-      s.out,
-    );
+    writeClosingLine(s, 'classify', file, (sum) => {
+      const accuracy = sum.accuracy !== null ? `, accuracy ${(100 * (sum.accuracy as number)).toFixed(2)}% (${sum.correct}/${sum.labelled})` : '';
+      return accuracy + meanBitsPerDimNote(sum);
+    });
     return file;
   } finally {
     loaded.dispose();

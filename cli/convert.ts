@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { SbgcError } from '../engine/errors.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine, valueFlags } from './flag-reader.js';
 import { ConfigError, loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { convertScoreSdeCheckpoint, type ConvertReport, type ScoreSdeEntry } from '../model/convert.js';
 
@@ -56,22 +56,9 @@ function summary(inPath: string, outPath: string, r: ConvertReport): string {
 }
 
 export async function convertCommand(argv: string[]): Promise<void> {
-  const { values } = parseCommandArgs('convert', CONVERT_USAGE, {
-    args: argv,
-    options: {
-      in: { type: 'string' },
-      out: { type: 'string' },
-      entry: { type: 'string', default: 'ema' },
-      config: { type: 'string' },
-      help: HELP_FLAG,
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
-    console.log(CONVERT_USAGE);
-    return;
-  }
+  const parsed = parseCommandLine('convert', CONVERT_USAGE, argv, { ...valueFlags('in', 'out', 'config'), entry: { type: 'string', default: 'ema' } });
+  if (!parsed) return;
+  const { values } = parsed;
   if (!values.in || !values.out) throw new SbgcError(`convert: --in and --out are required\n\n${CONVERT_USAGE}`);
   const entry = values.entry;
   if (entry !== 'ema' && entry !== 'model') throw new SbgcError(`convert: --entry must be 'ema' or 'model', got '${entry}'`);

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { createEngine } from './context.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine } from './flag-reader.js';
 import { describeAdapter } from '../engine/gpu.js';
 import { smokeCommand } from './smoke.js';
 import { loadPreset } from '../model/config.js';
@@ -39,30 +39,23 @@ from offset 0, rtol = atol = 1e-2, ε_t = ${EPS_DEMO} with a diffused start, n =
 it runs the kernel smoke check instead.`;
 
 export async function demoCommand(argv: string[] = []): Promise<boolean> {
-  const { values } = parseCommandArgs('demo', DEMO_USAGE, {
-    args: argv,
-    options: {
-      images: { type: 'string', default: '5' },
-      offset: { type: 'string', default: '0' },
-      rtol: { type: 'string', default: '1e-2' },
-      // ε_t = EPS_DEMO with a diffused start, not the paper's clean start at 1e-5: on the bundled, briefly trained
-      // model the density at small t is where it is least reliable (model/weights/mnist-small/TRAINING.md, "ε_t and
-      // the start point"): more accurate and fewer NFE.
-      'eps-t': { type: 'string', default: EPS_DEMO },
-      start: { type: 'string', default: 'diffused' },
-      // n = 4 draws (start noise, probe and dequantisation), log p averaged: on the bundled model one draw's log p
-      // moves by several nats between draws, the size of most wrong margins (TRAINING.md, "Draws per image").
-      n: { type: 'string', default: '4' },
-      seed: { type: 'string', default: '0' },
-      weights: { type: 'string' },
-      help: HELP_FLAG,
-    },
-    strict: true,
+  const parsed = parseCommandLine('demo', DEMO_USAGE, argv, {
+    images: { type: 'string', default: '5' },
+    offset: { type: 'string', default: '0' },
+    rtol: { type: 'string', default: '1e-2' },
+    // ε_t = EPS_DEMO with a diffused start, not the paper's clean start at 1e-5: on the bundled, briefly trained
+    // model the density at small t is where it is least reliable (model/weights/mnist-small/TRAINING.md, "ε_t and
+    // the start point"): more accurate and fewer NFE.
+    'eps-t': { type: 'string', default: EPS_DEMO },
+    start: { type: 'string', default: 'diffused' },
+    // n = 4 draws (start noise, probe and dequantisation), log p averaged: on the bundled model one draw's log p
+    // moves by several nats between draws, the size of most wrong margins (TRAINING.md, "Draws per image").
+    n: { type: 'string', default: '4' },
+    seed: { type: 'string', default: '0' },
+    weights: { type: 'string' },
   });
-  if (values.help) {
-    console.log(DEMO_USAGE);
-    return true;
-  }
+  if (!parsed) return true;
+  const { values } = parsed;
   const num = (flag: string, v: string, min: number) => {
     const x = Number(v);
     if (!Number.isFinite(x) || x < min) throw new SbgcError(`demo: --${flag} must be a number ≥ ${min}, got '${v}'`);

@@ -10,20 +10,16 @@ import { PRECISION_NOTE } from '../solvers/ode/batch-types.js';
 import type { ClassifyOptions } from '../eval/probability-flow-likelihood.js';
 import { loadModelSource, MODEL_FLAGS, type LoadedModel } from './model-source.js';
 import type { CommandIo } from './progress.js';
-import { FlagReader, type FlagValues } from './flag-reader.js';
+import { FlagReader, HELP_FLAG, switchFlags, valueFlags, type FlagValues } from './flag-reader.js';
 import { readSolverFlags, solverOptions, SOLVER_FLAGS, type SolverSettings } from './solver-flags.js';
 import { INPUT_FLAGS, loadImageInput, type ImageSource } from './image-input.js';
-import type { JsonValue, RunHeader } from './run-file.js';
+import type { ImageRecord, JsonValue, RunHeader } from './run-file.js';
+import type { EvaluationSpec } from './evaluation-loop.js';
 
 export const RUN_FLAGS = {
-  batch: { type: 'string' },
-  out: { type: 'string' },
-  resume: { type: 'boolean' },
-  overwrite: { type: 'boolean' },
-  'per-draw': { type: 'boolean' },
-  quiet: { type: 'boolean' },
-  'no-progress': { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
+  ...valueFlags('batch', 'out'),
+  ...switchFlags('resume', 'overwrite', 'per-draw', 'quiet', 'no-progress'),
+  help: HELP_FLAG,
 } as const;
 
 export const RUN_USAGE = `run:
@@ -116,6 +112,12 @@ export async function setupEvaluation(
   }
 }
 
+/** The fields of an evaluation loop's spec that come from the flags and the input (cli/evaluation-loop.ts). */
+export function loopSettings(s: EvalSetup): Pick<EvaluationSpec<ImageRecord>, 'f' | 'io' | 'source' | 'batch' | 'out' | 'resume' | 'overwrite' | 'progress' | 'quiet' | 'tSpan'> {
+  const { f, io, source, batch, out, resume, overwrite, progress, quiet } = s;
+  return { f, io, source, batch, out, resume, overwrite, progress, quiet, tSpan: [s.settings.epsT, s.loaded.model.sde.T] };
+}
+
 /** The likelihood-module options of every chunk (imageOffset and onProgress are added per chunk). */
 export function odeOptions(s: EvalSetup): ClassifyOptions {
   const a = s.loaded.analytic;
@@ -179,20 +181,25 @@ export function roundAll(a: ArrayLike<number>): number[] {
 /**
  * The closing line of an evaluation command: "<command>: N images<what>, mean NFE …[, k FAILED][ → out]", written
  * to stdout when the JSON went to a file (so stdout stays parseable otherwise) and to stderr when it went to stdout.
+ * `what` reads the command's own figures from the summary.
  */
 export function writeClosingLine(
-  io: CommandIo,
+  s: Pick<EvalSetup, 'io' | 'out'>,
   command: string,
-  what: string,
   file: { summary: { [k: string]: JsonValue }; complete: boolean },
-  out: string | null | undefined,
+  what: (summary: { [k: string]: JsonValue }) => string,
 ): void {
   const sum = file.summary;
   const line =
-    `${command}: ${sum.images} images${what}, mean NFE ${sum.meanNfe}` +
+    `${command}: ${sum.images} images${what(sum)}, mean NFE ${sum.meanNfe}` +
     (Number(sum.failed) > 0 ? `, ${sum.failed} FAILED` : '') +
-    (out ? ` → ${out}${file.complete ? '' : ' (incomplete)'}` : '');
-  (out ? io.stdout : io.stderr).write(line + '\n');
+    (s.out ? ` → ${s.out}${file.complete ? '' : ' (incomplete)'}` : '');
+  (s.out ? s.io.stdout : s.io.stderr).write(line + '\n');
+}
+
+/** ", mean B bits/dim" of a summary's meanBitsPerDim (nothing when no image succeeded). */
+export function meanBitsPerDimNote(summary: { [k: string]: JsonValue }): string {
+  return summary.meanBitsPerDim !== null ? `, mean ${(summary.meanBitsPerDim as number).toFixed(4)} bits/dim` : '';
 }
 
 /** A CLI entry for cli/main.ts: exit status 1 (false) when some image failed to solve. */

@@ -9,7 +9,7 @@
  * so ema_N = dᴺ·θ₀ + (1 − d)·Σₖ d^(N−k)·θₖ and (ema_N − dᴺ·θ₀)/(1 − dᴺ) is the average of the trained weights alone.
  */
 import { SbgcError } from '../engine/errors.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine } from './flag-reader.js';
 import { parseConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
 import { saveHostWeights } from '../model/weights.js';
@@ -18,16 +18,9 @@ import { autoEvalWeights, loadCheckpoint } from '../train/checkpoint.js';
 export const EXPORT_USAGE = 'usage: sbgc export-weights CHECKPOINT.safetensors --out W.safetensors [--which auto|ema|ema-debiased|raw]';
 
 export async function exportWeightsCommand(argv: string[]): Promise<boolean> {
-  const { values, positionals } = parseCommandArgs('export-weights', EXPORT_USAGE, {
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { out: { type: 'string' }, which: { type: 'string', default: 'auto' }, help: HELP_FLAG },
-  });
-  if (values.help) {
-    console.log(EXPORT_USAGE);
-    return true;
-  }
+  const parsed = parseCommandLine('export-weights', EXPORT_USAGE, argv, { out: { type: 'string' }, which: { type: 'string', default: 'auto' } }, true);
+  if (!parsed) return true;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new SbgcError(`export-weights: give exactly one checkpoint file\n${EXPORT_USAGE}`);
   if (!values.out) throw new SbgcError(`export-weights: --out W.safetensors is required\n${EXPORT_USAGE}`);
   const which = values.which;

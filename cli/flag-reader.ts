@@ -82,6 +82,29 @@ export class FlagReader {
 /** The --help / -h flag every command accepts. */
 export const HELP_FLAG = { type: 'boolean', short: 'h' } as const;
 
+/** parseArgs entries of flags that take a value (`--name V`), by name; typed, so the parsed values stay typed. */
+export function valueFlags<const N extends string>(...names: N[]): { readonly [K in N]: { readonly type: 'string' } } {
+  return Object.fromEntries(names.map((name) => [name, { type: 'string' }])) as { [K in N]: { type: 'string' } };
+}
+
+/** parseArgs entries of on/off flags (`--name`), by name. */
+export function switchFlags<const N extends string>(...names: N[]): { readonly [K in N]: { readonly type: 'boolean' } } {
+  return Object.fromEntries(names.map((name) => [name, { type: 'boolean' }])) as { [K in N]: { type: 'boolean' } };
+}
+
+/**
+ * A command's own typed flags (strict parseArgs, --help/-h added): the parsed flags, or null after printing the
+ * usage for --help. A parse error names the command and carries its usage.
+ */
+export function parseCommandLine<O extends OptionTable>(command: string, usage: string, argv: string[], options: O, allowPositionals = false) {
+  const parsed = parseCommandArgs(command, usage, { args: argv, options: { ...options, help: HELP_FLAG }, strict: true, allowPositionals });
+  if ((parsed.values as FlagValues).help) {
+    console.log(usage);
+    return null;
+  }
+  return parsed;
+}
+
 /**
  * node:util parseArgs (strict) for a command with its own typed option table: a parse error (unknown flag,
  * missing value) names the command and carries its usage.

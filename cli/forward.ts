@@ -11,10 +11,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createEngine } from './context.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine, valueFlags } from './flag-reader.js';
 import { SbgcError } from '../engine/errors.js';
-import { readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
-import { f16BitsToNumber } from '../engine/tensor.js';
+import { npyFloat64, readNpy, writeNpy, type NpyArray } from '../formats/npy.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { NetworkScoreModel } from '../model/score.js';
 import { initWeights, loadWeights, type NetworkWeights } from '../model/weights.js';
@@ -48,15 +47,7 @@ async function readArray(flag: string, path: string): Promise<NpyArray> {
 
 /** Float npy data as float64 numbers; other dtypes are an error naming the flag and file. */
 function floatValues(flag: string, path: string, a: NpyArray): Float64Array {
-  switch (a.dtype) {
-    case 'f2':
-      return Float64Array.from(a.data, f16BitsToNumber);
-    case 'f4':
-    case 'f8':
-      return Float64Array.from(a.data);
-    default:
-      fail(`${flag} ${path}: dtype ${a.dtype} is not a float type (f2, f4 or f8)`);
-  }
+  return npyFloat64(a) ?? fail(`${flag} ${path}: dtype ${a.dtype} is not a float type (f2, f4 or f8)`);
 }
 
 function integerValues(flag: string, path: string, a: NpyArray): number[] {
@@ -71,26 +62,9 @@ function integerValues(flag: string, path: string, a: NpyArray): number[] {
 }
 
 export async function forwardCommand(argv: string[]): Promise<boolean> {
-  const { values } = parseCommandArgs('forward', FORWARD_USAGE, {
-    args: argv,
-    options: {
-      config: { type: 'string' },
-      weights: { type: 'string' },
-      'init-seed': { type: 'string' },
-      x: { type: 'string' },
-      t: { type: 'string' },
-      y: { type: 'string' },
-      out: { type: 'string' },
-      'batch-size': { type: 'string' },
-      help: HELP_FLAG,
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
-    console.log(FORWARD_USAGE);
-    return true;
-  }
+  const parsed = parseCommandLine('forward', FORWARD_USAGE, argv, valueFlags('config', 'weights', 'init-seed', 'x', 't', 'y', 'out', 'batch-size'));
+  if (!parsed) return true;
+  const { values } = parsed;
   for (const flag of ['config', 'x', 't', 'out'] as const) if (!values[flag]) fail(`--${flag} is required`);
   if ((values.weights === undefined) === (values['init-seed'] === undefined)) fail('give exactly one of --weights and --init-seed');
   let seed = 0;

@@ -12,22 +12,15 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { ShapeError } from '../engine/errors.js';
-import { readNpy, type NpyArray } from '../formats/npy.js';
-import { f16BitsToNumber } from '../engine/tensor.js';
+import { npyFloat64, readNpy, type NpyArray } from '../formats/npy.js';
 import { loadDataset, type ImageDataset } from '../data/index.js';
 import { decodePng, loadPngFolder, PngError, rgbaToChw } from '../data/png-folder.js';
 import { imagesInModelSpace, type ImageInput, type ModelSpaceConversion, type ModelSpaceImages } from '../data/model-space-images.js';
-import type { FlagReader, FlagValues } from './flag-reader.js';
+import { valueFlags, type FlagReader, type FlagValues } from './flag-reader.js';
 
 export const INPUT_FLAGS = {
   png: { type: 'string', multiple: true },
-  npy: { type: 'string' },
-  'npy-space': { type: 'string' },
-  'npy-layout': { type: 'string' },
-  data: { type: 'string' },
-  labels: { type: 'string' },
-  limit: { type: 'string' },
-  offset: { type: 'string' },
+  ...valueFlags('npy', 'npy-space', 'npy-layout', 'data', 'labels', 'limit', 'offset'),
 } as const;
 
 export const INPUT_USAGE = `input (one of):
@@ -64,19 +57,6 @@ export interface ModelShapeInfo {
 
 function shapeText(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
-}
-
-/** Float npy data as float64 numbers, or null for a non-float dtype. */
-function floatData(a: NpyArray): Float64Array | null {
-  switch (a.dtype) {
-    case 'f2':
-      return Float64Array.from(a.data, f16BitsToNumber);
-    case 'f4':
-    case 'f8':
-      return Float64Array.from(a.data);
-    default:
-      return null;
-  }
 }
 
 function integerData(a: NpyArray): number[] | null {
@@ -163,7 +143,7 @@ async function loadNpyInput(f: FlagReader, values: FlagValues, path: string, mod
   const per = C * H * W;
   let data: Float64Array | Uint8Array;
   if (space === 'model') {
-    const v = floatData(a);
+    const v = npyFloat64(a);
     if (!v) f.error(`--npy ${path}: --npy-space model needs float values (f2/f4/f8), got dtype ${a.dtype}`);
     const bad = v.findIndex((x) => !Number.isFinite(x));
     if (bad >= 0) f.error(`--npy ${path}: element ${bad} (image ${Math.floor(bad / per)}) is ${v[bad]} (not finite)`);
@@ -171,7 +151,7 @@ async function loadNpyInput(f: FlagReader, values: FlagValues, path: string, mod
   } else {
     const v = integerData(a);
     if (!v) {
-      const hint = floatData(a) ? '; if these are model-space values, pass --npy-space model' : '';
+      const hint = npyFloat64(a) ? '; if these are model-space values, pass --npy-space model' : '';
       f.error(`--npy ${path}: dtype ${a.dtype} is not 8-bit pixel data (uint8 expected${hint})`);
     }
     const bad = v.findIndex((x) => !(Number.isInteger(x) && x >= 0 && x <= 255));

@@ -1,5 +1,5 @@
 import { createEngine } from './context.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine } from './flag-reader.js';
 import { ENGINE_VERSION } from '../engine/engine.js';
 
 export const INFO_USAGE = `usage: sbgc info [--json]
@@ -7,11 +7,9 @@ export const INFO_USAGE = `usage: sbgc info [--json]
 The WebGPU adapter, backend, features and limits (--json: as JSON).`;
 
 export async function infoCommand(argv: string[]): Promise<void> {
-  const { values } = parseCommandArgs('info', INFO_USAGE, { args: argv, options: { json: { type: 'boolean', default: false }, help: HELP_FLAG }, strict: true });
-  if (values.help) {
-    console.log(INFO_USAGE);
-    return;
-  }
+  const parsed = parseCommandLine('info', INFO_USAGE, argv, { json: { type: 'boolean', default: false } });
+  if (!parsed) return;
+  const { values } = parsed;
   const e = await createEngine();
   const report = {
     engine: 'sbgc',

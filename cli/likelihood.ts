@@ -13,7 +13,7 @@ import { maxNfe, rowStatus } from '../eval/estimator.js';
 import type { FlagReader, FlagValues } from './flag-reader.js';
 import { SOLVER_USAGE } from './solver-flags.js';
 import { INPUT_USAGE } from './image-input.js';
-import { chunkImages, chunkOptions, header, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from './eval-setup.js';
+import { chunkImages, chunkOptions, header, loopSettings, meanBitsPerDimNote, round, roundAll, RUN_USAGE, setupEvaluation, writeClosingLine, failingImagesCommand } from './eval-setup.js';
 import { runEvaluation } from './evaluation-loop.js';
 import type { ImageRecord, JsonValue, RunFile } from './run-file.js';
 
@@ -116,17 +116,8 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
     const a = loaded.analytic;
     const labelOf = (p: number): number | null => (mode !== 'given-label' ? null : (fixedLabel ?? source.labels![p]));
     const file = await runEvaluation<LikelihoodRecord>({
-      f: s.f,
-      io,
+      ...loopSettings(s),
       header: header(s, 'sbgc.likelihood/1', { mode, label: fixedLabel ?? (mode === 'given-label' ? 'from the input' : null) }),
-      source,
-      batch: s.batch,
-      out: s.out,
-      resume: s.resume,
-      overwrite: s.overwrite,
-      progress: s.progress,
-      quiet: s.quiet,
-      tSpan: [settings.epsT, loaded.model.sde.T],
       async solveChunk(p0, p1, progress) {
         const images = chunkImages(s, p0, p1);
         const opts = chunkOptions(s, p0, progress.solve);
@@ -196,16 +187,10 @@ export async function runLikelihood(argv: string[], io: CommandIo = processIo): 
         return parts.join(' | ');
       },
     });
-    const sum = file.summary;
-    writeClosingLine(
-      io,
-      'likelihood',
-      ` (${mode})` +
-        (sum.meanBitsPerDim !== null ? `, mean ${(sum.meanBitsPerDim as number).toFixed(4)} bits/dim` : '') +
-        (sum.bitsPerDimStdError !== null ? ` ± ${(sum.bitsPerDimStdError as number).toPrecision(2)}` : ''),
-      file,
-      s.out,
-    );
+    writeClosingLine(s, 'likelihood', file, (sum) => {
+      const stdError = sum.bitsPerDimStdError !== null ? ` ± ${(sum.bitsPerDimStdError as number).toPrecision(2)}` : '';
+      return ` (${mode})${meanBitsPerDimNote(sum)}${stdError}`;
+    });
     return file;
   } finally {
     loaded.dispose();

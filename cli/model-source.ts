@@ -26,15 +26,9 @@ import { NetworkScoreModel, type ScoreModel } from '../model/score.js';
 import { createSde } from '../model/sde.js';
 import { hostWeightsFromBytes, initWeights, uploadWeights } from '../model/weights.js';
 import { GaussianMixtureScoreModel, type GaussianComponent, type GaussianMixtureSpec } from '../model/analytic-models.js';
-import type { FlagReader, FlagValues } from './flag-reader.js';
+import { valueFlags, type FlagReader, type FlagValues } from './flag-reader.js';
 
-export const MODEL_FLAGS = {
-  config: { type: 'string' },
-  weights: { type: 'string' },
-  'init-seed': { type: 'string' },
-  model: { type: 'string' },
-  'model-file': { type: 'string' },
-} as const;
+export const MODEL_FLAGS = valueFlags('config', 'weights', 'init-seed', 'model', 'model-file');
 
 export const ANALYTIC_MODEL_TYPES = {
   'analytic:gaussian': 'unconditional isotropic Gaussian N(μ, s²I): {"shape", "mean", "variance"}',

@@ -9,23 +9,16 @@
 import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbgcError } from '../engine/errors.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine } from './flag-reader.js';
 import { writeFileAtomic } from '../engine/files.js';
 import { pairedMarkdown, reportFigure, reportMarkdown, reportRow, type ClassifyRunFile } from '../eval/results-report.js';
 
 export const REPORT_USAGE = 'usage: sbgc report RESULTS.json… [--out-dir DIR] [--title TEXT]';
 
 export async function reportCommand(argv: string[]): Promise<boolean> {
-  const { values, positionals } = parseCommandArgs('report', REPORT_USAGE, {
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { 'out-dir': { type: 'string' }, title: { type: 'string', default: 'Held-out accuracy' }, help: HELP_FLAG },
-  });
-  if (values.help) {
-    console.log(REPORT_USAGE);
-    return true;
-  }
+  const parsed = parseCommandLine('report', REPORT_USAGE, argv, { 'out-dir': { type: 'string' }, title: { type: 'string', default: 'Held-out accuracy' } }, true);
+  if (!parsed) return true;
+  const { values, positionals } = parsed;
   if (positionals.length === 0) throw new SbgcError(`report: give one or more sbgc classify result files\n${REPORT_USAGE}`);
   const rows = [];
   for (const file of positionals) {

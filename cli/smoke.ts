@@ -3,7 +3,7 @@
  * Used by `npm run demo` until the classifier exists, and by `sbgc smoke`.
  */
 import { createEngine } from './context.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { parseCommandLine } from './flag-reader.js';
 import { describeAdapter } from '../engine/gpu.js';
 import { drawHost, randomTensor } from '../engine/rng.js';
 import { silu, axpy } from '../kernels/elementwise.js';
@@ -15,11 +15,7 @@ Runs a few kernels on the adapter (Philox bits, SiLU, axpy, a forward-over-rever
 references; exit status 1 when one is off.`;
 
 export async function smokeCommand(argv: string[] = []): Promise<boolean> {
-  const { values } = parseCommandArgs('smoke', SMOKE_USAGE, { args: argv, options: { help: HELP_FLAG }, strict: true });
-  if (values.help) {
-    console.log(SMOKE_USAGE);
-    return true;
-  }
+  if (!parseCommandLine('smoke', SMOKE_USAGE, argv, {})) return true;
   const e = await createEngine();
   console.log(`adapter: ${describeAdapter(e.info)}`);
   let ok = true;

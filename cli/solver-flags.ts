@@ -1,5 +1,5 @@
 /** The probability-flow solver flags of SPEC §3, shared by the evaluation commands (classify, likelihood, study). */
-import type { FlagReader, FlagValues, OptionTable } from './flag-reader.js';
+import { switchFlags, valueFlags, type FlagReader, type FlagValues, type OptionTable } from './flag-reader.js';
 import { LIKELIHOOD_STARTS, type ClassifyOptions, type LikelihoodStart, type ProbeKind } from '../eval/probability-flow-likelihood.js';
 import { HUTCHINSON_PASSES, type HutchinsonPass } from '../solvers/divergence.js';
 import type { StatePlacement, StepControl } from '../solvers/ode/batch-types.js';
@@ -12,23 +12,14 @@ export const STATES = ['gpu-f32', 'host-f64'] as const satisfies readonly StateP
 export const PRIORS = ['standard', 'exact'] as const;
 export type PriorKind = (typeof PRIORS)[number];
 
+/** The flags of the ODE solve itself: classify / likelihood and study (which sweeps the probe settings itself). */
+export const ODE_FLAGS = {
+  ...valueFlags('rtol', 'atol', 'eps-t', 'seed', 'step-control', 'state', 'prior', 'max-steps'),
+  ...switchFlags('no-dequant'),
+} satisfies OptionTable;
+
 /** The solver flags of classify / likelihood (parseArgs table). */
-export const SOLVER_FLAGS = {
-  rtol: { type: 'string' },
-  atol: { type: 'string' },
-  'eps-t': { type: 'string' },
-  start: { type: 'string' },
-  probes: { type: 'string' },
-  n: { type: 'string' },
-  'hutchinson-pass': { type: 'string' },
-  seed: { type: 'string' },
-  'probes-mode': { type: 'string' },
-  'step-control': { type: 'string' },
-  state: { type: 'string' },
-  prior: { type: 'string' },
-  'no-dequant': { type: 'boolean' },
-  'max-steps': { type: 'string' },
-} as const satisfies OptionTable;
+export const SOLVER_FLAGS = { ...ODE_FLAGS, ...valueFlags('start', 'probes', 'n', 'hutchinson-pass', 'probes-mode') } satisfies OptionTable;
 
 export const SOLVER_USAGE = `solver (SPEC §3; defaults are the paper's settings except n):
   --rtol R --atol A       RK45 tolerances (default 1e-5, 1e-5)

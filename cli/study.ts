@@ -14,8 +14,8 @@ import { writeFileAtomic } from '../engine/files.js';
 import { describeModelSpace } from '../data/model-space.js';
 import { PRECISION_NOTE } from '../solvers/ode/batch-types.js';
 import type { ClassifyOptions } from '../eval/probability-flow-likelihood.js';
-import { FlagReader, type FlagValues } from './flag-reader.js';
-import { readEpsT, PRIORS, STATES, STEP_CONTROLS } from './solver-flags.js';
+import { FlagReader, HELP_FLAG, switchFlags, valueFlags, type FlagValues } from './flag-reader.js';
+import { ODE_FLAGS, readEpsT, PRIORS, STATES, STEP_CONTROLS } from './solver-flags.js';
 import { arrayImageSource, INPUT_FLAGS, INPUT_USAGE, loadImageInput, usesInputFlags, type ImageSource } from './image-input.js';
 import { divergenceStudy, type DivergenceStudyResult, type StudyProbes, type StudySharing } from '../eval/divergence-study.js';
 import { plotSvg, type PlotSeries } from '../eval/svg-plot.js';
@@ -50,26 +50,10 @@ ${INPUT_USAGE}
 const STUDY_FLAGS = {
   ...MODEL_FLAGS,
   ...INPUT_FLAGS,
-  ns: { type: 'string' },
-  groups: { type: 'string' },
-  probes: { type: 'string' },
-  modes: { type: 'string' },
-  reference: { type: 'string' },
-  'images-per-class': { type: 'string' },
-  'sample-seed': { type: 'string' },
-  'out-dir': { type: 'string' },
-  batch: { type: 'string' },
-  rtol: { type: 'string' },
-  atol: { type: 'string' },
-  'eps-t': { type: 'string' },
-  seed: { type: 'string' },
-  'step-control': { type: 'string' },
-  state: { type: 'string' },
-  prior: { type: 'string' },
-  'no-dequant': { type: 'boolean' },
-  'max-steps': { type: 'string' },
-  'no-progress': { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
+  ...ODE_FLAGS,
+  ...valueFlags('ns', 'groups', 'probes', 'modes', 'reference', 'images-per-class', 'sample-seed', 'out-dir', 'batch'),
+  ...switchFlags('no-progress'),
+  help: HELP_FLAG,
 } as const;
 
 export interface StudyOutput {

@@ -10,7 +10,7 @@
  * (the evaluation weights; raw or EMA, see --eval-weights and the file's metadata).
  */
 import { SbgcError } from '../engine/errors.js';
-import { HELP_FLAG, parseCommandArgs } from './flag-reader.js';
+import { HELP_FLAG, parseCommandArgs, switchFlags, valueFlags } from './flag-reader.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { loadDataset, DATASET_SPEC_HELP } from '../data/load.js';
 import { DEFAULT_ADAM } from '../train/optimizer.js';
@@ -60,27 +60,9 @@ function num(flag: string, v: string | undefined, check: (x: number) => boolean,
 const isInt = (min: number) => (x: number) => Number.isInteger(x) && x >= min;
 
 const TRAIN_FLAGS = {
-  preset: { type: 'string' },
-  config: { type: 'string' },
-  data: { type: 'string' },
-  steps: { type: 'string' },
-  batch: { type: 'string' },
-  lr: { type: 'string' },
-  warmup: { type: 'string' },
-  clip: { type: 'string' },
-  ema: { type: 'string' },
-  'eval-weights': { type: 'string' },
-  't-sampling': { type: 'string' },
-  reduce: { type: 'string' },
-  'eps-t': { type: 'string' },
-  flip: { type: 'boolean' },
-  'no-flip': { type: 'boolean' },
-  seed: { type: 'string' },
-  out: { type: 'string' },
-  resume: { type: 'boolean' },
-  'log-every': { type: 'string' },
-  'checkpoint-every': { type: 'string' },
-  'no-progress': { type: 'boolean' },
+  ...valueFlags('preset', 'config', 'data', 'steps', 'batch', 'lr', 'warmup', 'clip', 'ema', 'eval-weights', 't-sampling', 'reduce', 'eps-t', 'seed'),
+  ...valueFlags('out', 'log-every', 'checkpoint-every'),
+  ...switchFlags('flip', 'no-flip', 'resume', 'no-progress'),
   help: HELP_FLAG,
 } as const;
 

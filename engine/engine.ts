@@ -7,7 +7,7 @@
  */
 import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './gpu.js';
 import { BufferPool, type PoolStats } from './pool.js';
-import { compileProgram, type CompiledProgram } from './pipeline.js';
+import { bindEntries, compileProgram, packUniforms, type CompiledProgram } from './pipeline.js';
 import { ProgramCache, type ProgramDef, type ProgramSpec } from './program.js';
 import {
   BYTES_PER_ELEMENT,
@@ -298,56 +298,16 @@ export class Engine implements TensorOwner {
     await Promise.all(programs.map((p) => p.pipeline));
   }
 
-  /**
-   * Records one dispatch. `bindings` maps each declared buffer name to a tensor; `uniforms` each declared uniform.
-   */
-  dispatch(
+  /** Records one dispatch of a compiled program (bindings and uniforms checked against its layout). */
+  private dispatch(
     program: Program,
     bindings: Record<string, Tensor>,
     uniforms: Record<string, number>,
     workgroups: Workgroups,
   ): void {
     this.checkAlive(program.name);
-    const entries: GPUBindGroupEntry[] = [];
-    const maxBind = this.limits.maxStorageBufferBindingSize;
-    for (const b of program.layout.buffers) {
-      const t = bindings[b.name];
-      if (!t) throw new SbgcError(`kernel ${program.name}: buffer '${b.name}' was not bound`);
-      if (t.disposed) throw new SbgcError(`kernel ${program.name}: '${b.name}' is bound to a disposed tensor`);
-      const binding = t.binding();
-      if ((binding.size ?? 0) > maxBind) {
-        throw new DeviceLimitError(
-          `kernel ${program.name}: '${b.name}' (${t.describe()}) is ${binding.size} bytes, over ` +
-            `maxStorageBufferBindingSize ${maxBind}`,
-        );
-      }
-      if (binding.offset! % this.limits.minStorageBufferOffsetAlignment !== 0) {
-        throw new SbgcError(
-          `kernel ${program.name}: '${b.name}' view starts at byte ${binding.offset}, not a multiple of ` +
-            `${this.limits.minStorageBufferOffsetAlignment}; clone() it first`,
-        );
-      }
-      entries.push({ binding: b.binding, resource: binding });
-      if (!b.readOnly) t.storage.version++;
-    }
-    for (const name of Object.keys(bindings)) {
-      if (!program.layout.buffers.some((b) => b.name === name)) {
-        throw new SbgcError(`kernel ${program.name}: no buffer named '${name}'`);
-      }
-    }
-    let uniformBytes: Uint8Array | null = null;
-    const u = program.layout.uniform;
-    if (u) {
-      uniformBytes = new Uint8Array(u.size);
-      const view = new DataView(uniformBytes.buffer);
-      for (const f of u.fields) {
-        const v = uniforms[f.name];
-        if (v === undefined) throw new SbgcError(`kernel ${program.name}: uniform '${f.name}' was not given`);
-        if (f.type === 'f32') view.setFloat32(f.offset, v, true);
-        else if (f.type === 'u32') view.setUint32(f.offset, v >>> 0, true);
-        else view.setInt32(f.offset, v | 0, true);
-      }
-    }
+    const entries = bindEntries(program, bindings, this.limits);
+    const uniformBytes = packUniforms(program, uniforms);
     const [x, y = 1, z = 1] = workgroups;
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) {

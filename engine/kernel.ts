@@ -34,6 +34,11 @@ export function u32s(...names: string[]): UniformDecl[] {
   return names.map((name) => [name, 'u32']);
 }
 
+/** f32 uniforms, by name. */
+export function f32s(...names: string[]): UniformDecl[] {
+  return names.map((name) => [name, 'f32']);
+}
+
 export interface KernelSource {
   /** Name used for profiling and error messages, e.g. 'conv2d.fwd'. */
   name: string;

@@ -3,7 +3,8 @@
  * from it, the bind-group layout, and an async compute pipeline whose shader errors fail this kernel alone.
  */
 import { generateWgsl, reflectLayout, type KernelSource, type ReflectedLayout } from './kernel.js';
-import { DeviceLimitError, GpuError } from './errors.js';
+import { DeviceLimitError, GpuError, SbgcError } from './errors.js';
+import type { Tensor } from './tensor.js';
 
 /** A compiled kernel: what a dispatch needs to bind and encode it. */
 export interface CompiledProgram {
@@ -59,4 +60,56 @@ export function compileProgram(device: GPUDevice, src: KernelSource): CompiledPr
     () => undefined,
   );
   return program;
+}
+
+/**
+ * The bind-group entries of one dispatch: every declared buffer bound to a live tensor within the adapter's limits,
+ * no undeclared name. A tensor bound read_write gets a new storage version (caches of derived data, such as packed
+ * conv weights, see that it may have changed).
+ */
+export function bindEntries(program: CompiledProgram, bindings: Record<string, Tensor>, limits: GPUSupportedLimits): GPUBindGroupEntry[] {
+  const entries: GPUBindGroupEntry[] = [];
+  const maxBind = limits.maxStorageBufferBindingSize;
+  for (const b of program.layout.buffers) {
+    const t = bindings[b.name];
+    if (!t) throw new SbgcError(`kernel ${program.name}: buffer '${b.name}' was not bound`);
+    if (t.disposed) throw new SbgcError(`kernel ${program.name}: '${b.name}' is bound to a disposed tensor`);
+    const binding = t.binding();
+    if ((binding.size ?? 0) > maxBind) {
+      throw new DeviceLimitError(
+        `kernel ${program.name}: '${b.name}' (${t.describe()}) is ${binding.size} bytes, over ` +
+          `maxStorageBufferBindingSize ${maxBind}`,
+      );
+    }
+    if (binding.offset! % limits.minStorageBufferOffsetAlignment !== 0) {
+      throw new SbgcError(
+        `kernel ${program.name}: '${b.name}' view starts at byte ${binding.offset}, not a multiple of ` +
+          `${limits.minStorageBufferOffsetAlignment}; clone() it first`,
+      );
+    }
+    entries.push({ binding: b.binding, resource: binding });
+    if (!b.readOnly) t.storage.version++;
+  }
+  for (const name in bindings) {
+    if (!program.layout.buffers.some((b) => b.name === name)) {
+      throw new SbgcError(`kernel ${program.name}: no buffer named '${name}'`);
+    }
+  }
+  return entries;
+}
+
+/** The uniform block of one dispatch, laid out as the reflected struct says; null for a kernel without one. */
+export function packUniforms(program: CompiledProgram, uniforms: Record<string, number>): Uint8Array | null {
+  const u = program.layout.uniform;
+  if (!u) return null;
+  const bytes = new Uint8Array(u.size);
+  const view = new DataView(bytes.buffer);
+  for (const f of u.fields) {
+    const v = uniforms[f.name];
+    if (v === undefined) throw new SbgcError(`kernel ${program.name}: uniform '${f.name}' was not given`);
+    if (f.type === 'f32') view.setFloat32(f.offset, v, true);
+    else if (f.type === 'u32') view.setUint32(f.offset, v >>> 0, true);
+    else view.setInt32(f.offset, v | 0, true);
+  }
+  return bytes;
 }

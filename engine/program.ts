@@ -49,6 +49,11 @@ export function defineProgram<S extends ProgramSpec>(declaration: ProgramDeclara
   return Object.freeze({ ...declaration, fields, shapeInputs });
 }
 
+/** A program with no spec: one kernel, whose sizes all reach the shader as uniforms (built once per engine). */
+export function defineFixedProgram(source: KernelSource): ProgramDef<Record<string, never>> {
+  return defineProgram<Record<string, never>>({ name: source.name, spec: {}, build: () => source });
+}
+
 /** Something with a shape, as bound to an input (a Tensor; kept structural so this file needs no engine types). */
 export interface Shaped {
   readonly shape: readonly number[];

@@ -13,6 +13,7 @@
  */
 import { flatMain, grid } from './wgsl.js';
 import { defineProgram } from './program.js';
+import { u32s } from './kernel.js';
 import type { Engine } from './engine.js';
 import type { Tensor } from './tensor.js';
 import { SbgcError } from './errors.js';
@@ -184,14 +185,7 @@ const RNG = defineProgram<{ dist: Distribution }>({
     return {
       name: `rng.${dist}`,
       buffers: [{ name: 'out', type: dist === 'bits' ? 'u32' : 'f32', access: 'read_write' }],
-      uniforms: [
-        ['n', 'u32'],
-        ['key0', 'u32'],
-        ['key1', 'u32'],
-        ['stream', 'u32'],
-        ['offset_lo', 'u32'],
-        ['offset_hi', 'u32'],
-      ],
+      uniforms: u32s('n', 'key0', 'key1', 'stream', 'offset_lo', 'offset_hi'),
       workgroupSize: [RNG_WG],
       body: `${PHILOX_WGSL}
 ${flatMain({

@@ -11,8 +11,9 @@
  *
  * Write-side: `encodeNpy` reproduces numpy 2.x `np.save` byte for byte (C order, little-endian).
  */
-import { SbgcError } from '../engine/errors.js';
+import { SourceError } from '../engine/errors.js';
 import { readFileBytes, writeFileAtomic } from '../engine/files.js';
+import { f16BitsToNumber } from '../engine/tensor.js';
 import { arrayTypeName, bytesPerElement, firstNonBoolByte, HOST_LITTLE_ENDIAN, isArrayOf, ownCopy, viewElements, type ArrayKind } from './typed-arrays.js';
 import { HeaderSyntaxError, PyLiteralParser, pyRepr, type PyValue } from './python-literal.js';
 
@@ -50,14 +51,8 @@ export interface NpyArrayOf<D extends NpyDtype> {
 export type NpyArray<D extends NpyDtype = NpyDtype> = D extends NpyDtype ? NpyArrayOf<D> : never;
 
 /** A malformed or unsupported .npy input (or invalid array to encode); the message names the source. */
-export class NpyError extends SbgcError {
-  constructor(
-    readonly source: string,
-    detail: string,
-  ) {
-    super(`${source}: ${detail}`);
-    this.name = 'NpyError';
-  }
+export class NpyError extends SourceError {
+  override name = 'NpyError';
 }
 
 // Where each dtype's elements live on the host (f2 as raw half bits, b1 as 0/1 bytes).
@@ -349,6 +344,19 @@ export function encodeNpy(arr: NpyArray, source = 'encodeNpy'): Uint8Array {
   out.set(header, 0);
   out.set(body, header.length);
   return out;
+}
+
+/** A float array's elements as float64 numbers (f2 decoded from its half bits), or null for a non-float dtype. */
+export function npyFloat64(a: NpyArray): Float64Array | null {
+  switch (a.dtype) {
+    case 'f2':
+      return Float64Array.from(a.data, f16BitsToNumber);
+    case 'f4':
+    case 'f8':
+      return Float64Array.from(a.data);
+    default:
+      return null;
+  }
 }
 
 export { writeFileAtomic } from '../engine/files.js';

@@ -58,6 +58,13 @@ export function unpickle(bytes: Uint8Array, source: string, persistentLoad?: (pi
   const u8 = (): number => take(1)[0];
   const u16 = (): number => { need(2); const v = dv.getUint16(pos, true); pos += 2; return v; };
   const u32 = (): number => { need(4); const v = dv.getUint32(pos, true); pos += 4; return v; };
+  const i32 = (): number => { need(4); const v = dv.getInt32(pos, true); pos += 4; return v; };
+  /** A signed 32-bit length (LONG4, BINSTRING): negative is corrupt. */
+  const length32 = (opName: string): number => {
+    const n = i32();
+    if (n < 0) throw new PickleFault(`negative ${opName} length`);
+    return n;
+  };
   const u64 = (): number => {
     need(8);
     const v = dv.getBigUint64(pos, true);
@@ -165,18 +172,12 @@ export function unpickle(bytes: Uint8Array, source: string, persistentLoad?: (pi
           stack.push(s === '00' ? false : s === '01' ? true : parseIntText(s));
           break;
         }
-        case 0x4a: need(4); stack.push(dv.getInt32(pos, true)); pos += 4; break; // BININT
+        case 0x4a: stack.push(i32()); break; // BININT
         case 0x4b: stack.push(u8()); break; // BININT1
         case 0x4d: stack.push(u16()); break; // BININT2
         case 0x4c: stack.push(parseIntText(line())); break; // LONG (text)
         case 0x8a: stack.push(signedLE(take(u8()))); break; // LONG1
-        case 0x8b: { // LONG4
-          const n = dv.getInt32((need(4), pos), true);
-          pos += 4;
-          if (n < 0) throw new PickleFault('negative LONG4 length');
-          stack.push(signedLE(take(n)));
-          break;
-        }
+        case 0x8b: stack.push(signedLE(take(length32('LONG4')))); break; // LONG4
         case 0x46: { // FLOAT (text)
           const s = line();
           const v = Number(s);
@@ -189,13 +190,7 @@ export function unpickle(bytes: Uint8Array, source: string, persistentLoad?: (pi
         case 0x8c: stack.push(decode(take(u8()))); break; // SHORT_BINUNICODE
         case 0x8d: stack.push(decode(take(u64()))); break; // BINUNICODE8
         // Python 2 str; torch.load decodes these with encoding='utf-8', and so do we.
-        case 0x54: { // BINSTRING
-          const n = dv.getInt32((need(4), pos), true);
-          pos += 4;
-          if (n < 0) throw new PickleFault('negative BINSTRING length');
-          stack.push(decode(take(n)));
-          break;
-        }
+        case 0x54: stack.push(decode(take(length32('BINSTRING')))); break; // BINSTRING
         case 0x55: stack.push(decode(take(u8()))); break; // SHORT_BINSTRING
         case 0x42: stack.push(take(u32()).slice()); break; // BINBYTES
         case 0x43: stack.push(take(u8()).slice()); break; // SHORT_BINBYTES

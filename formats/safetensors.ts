@@ -16,7 +16,7 @@
  * header padded with spaces to a multiple of 8, data in header order. Two choices are ours where the
  * reference is unordered or optional: metadata keys are sorted, and empty metadata is omitted.
  */
-import { SbgcError } from '../engine/errors.js';
+import { SourceError } from '../engine/errors.js';
 import { readFileBytes, writeFileAtomic } from '../engine/files.js';
 import { arrayTypeName, bytesPerElement, firstNonBoolByte, HOST_LITTLE_ENDIAN, isArrayOf, ownCopy, viewElements, type ArrayKind } from './typed-arrays.js';
 
@@ -66,14 +66,8 @@ export interface SafetensorsFile {
 }
 
 /** A malformed safetensors input, invalid tensor to encode, or spec mismatch; the message names the source. */
-export class SafetensorsError extends SbgcError {
-  constructor(
-    readonly source: string,
-    detail: string,
-  ) {
-    super(`${source}: ${detail}`);
-    this.name = 'SafetensorsError';
-  }
+export class SafetensorsError extends SourceError {
+  override name = 'SafetensorsError';
 }
 
 // Where each dtype's elements live on the host (F16/BF16 as raw bits, BOOL as 0/1 bytes).

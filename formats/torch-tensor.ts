@@ -2,19 +2,13 @@
  * The values a torch.save checkpoint decodes to (tensors, storages, dicts, allowlisted globals) and the tensor
  * rebuild: a view's row-major elements materialised from its storage record, on first access or many at once.
  */
-import { SbgcError } from '../engine/errors.js';
+import { SbgcError, SourceError } from '../engine/errors.js';
 import { safetensorsItemSize, viewAs, type SafetensorsDataMap, type SafetensorsDtype, type SafetensorsTypedArray } from './safetensors.js';
 import type { ZipArchive } from './zip-archive.js';
 
 /** A malformed or unsupported checkpoint; the message starts with the file (and record) at fault. */
-export class TorchCheckpointError extends SbgcError {
-  constructor(
-    readonly source: string,
-    detail: string,
-  ) {
-    super(`${source}: ${detail}`);
-    this.name = 'TorchCheckpointError';
-  }
+export class TorchCheckpointError extends SourceError {
+  override name = 'TorchCheckpointError';
 }
 
 /** Element types, named as in safetensors so tensors convert without a mapping table. */

@@ -11,6 +11,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { defineOp, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { grid } from '../engine/wgsl.js';
 import { addMaybe } from '../kernels/elementwise.js';
 
@@ -158,19 +159,11 @@ const MIXTURE = defineProgram<{ mode: Mode; K: number }>({
   build: ({ mode, K }) => ({
     name: `mixture.${mode}`,
     buffers: [
-      { name: 'x', type: 'f32' },
-      ...(mode !== 'score' ? [{ name: 'v', type: 'f32' as const }] : []),
-      ...(mode === 'third' ? [{ name: 'w', type: 'f32' as const }] : []),
-      { name: 'means', type: 'f32' },
-      { name: 'cd', type: 'f32' },
-      { name: 'rowd', type: 'f32' },
+      ...reads('x', ...(mode !== 'score' ? ['v'] : []), ...(mode === 'third' ? ['w'] : []), 'means', 'cd', 'rowd'),
       { name: 'lab', type: 'u32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
+      ...writes('out'),
     ],
-    uniforms: [
-      ['B', 'u32'],
-      ['D', 'u32'],
-    ],
+    uniforms: u32s('B', 'D'),
     workgroupSize: [WG],
     body: mixtureKernelBody(mode, K),
   }),

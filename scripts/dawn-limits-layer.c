@@ -22,12 +22,17 @@
 /* Dawn's kMaxDynamicUniformBuffersPerPipelineLayout and kMaxDynamicStorageBuffersPerPipelineLayout. */
 #define DAWN_MAX_DYNAMIC_BUFFERS 16u
 
-/* What the next layer (or the loader's terminator) provides, per instance or per device. An instance and its
-   physical devices share the loader's dispatch table pointer (the first word of each handle), so one key serves
+/* The head of an entry in one of the two registries below: its list link and its dispatch key. An instance and
+   its physical devices share the loader's dispatch table pointer (the first word of each handle), so one key serves
    both. */
-struct next_instance {
-  struct next_instance *next;
+struct entry {
+  struct entry *next;
   void *key;
+};
+
+/* What the next layer (or the loader's terminator) provides, per instance or per device. */
+struct next_instance {
+  struct entry entry; /* first: an entry pointer is a pointer to its struct */
   VkInstance instance;
   PFN_vkGetInstanceProcAddr get_proc_addr;
   PFN_vkDestroyInstance destroy;
@@ -37,35 +42,54 @@ struct next_instance {
 };
 
 struct next_device {
-  struct next_device *next;
-  void *key;
+  struct entry entry;
   PFN_vkGetDeviceProcAddr get_proc_addr;
   PFN_vkDestroyDevice destroy;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct next_instance *instances;
-static struct next_device *devices;
+static struct entry *instances;
+static struct entry *devices;
 
 static void *dispatch_key(const void *handle) { return *(void *const *)handle; }
 
-static struct next_instance *find_instance(void *key) {
+/* The entry with this key; on a miss NULL, or with newest_on_miss the list's newest entry. */
+static struct entry *find_entry(struct entry *const *list, void *key, int newest_on_miss) {
   pthread_mutex_lock(&lock);
-  struct next_instance *found = instances;
-  for (struct next_instance *i = instances; i; i = i->next) {
-    if (i->key == key) { found = i; break; }
-  }
+  struct entry *e = *list;
+  while (e && e->key != key) e = e->next;
+  if (!e && newest_on_miss) e = *list;
   pthread_mutex_unlock(&lock);
-  return found; /* a miss (never seen) falls back to the newest instance rather than crashing */
+  return e;
 }
 
-static struct next_device *find_device(void *key) {
+static void add_entry(struct entry **list, struct entry *e, void *key) {
+  e->key = key;
   pthread_mutex_lock(&lock);
-  struct next_device *d = devices;
-  while (d && d->key != key) d = d->next;
+  e->next = *list;
+  *list = e;
   pthread_mutex_unlock(&lock);
-  return d;
 }
+
+/* Unlinks the entry of this handle and returns it (NULL on a miss or a NULL handle). */
+static struct entry *remove_entry(struct entry **list, const void *handle) {
+  if (!handle) return NULL;
+  void *key = dispatch_key(handle);
+  pthread_mutex_lock(&lock);
+  struct entry **at = list;
+  while (*at && (*at)->key != key) at = &(*at)->next;
+  struct entry *e = *at;
+  if (e) *at = e->next;
+  pthread_mutex_unlock(&lock);
+  return e;
+}
+
+static struct next_instance *find_instance(void *key) {
+  /* a miss (never seen) falls back to the newest instance rather than crashing */
+  return (struct next_instance *)find_entry(&instances, key, 1);
+}
+
+static struct next_device *find_device(void *key) { return (struct next_device *)find_entry(&devices, key, 0); }
 
 static void clamp_limits(VkPhysicalDeviceLimits *limits) {
   if (limits->maxDescriptorSetUniformBuffersDynamic > DAWN_MAX_DYNAMIC_BUFFERS)
@@ -102,31 +126,19 @@ static VKAPI_ATTR VkResult VKAPI_CALL create_instance(const VkInstanceCreateInfo
   link->u.pLayerInfo = link->u.pLayerInfo->pNext; /* the next layer reads its own link */
   VkResult result = next_create(info, allocator, out);
   if (result != VK_SUCCESS) { free(entry); return result; }
-  entry->key = dispatch_key(*out);
   entry->instance = *out;
   entry->get_proc_addr = next_gipa;
   entry->destroy = (PFN_vkDestroyInstance)next_gipa(*out, "vkDestroyInstance");
   entry->properties = (PFN_vkGetPhysicalDeviceProperties)next_gipa(*out, "vkGetPhysicalDeviceProperties");
   entry->properties2 = (PFN_vkGetPhysicalDeviceProperties2)next_gipa(*out, "vkGetPhysicalDeviceProperties2");
   entry->properties2_khr = (PFN_vkGetPhysicalDeviceProperties2KHR)next_gipa(*out, "vkGetPhysicalDeviceProperties2KHR");
-  pthread_mutex_lock(&lock);
-  entry->next = instances;
-  instances = entry;
-  pthread_mutex_unlock(&lock);
+  add_entry(&instances, &entry->entry, dispatch_key(*out));
   return VK_SUCCESS;
 }
 
 static VKAPI_ATTR void VKAPI_CALL destroy_instance(VkInstance instance, const VkAllocationCallbacks *allocator) {
-  if (!instance) return;
-  void *key = dispatch_key(instance);
-  pthread_mutex_lock(&lock);
-  struct next_instance **at = &instances;
-  while (*at && (*at)->key != key) at = &(*at)->next;
-  struct next_instance *entry = *at;
-  if (entry) *at = entry->next;
-  pthread_mutex_unlock(&lock);
-  if (!entry) return;
-  entry->destroy(instance, allocator);
+  struct next_instance *entry = (struct next_instance *)remove_entry(&instances, instance);
+  if (entry) entry->destroy(instance, allocator);
   free(entry);
 }
 
@@ -145,27 +157,15 @@ static VKAPI_ATTR VkResult VKAPI_CALL create_device(VkPhysicalDevice gpu, const 
   link->u.pLayerInfo = link->u.pLayerInfo->pNext;
   VkResult result = next_create(gpu, info, allocator, out);
   if (result != VK_SUCCESS) { free(entry); return result; }
-  entry->key = dispatch_key(*out);
   entry->get_proc_addr = next_gdpa;
   entry->destroy = (PFN_vkDestroyDevice)next_gdpa(*out, "vkDestroyDevice");
-  pthread_mutex_lock(&lock);
-  entry->next = devices;
-  devices = entry;
-  pthread_mutex_unlock(&lock);
+  add_entry(&devices, &entry->entry, dispatch_key(*out));
   return VK_SUCCESS;
 }
 
 static VKAPI_ATTR void VKAPI_CALL destroy_device(VkDevice device, const VkAllocationCallbacks *allocator) {
-  if (!device) return;
-  void *key = dispatch_key(device);
-  pthread_mutex_lock(&lock);
-  struct next_device **at = &devices;
-  while (*at && (*at)->key != key) at = &(*at)->next;
-  struct next_device *entry = *at;
-  if (entry) *at = entry->next;
-  pthread_mutex_unlock(&lock);
-  if (!entry) return;
-  entry->destroy(device, allocator);
+  struct next_device *entry = (struct next_device *)remove_entry(&devices, device);
+  if (entry) entry->destroy(device, allocator);
   free(entry);
 }
 

@@ -5,23 +5,19 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { defineProgram } from '../engine/program.js';
+import { defineFixedProgram } from '../engine/program.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
 import { WG, checkState } from './state-kernels.js';
 
 /** A spec-less flat kernel of this file: f32 buffers (the last is the output), u32 uniforms, a body over index i < params.n. */
 function flowProgram(name: string, inputs: string[], uniforms: string[], body: string) {
-  return defineProgram<Record<string, never>>({
+  return defineFixedProgram({
     name,
-    spec: {},
-    build: () => ({
-      name,
-      buffers: [...reads(...inputs), ...writes('out')],
-      uniforms: u32s(...uniforms),
-      workgroupSize: [WG],
-      body: flatMain({ wg: WG, count: 'params.n', body }),
-    }),
+    buffers: [...reads(...inputs), ...writes('out')],
+    uniforms: u32s(...uniforms),
+    workgroupSize: [WG],
+    body: flatMain({ wg: WG, count: 'params.n', body }),
   });
 }
 

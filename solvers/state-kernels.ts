@@ -13,8 +13,8 @@
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
-import { defineProgram } from '../engine/program.js';
-import { reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
+import { defineFixedProgram, defineProgram } from '../engine/program.js';
+import { f32s, reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 
 /** Elementwise workgroup size. */
@@ -85,7 +85,17 @@ const OFFSET = Array.from({ length: MAX_TERMS }, (_, j) => `o${j}`);
 const COEF = Array.from({ length: MAX_TERMS }, (_, j) => `a${j}`);
 
 function termUniforms(leading: UniformDecl[], terms: number): UniformDecl[] {
-  return [...leading, ...OFFSET.slice(0, terms).map((n): UniformDecl => [n, 'u32']), ...COEF.slice(0, terms).map((n): UniformDecl => [n, 'f32'])];
+  return [...leading, ...u32s(...OFFSET.slice(0, terms)), ...f32s(...COEF.slice(0, terms))];
+}
+
+/** The values of `termUniforms`: the leading ones, then each term's slot offset and coefficient. */
+function termValues(leading: Record<string, number>, stages: StageBuffer, terms: readonly StageTerm[]): Record<string, number> {
+  const u = { ...leading };
+  terms.forEach((t, j) => {
+    u[OFFSET[j]] = stages.offset(t.slot);
+    u[COEF[j]] = t.coef;
+  });
+  return u;
 }
 
 const COMBINE = defineProgram<{ terms: number }>({
@@ -130,11 +140,7 @@ export function combineStages(
   if (terms.length < 1 || terms.length > stages.slots || terms.length > MAX_TERMS) {
     throw new ShapeError(`rk.combine: 1..${stages.slots} terms (the stage slots), got ${terms.length}`);
   }
-  const u: Record<string, number> = { n: B * N, N };
-  terms.forEach((t, j) => {
-    u[OFFSET[j]] = stages.offset(t.slot);
-    u[COEF[j]] = t.coef;
-  });
+  const u = termValues({ n: B * N, N }, stages, terms);
   e.run(COMBINE, { terms: terms.length }, { y, K: stages.buffer, h, out }, u, grid(e, B * N, WG));
 }
 
@@ -143,12 +149,26 @@ function rowGrid(e: Engine, rows: number): [number, number] {
   return grid(e, rows, 1);
 }
 
-const ROW_PREAMBLE = /* wgsl */ `
+/**
+ * The WGSL of a per-row sum of squares with a non-finite flag, one workgroup per row b: `loop` sets r (and may set
+ * bad) for component i = b·N + j, after `setup` ran once per invocation. Thread 0 sums the partials and ORs the
+ * flags: out[b] = Σ r², out[B + b] = flag (0/1). One barrier.
+ */
+function rowSumSquaresWgsl(setup: string, loop: string): string {
+  return `${NONFINITE_WGSL}
 var<workgroup> partS: array<f32, ${ROW_WG}>;
-var<workgroup> partBad: array<u32, ${ROW_WG}>;`;
-
-/** Sums partS / ORs partBad over the workgroup; thread 0 writes out[b] and out[B + b]. One barrier. */
-const ROW_FINISH = /* wgsl */ `
+var<workgroup> partBad: array<u32, ${ROW_WG}>;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.x + wid.y * nwg.x;
+  let lid = l.x;
+  if (b >= params.B) { return; }
+${setup}  var s = 0.0;
+  var bad = 0u;
+  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
+    let i = b * params.N + j;
+${loop}
+    s = s + r * r;
+  }
   partS[lid] = s;
   partBad[lid] = bad;
   workgroupBarrier();
@@ -158,7 +178,12 @@ const ROW_FINISH = /* wgsl */ `
     for (var k = 0u; k < ${ROW_WG}u; k++) { tot = tot + partS[k]; anyBad = anyBad | partBad[k]; }
     out[b] = tot;
     out[params.B + b] = f32(anyBad);
-  }`;
+  }
+}`;
+}
+
+/** Uniforms of the per-row scaled norms: the state's rows and columns, then the tolerances. */
+const TOLERANCE_UNIFORMS = [...u32s('B', 'N'), ...f32s('rtol', 'atol')];
 
 const ERROR_NORM = defineProgram<{ terms: number }>({
   name: 'rk.error',
@@ -173,28 +198,16 @@ const ERROR_NORM = defineProgram<{ terms: number }>({
     return {
       name: `rk.error${terms}`,
       buffers: [...reads('y', 'ynew', 'K', 'h'), ...writes('out')],
-      uniforms: termUniforms([...u32s('B', 'N'), ['rtol', 'f32'], ['atol', 'f32']], terms),
+      uniforms: termUniforms(TOLERANCE_UNIFORMS, terms),
       workgroupSize: [ROW_WG],
-      body: `${NONFINITE_WGSL}
-${ROW_PREAMBLE}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  let hb = h[b];
-  var s = 0.0;
-  var bad = 0u;
-  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
-    let i = b * params.N + j;
-    let yn = ynew[i];
+      body: rowSumSquaresWgsl(
+        '  let hb = h[b];\n',
+        `    let yn = ynew[i];
     if (nonfinite(yn)) { bad = 1u; }
     ${body}
     let sc = params.atol + max(abs(y[i]), abs(yn)) * params.rtol;
-    let r = (acc * hb) / sc;
-    s = s + r * r;
-  }
-  ${ROW_FINISH}
-}`,
+    let r = (acc * hb) / sc;`,
+      ),
     };
   },
 });
@@ -221,11 +234,7 @@ export function errorSumSquares(
   checkState('rk.error h', h, B, 1);
   checkState('rk.error out', out, 2 * B, 1);
   if (terms.length < 1 || terms.length > MAX_TERMS) throw new ShapeError(`rk.error: 1..${MAX_TERMS} terms, got ${terms.length}`);
-  const u: Record<string, number> = { B, N, rtol, atol };
-  terms.forEach((t, j) => {
-    u[OFFSET[j]] = stages.offset(t.slot);
-    u[COEF[j]] = t.coef;
-  });
+  const u = termValues({ B, N, rtol, atol }, stages, terms);
   e.run(ERROR_NORM, { terms: terms.length }, { y, ynew: yNew, K: stages.buffer, h, out }, u, rowGrid(e, B));
 }
 
@@ -234,36 +243,15 @@ const SCALED_SUM_SQUARES = defineProgram<{ diff: boolean }>({
   spec: { diff: true },
   build: ({ diff }) => ({
     name: diff ? 'rk.scaledSumSqDiff' : 'rk.scaledSumSq',
-    buffers: [
-      { name: 'a', type: 'f32' },
-      ...(diff ? [{ name: 'bb', type: 'f32' as const }] : []),
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['B', 'u32'],
-      ['N', 'u32'],
-      ['rtol', 'f32'],
-      ['atol', 'f32'],
-    ],
+    buffers: [...reads('a', ...(diff ? ['bb'] : []), 'y'), ...writes('out')],
+    uniforms: TOLERANCE_UNIFORMS,
     workgroupSize: [ROW_WG],
-    body: `${NONFINITE_WGSL}
-${ROW_PREAMBLE}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  var s = 0.0;
-  var bad = 0u;
-  for (var j = lid; j < params.N; j += ${ROW_WG}u) {
-    let i = b * params.N + j;
-    let v = ${diff ? 'a[i] - bb[i]' : 'a[i]'};
+    body: rowSumSquaresWgsl(
+      '',
+      `    let v = ${diff ? 'a[i] - bb[i]' : 'a[i]'};
     if (nonfinite(v)) { bad = 1u; }
-    let r = v / (params.atol + abs(y[i]) * params.rtol);
-    s = s + r * r;
-  }
-  ${ROW_FINISH}
-}`,
+    let r = v / (params.atol + abs(y[i]) * params.rtol);`,
+    ),
   }),
 });
 
@@ -291,21 +279,17 @@ export function scaledSumSquares(
   e.run(SCALED_SUM_SQUARES, { diff: b !== null }, bindings, { B: batch, N: dim, rtol, atol }, rowGrid(e, batch));
 }
 
-const COMMIT = defineProgram<Record<string, never>>({
+const COMMIT = defineFixedProgram({
   name: 'rk.commit',
-  spec: {},
-  build: () => ({
-    name: 'rk.commit',
-    buffers: [...reads('ynew', 'accept'), ...writes('y', 'K')],
-    uniforms: u32s('n', 'N', 'oFirst', 'oLast'),
-    workgroupSize: [WG],
-    body: flatMain({
-      wg: WG,
-      count: 'params.n',
-      body: `  if (accept[i / params.N] == 0.0) { return; }
+  buffers: [...reads('ynew', 'accept'), ...writes('y', 'K')],
+  uniforms: u32s('n', 'N', 'oFirst', 'oLast'),
+  workgroupSize: [WG],
+  body: flatMain({
+    wg: WG,
+    count: 'params.n',
+    body: `  if (accept[i / params.N] == 0.0) { return; }
   y[i] = ynew[i];
   K[params.oFirst + i] = K[params.oLast + i];`,
-    }),
   }),
 });
 

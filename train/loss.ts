@@ -12,7 +12,8 @@ import type { Engine } from '../engine/engine.js';
 import { vjp, type MaybeTensor } from '../engine/autodiff.js';
 import { SbgcError, ShapeError } from '../engine/errors.js';
 import { randomTensor, type Seed } from '../engine/rng.js';
-import { defineProgram } from '../engine/program.js';
+import { defineFixedProgram } from '../engine/program.js';
+import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import { shapeSize, type Tensor } from '../engine/tensor.js';
 import { sub } from '../kernels/elementwise.js';
@@ -29,29 +30,16 @@ export const NOISE_STREAM = 0x7a; // 'z'
 
 const WG = 64;
 
-const PERTURB = defineProgram<Record<string, never>>({
+const PERTURB = defineFixedProgram({
   name: 'train.perturb',
-  spec: {},
-  build: () => ({
-    name: 'train.perturb',
-    buffers: [
-      { name: 'x0', type: 'f32' },
-      { name: 'z', type: 'f32' },
-      { name: 'coefs', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['inner', 'u32'],
-      ['batch', 'u32'],
-    ],
-    workgroupSize: [WG],
-    body: flatMain({
-      wg: WG,
-      count: 'params.n',
-      body: `  let b = i / params.inner;
+  buffers: [...reads('x0', 'z', 'coefs'), ...writes('out')],
+  uniforms: u32s('n', 'inner', 'batch'),
+  workgroupSize: [WG],
+  body: flatMain({
+    wg: WG,
+    count: 'params.n',
+    body: `  let b = i / params.inner;
   out[i] = coefs[b] * x0[i] + coefs[params.batch + b] * z[i];`,
-    }),
   }),
 });
 

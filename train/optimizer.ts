@@ -17,7 +17,8 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { SbgcError } from '../engine/errors.js';
-import { defineProgram } from '../engine/program.js';
+import { defineFixedProgram, defineProgram } from '../engine/program.js';
+import { f32s, reads, u32s, writes, type BufferDecl } from '../engine/kernel.js';
 import { flatMain, grid } from '../engine/wgsl.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { ParamArena } from './param-arena.js';
@@ -78,8 +79,10 @@ const REDUCE_WG = 256;
 const VEC4_PER_THREAD = 64;
 const MAX_PARTIALS = 16384;
 
-/** A program whose WGSL depends on nothing but its sizes (passed as uniforms). */
-type NoSpec = Record<string, never>;
+/** vec4<f32> storage buffers (every arena segment is a whole number of vec4s). */
+function vec4s(access: 'read' | 'read_write', ...names: string[]): BufferDecl[] {
+  return names.map((name) => ({ name, type: 'vec4<f32>', access }));
+}
 
 export class AdamOptimizer {
   /** Updates done so far (the next update is number `step + 1`). */
@@ -173,26 +176,16 @@ export function emaUpdate(e: Engine, arena: ParamArena, decay: number): void {
   }
 }
 
-const EMA = defineProgram<NoSpec>({
+const EMA = defineFixedProgram({
   name: 'train.ema',
-  spec: {},
-  build: () => ({
-    name: 'train.ema',
-    buffers: [
-      { name: 'p', type: 'vec4<f32>' },
-      { name: 'ema', type: 'vec4<f32>', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n4', 'u32'],
-      ['omd', 'f32'],
-    ],
-    workgroupSize: [WG],
-    body: flatMain({
-      wg: WG,
-      count: 'params.n4',
-      body: `  let e = ema[i];
+  buffers: [...vec4s('read', 'p'), ...vec4s('read_write', 'ema')],
+  uniforms: [...u32s('n4'), ...f32s('omd')],
+  workgroupSize: [WG],
+  body: flatMain({
+    wg: WG,
+    count: 'params.n4',
+    body: `  let e = ema[i];
   ema[i] = e + params.omd * (p[i] - e);`,
-    }),
   }),
 });
 
@@ -203,25 +196,12 @@ const ADAM = defineProgram<{ withEma: boolean }>({
   build: ({ withEma }) => ({
     name: withEma ? 'train.adam.ema' : 'train.adam',
     buffers: [
-      { name: 'p', type: 'vec4<f32>', access: 'read_write' },
-      { name: 'm', type: 'vec4<f32>', access: 'read_write' },
-      { name: 'v', type: 'vec4<f32>', access: 'read_write' },
-      { name: 'g', type: 'vec4<f32>' },
-      { name: 'normsq', type: 'f32' },
-      ...(withEma ? [{ name: 'ema', type: 'vec4<f32>' as const, access: 'read_write' as const }] : []),
+      ...vec4s('read_write', 'p', 'm', 'v'),
+      ...vec4s('read', 'g'),
+      ...reads('normsq'),
+      ...(withEma ? vec4s('read_write', 'ema') : []),
     ],
-    uniforms: [
-      ['n4', 'u32'],
-      ['b1', 'f32'],
-      ['omb1', 'f32'],
-      ['b2', 'f32'],
-      ['omb2', 'f32'],
-      ['step_size', 'f32'],
-      ['inv_sqrt_bc2', 'f32'],
-      ['eps', 'f32'],
-      ['clip', 'f32'],
-      ['omd', 'f32'],
-    ],
+    uniforms: [...u32s('n4'), ...f32s('b1', 'omb1', 'b2', 'omb2', 'step_size', 'inv_sqrt_bc2', 'eps', 'clip', 'omd')],
     workgroupSize: [WG],
     body: flatMain({
       wg: WG,
@@ -242,45 +222,28 @@ const ADAM = defineProgram<{ withEma: boolean }>({
 });
 
 /** Stage 1: invocation j of `threads` sums g² over the vec4s j, j + threads, … (coalesced on GPUs, no barriers). */
-const NORM_PARTIALS = defineProgram<NoSpec>({
+const NORM_PARTIALS = defineFixedProgram({
   name: 'train.gradnorm.partials',
-  spec: {},
-  build: () => ({
-    name: 'train.gradnorm.partials',
-    buffers: [
-      { name: 'g', type: 'vec4<f32>' },
-      { name: 'partials', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n4', 'u32'],
-      ['threads', 'u32'],
-      ['base', 'u32'],
-    ],
-    workgroupSize: [WG],
-    body: flatMain({
-      wg: WG,
-      index: 'j',
-      count: 'params.threads',
-      body: `  var acc = vec4<f32>(0.0);
+  buffers: [...vec4s('read', 'g'), ...writes('partials')],
+  uniforms: u32s('n4', 'threads', 'base'),
+  workgroupSize: [WG],
+  body: flatMain({
+    wg: WG,
+    index: 'j',
+    count: 'params.threads',
+    body: `  var acc = vec4<f32>(0.0);
   for (var k = j; k < params.n4; k += params.threads) { let x = g[k]; acc += x * x; }
   partials[params.base + j] = (acc.x + acc.y) + (acc.z + acc.w);`,
-    }),
   }),
 });
 
 /** Stage 2: one workgroup sums the partials (strided, then a tree). */
-const NORM_FINISH = defineProgram<NoSpec>({
+const NORM_FINISH = defineFixedProgram({
   name: 'train.gradnorm.finish',
-  spec: {},
-  build: () => ({
-    name: 'train.gradnorm.finish',
-    buffers: [
-      { name: 'partials', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [['n', 'u32']],
-    workgroupSize: [REDUCE_WG],
-    body: `
+  buffers: [...reads('partials'), ...writes('out')],
+  uniforms: u32s('n'),
+  workgroupSize: [REDUCE_WG],
+  body: `
 var<workgroup> part: array<f32, ${REDUCE_WG}>;
 fn main(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
@@ -293,5 +256,4 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   if (lid == 0u) { out[0] = part[0]; }
 }`,
-  }),
 });
