@@ -3,27 +3,23 @@ import { useEngine } from '../helpers/engine.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { DeviceLimitError, DTypeError, ShapeError } from '../../engine/errors.js';
-import { defineProgram } from '../../engine/program.js';
+import { defineFixedProgram } from '../../engine/program.js';
 import { grid } from '../../engine/wgsl.js';
-import { reads, u32s, writes } from '../../engine/kernel.js';
+import { f32s, reads, u32s, writes } from '../../engine/kernel.js';
 import { flatTestProgram } from '../helpers/flat-program.js';
 
 const AXPY = flatTestProgram(
   'test.axpy',
   [...reads('x', 'y'), ...writes('out')],
-  [...u32s('n'), ['a', 'f32']],
+  [...u32s('n'), ...f32s('a')],
   '  out[i] = params.a * x[i] + y[i];',
 );
 
-const BROKEN = defineProgram<Record<string, never>>({
+const BROKEN = defineFixedProgram({
   name: 'test.broken',
-  spec: {},
-  build: () => ({
-    name: 'test.broken',
-    buffers: writes('out'),
-    workgroupSize: [1],
-    body: 'fn main() { out[0] = undefined_symbol; }',
-  }),
+  buffers: writes('out'),
+  workgroupSize: [1],
+  body: 'fn main() { out[0] = undefined_symbol; }',
 });
 
 function axpy(e: Engine, a: number, x: Tensor, y: Tensor): Tensor {

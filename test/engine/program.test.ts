@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { defineProgram, describeProgramKey, ProgramCache, type InputShapes } from '../../engine/program.js';
-import { reads, u32s, writes, type KernelSource } from '../../engine/kernel.js';
+import { f32s, reads, u32s, writes, type KernelSource } from '../../engine/kernel.js';
 import { flatMain, grid } from '../../engine/wgsl.js';
 import { SbgcError } from '../../engine/errors.js';
 
@@ -19,7 +19,7 @@ function scaledAdd(builds: { count: number }, dependency?: 'rank' | 'dims') {
       return {
         name: 'test.scaled-add',
         buffers: [...reads('x', 'y'), ...writes('out')],
-        uniforms: [...u32s('n'), ['a', 'f32']],
+        uniforms: [...u32s('n'), ...f32s('a')],
         workgroupSize: [64],
         body: flatMain({ wg: 64, count: 'params.n', body: `  out[i] = params.a * ${v} + y[i] + ${offset + rank * 100 + dims * 1000}.0;` }),
       };

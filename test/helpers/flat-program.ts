@@ -1,4 +1,4 @@
-import { defineProgram, type ProgramDef } from '../../engine/program.js';
+import { defineFixedProgram, type ProgramDef } from '../../engine/program.js';
 import type { BufferDecl, UniformDecl } from '../../engine/kernel.js';
 import { flatMain } from '../../engine/wgsl.js';
 
@@ -12,9 +12,6 @@ export function flatTestProgram(
   uniforms: UniformDecl[],
   body: string,
 ): ProgramDef<Record<string, never>> {
-  return defineProgram<Record<string, never>>({
-    name,
-    spec: {},
-    build: () => ({ name, buffers, uniforms, workgroupSize: [64], body: flatMain({ wg: 64, count: 'params.n', body }) }),
-  });
+  const source = flatMain({ wg: 64, count: 'params.n', body });
+  return defineFixedProgram({ name, buffers, uniforms, workgroupSize: [64], body: source });
 }
