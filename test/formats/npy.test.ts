@@ -1,5 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -224,6 +223,8 @@ describe('round trip', () => {
 });
 
 describe('clear errors for bad input', () => {
+  const scratch = tempDir('sbgc-npy-');
+
   it('bad magic', () => {
     expect(() => parseNpy(new Uint8Array([0x50, 0x4b, 3, 4, 0, 0, 0, 0, 0, 0]), 'x.npy')).toThrow(/^x\.npy: not a \.npy file: bad magic .*got 50 4b 03 04 00 00/);
     expect(() => parseNpy(new Uint8Array(0), 'empty.npy')).toThrow(/empty\.npy: .*bad magic.*got nothing/);
@@ -289,14 +290,9 @@ describe('clear errors for bad input', () => {
   });
 
   it('readNpy errors name the file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sbgc-npy-'));
-    try {
-      const path = join(dir, 'cut.npy');
-      await writeFile(path, (await fixture('f8_3d.npy')).subarray(0, 200));
-      await expect(readNpy(path)).rejects.toThrow(`${path}: data truncated: shape (2, 3, 4) of '<f8' needs 192 bytes, file has 72 bytes`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const path = join(scratch, 'cut.npy');
+    await writeFile(path, (await fixture('f8_3d.npy')).subarray(0, 200));
+    await expect(readNpy(path)).rejects.toThrow(`${path}: data truncated: shape (2, 3, 4) of '<f8' needs 192 bytes, file has 72 bytes`);
   });
 
   it('encodeNpy rejects inconsistent arrays', () => {

@@ -1,5 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -150,6 +149,8 @@ describe('encodeSafetensors matches the reference layout', () => {
 });
 
 describe('clear errors for bad input', () => {
+  const scratch = tempDir('sbgc-st-');
+
   const f32 = (n: number): Uint8Array => new Uint8Array(4 * n);
 
   it('header length field', () => {
@@ -236,15 +237,10 @@ describe('clear errors for bad input', () => {
   });
 
   it('loadSafetensors errors name the path', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sbgc-st-'));
-    try {
-      const path = join(dir, 'cut.safetensors');
-      await writeFile(path, (await fixture('mixed.safetensors')).subarray(0, 700));
-      await expect(loadSafetensors(path)).rejects.toThrow(`${path}: truncated: header describes 103 data bytes`);
-      await expect(loadSafetensors(path)).rejects.toBeInstanceOf(SafetensorsError);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const path = join(scratch, 'cut.safetensors');
+    await writeFile(path, (await fixture('mixed.safetensors')).subarray(0, 700));
+    await expect(loadSafetensors(path)).rejects.toThrow(`${path}: truncated: header describes 103 data bytes`);
+    await expect(loadSafetensors(path)).rejects.toBeInstanceOf(SafetensorsError);
   });
 
   it('encodeSafetensors rejects inconsistent tensors', () => {
