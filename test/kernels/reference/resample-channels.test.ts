@@ -59,6 +59,13 @@ function linearOp(f: (x: T64) => T64, jvp: (t: T64) => T64, vjp: (g: T64, xShape
   return { f: ([x]) => f(x), jvp: (_, [t]) => jvp(t), vjp: ([x], g) => [vjp(g, x.shape)] };
 }
 
+/** ⟨up(x), z⟩ = 4·⟨x, down(z)⟩ to float64 roundoff: the adjoint of `up` is 4·`down`. */
+function expectQuarterAdjoint(up: (x: T64) => T64, down: (z: T64) => T64, x: T64, z: T64): void {
+  const lhs = dot64(up(x), z);
+  const rhs = 4 * dot64(x, down(z));
+  expect(Math.abs(lhs - rhs) / Math.abs(rhs)).toBeLessThan(1e-13);
+}
+
 function at(x: T64, n: number, c: number, i: number, j: number): number {
   const [, C, H, W] = x.shape;
   return x.data[((n * C + c) * H + i) * W + j];
@@ -91,9 +98,7 @@ describe('nearest ×2 upsample and 2×2 average pool', () => {
   it('upsample = 4 · avgPoolᵀ, and pool ∘ upsample = identity', () => {
     const x = randn64([2, 3, 3, 5], 1);
     const z = randn64([2, 3, 6, 10], 2);
-    const lhs = dot64(upsampleNearest2xRef(x), z);
-    const rhs = 4 * dot64(x, avgPool2xRef(z));
-    expect(Math.abs(lhs - rhs) / Math.abs(rhs)).toBeLessThan(1e-13);
+    expectQuarterAdjoint(upsampleNearest2xRef, avgPool2xRef, x, z);
     expect(maxAbsDiff(avgPool2xRef(upsampleNearest2xRef(x)), x)).toBeLessThan(1e-15);
   });
 
@@ -243,9 +248,7 @@ describe('FIR resampling, kernel [1,3,3,1] (score_sde upsample_2d / downsample_2
   it('upsample = 4 · downsampleᵀ for the symmetric [1,3,3,1] kernel', () => {
     const x = randn64([2, 2, 3, 5], 11);
     const z = randn64([2, 2, 6, 10], 12);
-    const lhs = dot64(firUpsample2dRef(x), z);
-    const rhs = 4 * dot64(x, firDownsample2dRef(z));
-    expect(Math.abs(lhs - rhs) / Math.abs(rhs)).toBeLessThan(1e-13);
+    expectQuarterAdjoint(firUpsample2dRef, firDownsample2dRef, x, z);
   });
 
   const firOpts: FirOptions[] = [{}, { kernel: [1, 2, 1], gain: 2 }, { kernel: [1, 3, 3, 1], factor: 3 }];
