@@ -3,23 +3,30 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { HostRng } from '../../engine/rng.js';
-import { GaussianMixtureScoreModel } from '../../model/analytic-models.js';
-import { parseAnalyticSpec } from '../../cli/model-source.js';
 import { runClassify, type ClassifyRecord } from '../../cli/classify.js';
 import type { RunFile } from '../../cli/run-file.js';
 import { useEngine } from '../helpers/engine.js';
 import { loadPreset } from '../../model/config.js';
 import { initWeights, saveWeights } from '../../model/weights.js';
 import { describeAdapter } from '../../engine/gpu.js';
-import { f4, i8, MIXTURE_SPEC, tempDir, testIo, withoutTiming, writeModelFile, writeNpyFile } from './cli-fixtures.js';
-
-const EPS_T = 1e-5;
+import {
+  EPS_T,
+  f4,
+  i8,
+  MIXTURE_SPEC,
+  mixtureModel,
+  tempDir,
+  testIo,
+  withoutTiming,
+  writeModelFile,
+  writeNpyFile,
+} from './cli-fixtures.js';
 
 describe('sbgc classify', () => {
   const engine = useEngine();
   const dir = tempDir('sbgc-classify-');
   const modelFile = writeModelFile(dir);
-  const model = new GaussianMixtureScoreModel(parseAnalyticSpec('analytic:mixture', MIXTURE_SPEC, 'test').spec);
+  const model = mixtureModel();
 
   // Points drawn around the class means (f32, as the GPU sees them), labelled by the class drawn from.
   const N = 8;

@@ -2,19 +2,18 @@
  * Shared fixtures of the CLI tests: a temp folder, a small analytic model file, npy writers and an in-process
  * CommandIo with captured output and the test's engine.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
 import type { Engine } from '../../engine/engine.js';
 import { encodeNpy, type NpyArray } from '../../formats/npy.js';
 import { CapturedText, type CommandIo } from '../../cli/progress.js';
+import { parseAnalyticSpec } from '../../cli/model-source.js';
+import { GaussianMixtureScoreModel } from '../../model/analytic-models.js';
 
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+/** The commands' default ε_t (where the likelihood integration starts), at which the closed forms are compared. */
+export const EPS_T = 1e-5;
+
+export { tempDir } from '../helpers/temp-dir.js';
 
 export function writeNpyFile(path: string, arr: NpyArray): string {
   writeFileSync(path, encodeNpy(arr));
@@ -39,6 +38,11 @@ export const MIXTURE_SPEC = {
   ],
   classNames: ['a', 'b', 'c'],
 };
+
+/** MIXTURE_SPEC as the commands load it from a model file. */
+export function mixtureModel(): GaussianMixtureScoreModel {
+  return new GaussianMixtureScoreModel(parseAnalyticSpec('analytic:mixture', MIXTURE_SPEC, 'test').spec);
+}
 
 export function writeModelFile(dir: string, spec: unknown = MIXTURE_SPEC, name = 'mixture.json'): string {
   const path = join(dir, name);

@@ -1,19 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { createSde } from '../../model/sde.js';
-import { GaussianMixtureScoreModel, isotropicGaussianModel } from '../../model/analytic-models.js';
-import { parseAnalyticSpec } from '../../cli/model-source.js';
+import { isotropicGaussianModel } from '../../model/analytic-models.js';
 import { runLikelihood } from '../../cli/likelihood.js';
 import { useEngine } from '../helpers/engine.js';
-import { f4, i8, MIXTURE_SPEC, tempDir, testIo, writeModelFile } from './cli-fixtures.js';
-
-const EPS_T = 1e-5;
+import { EPS_T, f4, i8, mixtureModel, tempDir, testIo, writeModelFile } from './cli-fixtures.js';
 
 describe('sbgc likelihood', () => {
   const engine = useEngine();
   const dir = tempDir('sbgc-likelihood-');
   const mixtureFile = writeModelFile(dir);
-  const mixture = new GaussianMixtureScoreModel(parseAnalyticSpec('analytic:mixture', MIXTURE_SPEC, 'test').spec);
+  const mixture = mixtureModel();
   const xs = Float64Array.from([0.31, 0.42, 0.48, 0.62, 0.52, 0.47, 0.41, 0.38, 0.58, 0.33, 0.57, 0.29], Math.fround);
   const xPath = f4(join(dir, 'x.npy'), [3, 1, 2, 2], xs);
 

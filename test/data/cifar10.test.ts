@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CIFAR10_FILES, loadCifar10, parseCifar10Batch } from '../../data/cifar10.js';
 import { batchPixels } from '../../data/dataset.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** A record: label byte, then 3072 CHW bytes where byte k of image `seed` is (seed·7 + k) mod 256. */
 function record(label: number, seed: number): Uint8Array {
@@ -19,13 +19,7 @@ function batchFile(records: Array<[number, number]>): Uint8Array {
   return out;
 }
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sbgc-cifar-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = tempDir('sbgc-cifar-');
 
 async function fresh(name: string): Promise<string> {
   const d = join(dir, name);

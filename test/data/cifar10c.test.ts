@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeNpy, type NpyArray } from '../../formats/npy.js';
 import { loadCifar10C } from '../../data/cifar10c.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const N = 10; // 5 severities × 2 images
 /** HWC value of image n at (y, x, c): distinct enough to catch any transposition. */
@@ -17,13 +17,7 @@ function images(n = N, channels = 3): Uint8Array {
   return a;
 }
 
-let root: string;
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'sbgc-c10c-'));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const root = tempDir('sbgc-c10c-');
 
 async function setUp(name: string, img: NpyArray, labels: NpyArray, corruption = 'gaussian_noise'): Promise<string> {
   const d = join(root, name);

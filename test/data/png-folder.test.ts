@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { batchImages, batchPixels } from '../../data/dataset.js';
 import { checkPngFraming, loadPngFolder } from '../../data/png-folder.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** Encodes W×H pixels given as a function (x, y) → RGBA with pngjs. */
 function pngOf(w: number, h: number, px: (x: number, y: number) => [number, number, number, number], opts: { colorType?: 0 | 2 | 4 | 6; bitDepth?: 8 | 16 } = {}): Uint8Array {
@@ -18,13 +18,7 @@ const grey = (seed: number) => (x: number, y: number): [number, number, number, 
   return [v, v, v, 255];
 };
 
-let root: string;
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'sbgc-png-'));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const root = tempDir('sbgc-png-');
 
 /** Writes files { 'rel/path.png': bytes } under a fresh folder. */
 async function tree(name: string, files: Record<string, Uint8Array | string>): Promise<string> {

@@ -3,37 +3,23 @@ import { useEngine } from '../helpers/engine.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { DeviceLimitError, DTypeError, ShapeError } from '../../engine/errors.js';
-import { defineProgram } from '../../engine/program.js';
-import { flatMain, grid } from '../../engine/wgsl.js';
+import { defineFixedProgram } from '../../engine/program.js';
+import { grid } from '../../engine/wgsl.js';
+import { f32s, reads, u32s, writes } from '../../engine/kernel.js';
+import { flatTestProgram } from '../helpers/flat-program.js';
 
-const AXPY = defineProgram<Record<string, never>>({
-  name: 'test.axpy',
-  spec: {},
-  build: () => ({
-    name: 'test.axpy',
-    buffers: [
-      { name: 'x', type: 'f32' },
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['a', 'f32'],
-    ],
-    workgroupSize: [64],
-    body: flatMain({ wg: 64, count: 'params.n', body: '  out[i] = params.a * x[i] + y[i];' }),
-  }),
-});
+const AXPY = flatTestProgram(
+  'test.axpy',
+  [...reads('x', 'y'), ...writes('out')],
+  [...u32s('n'), ...f32s('a')],
+  '  out[i] = params.a * x[i] + y[i];',
+);
 
-const BROKEN = defineProgram<Record<string, never>>({
+const BROKEN = defineFixedProgram({
   name: 'test.broken',
-  spec: {},
-  build: () => ({
-    name: 'test.broken',
-    buffers: [{ name: 'out', type: 'f32', access: 'read_write' }],
-    workgroupSize: [1],
-    body: 'fn main() { out[0] = undefined_symbol; }',
-  }),
+  buffers: writes('out'),
+  workgroupSize: [1],
+  body: 'fn main() { out[0] = undefined_symbol; }',
 });
 
 function axpy(e: Engine, a: number, x: Tensor, y: Tensor): Tensor {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { defineProgram, describeProgramKey, ProgramCache, type InputShapes } from '../../engine/program.js';
-import type { KernelSource } from '../../engine/kernel.js';
+import { f32s, reads, u32s, writes, type KernelSource } from '../../engine/kernel.js';
 import { flatMain, grid } from '../../engine/wgsl.js';
 import { SbgcError } from '../../engine/errors.js';
 
@@ -18,15 +18,8 @@ function scaledAdd(builds: { count: number }, dependency?: 'rank' | 'dims') {
       const v = square ? 'x[i] * x[i]' : 'x[i]';
       return {
         name: 'test.scaled-add',
-        buffers: [
-          { name: 'x', type: 'f32' },
-          { name: 'y', type: 'f32' },
-          { name: 'out', type: 'f32', access: 'read_write' },
-        ],
-        uniforms: [
-          ['n', 'u32'],
-          ['a', 'f32'],
-        ],
+        buffers: [...reads('x', 'y'), ...writes('out')],
+        uniforms: [...u32s('n'), ...f32s('a')],
         workgroupSize: [64],
         body: flatMain({ wg: 64, count: 'params.n', body: `  out[i] = params.a * ${v} + y[i] + ${offset + rank * 100 + dims * 1000}.0;` }),
       };

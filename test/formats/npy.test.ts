@@ -1,11 +1,12 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { encodeNpy, NpyError, parseNpy, readNpy, writeNpy, type NpyArray } from '../../formats/npy.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { itWritesAtomically } from '../helpers/atomic-write-cases.js';
 
 // Fixtures are written by scripts/fixtures/make_npy_fixtures.py (numpy 2.x) and committed.
 const FIX = fileURLToPath(new URL('../fixtures/npy/', import.meta.url));
@@ -190,13 +191,7 @@ describe('encodeNpy matches np.save byte for byte', () => {
 });
 
 describe('round trip', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sbgc-npy-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir('sbgc-npy-');
 
   it('f4 NaN payloads and -0 survive bit-identically (bytes and file)', async () => {
     const bits = new Uint32Array([0x7fc00001, 0xffbfffff, 0x7f800001, 0x80000000, 0x00000001, 0x7fffffff, 0x3f800000]);
@@ -228,6 +223,8 @@ describe('round trip', () => {
 });
 
 describe('clear errors for bad input', () => {
+  const scratch = tempDir('sbgc-npy-');
+
   it('bad magic', () => {
     expect(() => parseNpy(new Uint8Array([0x50, 0x4b, 3, 4, 0, 0, 0, 0, 0, 0]), 'x.npy')).toThrow(/^x\.npy: not a \.npy file: bad magic .*got 50 4b 03 04 00 00/);
     expect(() => parseNpy(new Uint8Array(0), 'empty.npy')).toThrow(/empty\.npy: .*bad magic.*got nothing/);
@@ -293,14 +290,9 @@ describe('clear errors for bad input', () => {
   });
 
   it('readNpy errors name the file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sbgc-npy-'));
-    try {
-      const path = join(dir, 'cut.npy');
-      await writeFile(path, (await fixture('f8_3d.npy')).subarray(0, 200));
-      await expect(readNpy(path)).rejects.toThrow(`${path}: data truncated: shape (2, 3, 4) of '<f8' needs 192 bytes, file has 72 bytes`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const path = join(scratch, 'cut.npy');
+    await writeFile(path, (await fixture('f8_3d.npy')).subarray(0, 200));
+    await expect(readNpy(path)).rejects.toThrow(`${path}: data truncated: shape (2, 3, 4) of '<f8' needs 192 bytes, file has 72 bytes`);
   });
 
   it('encodeNpy rejects inconsistent arrays', () => {
@@ -320,29 +312,10 @@ describe('clear errors for bad input', () => {
 });
 
 describe('atomic writes', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sbgc-npy-atomic-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir('sbgc-npy-atomic-');
   const arr: NpyArray = { dtype: 'f4', shape: [3], data: new Float32Array([1, 2, 3]), fortranOrder: false };
 
-  it('writing into a non-existent directory throws and creates nothing', async () => {
-    const path = join(dir, 'missing', 'a.npy');
-    await expect(writeNpy(path, arr)).rejects.toThrow(`${path}: write failed:`);
-    expect(await readdir(dir)).toEqual([]);
-  });
-
-  it('a failed rename (target is a directory) leaves no temp file behind', async () => {
-    const target = join(dir, 'occupied.npy');
-    await mkdir(target);
-    await expect(writeNpy(target, arr)).rejects.toThrow(`${target}: write failed:`);
-    expect(await readdir(dir)).toEqual(['occupied.npy']);
-    expect(await readdir(target)).toEqual([]);
-    await rm(target, { recursive: true });
-  });
+  itWritesAtomically(dir, '.npy', (path) => writeNpy(path, arr));
 
   it('an invalid array never touches the existing file; a valid one replaces it whole', async () => {
     const path = join(dir, 'keep.npy');

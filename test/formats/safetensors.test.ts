@@ -1,9 +1,8 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import {
   encodeSafetensors,
@@ -15,6 +14,8 @@ import {
   type SafetensorsTensor,
   type TensorSpec,
 } from '../../formats/safetensors.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { itWritesAtomically } from '../helpers/atomic-write-cases.js';
 
 // Fixtures are hand-built by scripts/fixtures/make_npy_fixtures.py following the reference layout.
 const FIX = fileURLToPath(new URL('../fixtures/safetensors/', import.meta.url));
@@ -148,6 +149,8 @@ describe('encodeSafetensors matches the reference layout', () => {
 });
 
 describe('clear errors for bad input', () => {
+  const scratch = tempDir('sbgc-st-');
+
   const f32 = (n: number): Uint8Array => new Uint8Array(4 * n);
 
   it('header length field', () => {
@@ -234,15 +237,10 @@ describe('clear errors for bad input', () => {
   });
 
   it('loadSafetensors errors name the path', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sbgc-st-'));
-    try {
-      const path = join(dir, 'cut.safetensors');
-      await writeFile(path, (await fixture('mixed.safetensors')).subarray(0, 700));
-      await expect(loadSafetensors(path)).rejects.toThrow(`${path}: truncated: header describes 103 data bytes`);
-      await expect(loadSafetensors(path)).rejects.toBeInstanceOf(SafetensorsError);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const path = join(scratch, 'cut.safetensors');
+    await writeFile(path, (await fixture('mixed.safetensors')).subarray(0, 700));
+    await expect(loadSafetensors(path)).rejects.toThrow(`${path}: truncated: header describes 103 data bytes`);
+    await expect(loadSafetensors(path)).rejects.toBeInstanceOf(SafetensorsError);
   });
 
   it('encodeSafetensors rejects inconsistent tensors', () => {
@@ -303,13 +301,7 @@ describe('validateAgainstSpec', () => {
 });
 
 describe('atomic writes', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sbgc-st-atomic-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDir('sbgc-st-atomic-');
   const tensors = { w: t({ dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) }) };
 
   it('save then load round trips', async () => {
@@ -321,19 +313,9 @@ describe('atomic writes', () => {
     await rm(path);
   });
 
-  it('writing into a non-existent directory throws and creates nothing', async () => {
-    const path = join(dir, 'nope', 'w.safetensors');
-    await expect(saveSafetensors(path, tensors)).rejects.toThrow(`${path}: write failed:`);
-    expect(await readdir(dir)).toEqual([]);
-  });
+  itWritesAtomically(dir, '.safetensors', (path) => saveSafetensors(path, tensors));
 
-  it('a failed rename leaves no temp file; a failed encode leaves the old file intact', async () => {
-    const target = join(dir, 'occupied.safetensors');
-    await mkdir(target);
-    await expect(saveSafetensors(target, tensors)).rejects.toThrow(`${target}: write failed:`);
-    expect(await readdir(dir)).toEqual(['occupied.safetensors']);
-    await rm(target, { recursive: true });
-
+  it('a failed encode leaves the old file intact', async () => {
     const path = join(dir, 'keep.safetensors');
     await saveSafetensors(path, tensors);
     const before = await readFile(path);

@@ -1,7 +1,7 @@
 /**
- * float64 references that the per-op tests define locally (test/kernels/reductions, embeddings, attention,
- * matmul, softmax tests), shared here with the op-table test. TRANSITION: they belong in kernels/reference/ beside
- * the others; they move there when those per-op tests are next edited (other engineers hold them now).
+ * float64 references of the ops whose reference is not in kernels/reference/, shared by the per-op tests
+ * (reductions, embeddings, attention, elementwise, group-norm) and the op-table cases. They belong in
+ * kernels/reference/ beside the others: they move there with the next change to that folder (outside test/).
  */
 import type { Host64 } from './check-op.js';
 
@@ -99,7 +99,7 @@ export function sinusoidContractRef(t: Host64, f: Host64, g: Host64, m: number, 
 }
 
 /** [N, C, ...] → N, C, S. */
-const ncs = (x: Host64) => ({ n: x.shape[0], c: x.shape[1], s: x.data.length / (x.shape[0] * x.shape[1]) });
+export const ncs = (x: Host64) => ({ n: x.shape[0], c: x.shape[1], s: x.data.length / (x.shape[0] * x.shape[1]) });
 
 /** Attention scores z[n, i, j] = α Σ_c q[n, c, i]·k[n, c, j]. */
 export function attnScoresRef(q: Host64, k: Host64, alpha: number): Host64 {

@@ -1,7 +1,49 @@
 /** Float64 finite-difference and vector helpers shared by the reference-op tests. */
 import { expect } from 'vitest';
 import { t64, type T64 } from '../../kernels/reference/norm-types.js';
+import { checkRefDerivatives, type RefOp } from '../../kernels/reference/finite-diff.js';
 
+/**
+ * Bounds for linear or bilinear float64 reference ops: central differences of such maps carry roundoff only
+ * (~1e-10 relative at h = 1e-6), so 1e-7 (a real bug shows up as O(1)); the dot-product identity compares two
+ * float64 sums of the same products: 1e-12.
+ */
+export const BILINEAR_FD_TOL = 1e-7;
+export const BILINEAR_DOT_TOL = 1e-12;
+
+/**
+ * JVP and VJP of a linear or bilinear reference op against central differences, and ⟨J·v, u⟩ = ⟨v, Jᵀ·u⟩, within
+ * those bounds. `vjpFD` false skips the VJP-vs-differences check (the identity still ties the VJP to the JVP).
+ */
+export function expectBilinearDerivatives(op: RefOp, inputs: T64[], seed: number, vjpFD = true): void {
+  const e = checkRefDerivatives(op, inputs, { seed, vjpFD });
+  expect(e.jvpVsFD).toBeLessThanOrEqual(BILINEAR_FD_TOL);
+  expect(e.dot).toBeLessThanOrEqual(BILINEAR_DOT_TOL);
+  if (vjpFD) expect(e.vjpVsFD).toBeLessThanOrEqual(BILINEAR_FD_TOL);
+}
+
+/**
+ * A RefOp over inputs named `names` (in order), from rules in the references' own form: the JVP takes the tangents
+ * as a record by input name (absent ones undefined), the VJP returns the gradients as a record g<name>.
+ */
+export function namedRefOp<K extends string>(
+  names: readonly K[],
+  f: (inputs: T64[]) => T64,
+  jvp: (inputs: T64[], tangents: Partial<Record<K, T64>>) => T64,
+  vjp: (inputs: T64[], cotangent: T64) => Record<`g${K}`, T64>,
+): RefOp {
+  return {
+    f,
+    jvp: (inputs, tangents) => {
+      const named = Object.fromEntries(names.map((n, i) => [n, tangents[i]])) as Partial<Record<K, T64>>;
+      return jvp(inputs, named);
+    },
+    vjp: (inputs, cotangent) => {
+      const grads = vjp(inputs, cotangent);
+      return names.map((n) => grads[`g${n}`]);
+    },
+  };
+}
 
 export function normalSampler(seed: number): () => number {
   let s = seed >>> 0;

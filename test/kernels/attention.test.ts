@@ -16,14 +16,10 @@ import {
   type AttnBlockParams,
 } from '../../kernels/attention.js';
 import { softmaxRef, softmaxVjpRef } from '../../kernels/reference/activations.js';
+import { attnMixRef, attnScoresRef, host, ncs, softmaxBackwardRef } from '../helpers/op-references.js';
 import { attnBlockRef, attnBlockVjpRef, type AttnParams } from '../../kernels/reference/attention.js';
 
-// ---------------------------------------------------------------- float64 references for the products
-
-const t = (shape: number[], data: Float64Array): Host64 => ({ shape, data });
-
-/** [N, C, S] view sizes of an [N, C, ...] host tensor. */
-const ncs = (x: Host64) => ({ n: x.shape[0], c: x.shape[1], s: x.data.length / (x.shape[0] * x.shape[1]) });
+// ---------------------------------------------------------------- float64 references for the NIN products
 
 function ninRef(x: Host64, W: Host64, b: Host64 | null, transposed: boolean): Host64 {
   const { n, c, s } = ncs(x);
@@ -37,7 +33,7 @@ function ninRef(x: Host64, W: Host64, b: Host64 | null, transposed: boolean): Ho
         for (let ci = 0; ci < c; ci++) acc += (transposed ? W.data[o * k + ci] : W.data[ci * k + o]) * x.data[(ni * c + ci) * s + si];
         y[(ni * cout + o) * s + si] = acc;
       }
-  return t([n, cout, ...x.shape.slice(2)], y);
+  return host([n, cout, ...x.shape.slice(2)], y);
 }
 
 function ninWeightGradRef(x: Host64, g: Host64): Host64 {
@@ -48,40 +44,11 @@ function ninWeightGradRef(x: Host64, g: Host64): Host64 {
     for (let ci = 0; ci < c; ci++)
       for (let o = 0; o < cg; o++)
         for (let si = 0; si < s; si++) out[ci * cg + o] += x.data[(ni * c + ci) * s + si] * g.data[(ni * cg + o) * s + si];
-  return t([c, cg], out);
-}
-
-function scoresRef(q: Host64, k: Host64, alpha: number): Host64 {
-  const { n, c, s } = ncs(q);
-  const z = new Float64Array(n * s * s);
-  for (let ni = 0; ni < n; ni++)
-    for (let i = 0; i < s; i++)
-      for (let j = 0; j < s; j++) {
-        let acc = 0;
-        for (let ci = 0; ci < c; ci++) acc += q.data[(ni * c + ci) * s + i] * k.data[(ni * c + ci) * s + j];
-        z[(ni * s + i) * s + j] = alpha * acc;
-      }
-  return t([n, s, s], z);
-}
-
-function mixRef(w: Host64, v: Host64, alpha: number, transposed: boolean): Host64 {
-  const { n, c, s } = ncs(v);
-  const a = new Float64Array(v.data.length);
-  for (let ni = 0; ni < n; ni++)
-    for (let ci = 0; ci < c; ci++)
-      for (let i = 0; i < s; i++) {
-        let acc = 0;
-        for (let j = 0; j < s; j++) {
-          const wij = transposed ? w.data[(ni * s + j) * s + i] : w.data[(ni * s + i) * s + j];
-          acc += wij * v.data[(ni * c + ci) * s + j];
-        }
-        a[(ni * c + ci) * s + i] = alpha * acc;
-      }
-  return t(v.shape, a);
+  return host([c, cg], out);
 }
 
 const attentionRef = (q: Host64, k: Host64, v: Host64, alpha: number): Host64 =>
-  mixRef(softmaxRef(scoresRef(q, k, alpha)), v, 1, false);
+  attnMixRef(softmaxRef(attnScoresRef(q, k, alpha)), v, 1, false);
 
 // ---------------------------------------------------------------- tolerances
 // Relative to the max-norm of the reference quantity (ε = 6e-8). Products: f32 dot products of K ≤ 64 terms,
@@ -108,20 +75,11 @@ describe('softmax', () => {
         // softmaxBackward(y, g) = y ⊙ (g − ⟨g, y⟩) for any y (the formula is polynomial); y = softmax(x) here.
         const y = softmaxRef(roundF32(x));
         const g = randomHost(shape, 2);
-        const len = shape[shape.length - 1];
         await checkOp(e, {
           op: softmaxBackward,
           params: {},
           inputs: [y, g],
-          reference: ([yy, gg]) => {
-            const out = new Float64Array(yy!.data.length);
-            for (let o = 0; o < out.length; o += len) {
-              let d = 0;
-              for (let j = 0; j < len; j++) d += gg!.data[o + j] * yy!.data[o + j];
-              for (let j = 0; j < len; j++) out[o + j] = yy!.data[o + j] * (gg!.data[o + j] - d);
-            }
-            return t(yy!.shape, out);
-          },
+          reference: ([yy, gg]) => softmaxBackwardRef(yy!, gg!),
           tol: SOFTMAX_TOL,
         });
       });
@@ -169,14 +127,14 @@ describe('attention products', () => {
       const s = h * w;
       const q = randomHost([n, c, h, w], 5);
       const k = randomHost([n, c, h, w], 6);
-      await checkOp(e, { op: attnScores, params: { alpha: 0.7 }, inputs: [q, k], reference: ([a, b]) => scoresRef(a!, b!, 0.7), tol: PRODUCT_TOL });
+      await checkOp(e, { op: attnScores, params: { alpha: 0.7 }, inputs: [q, k], reference: ([a, b]) => attnScoresRef(a!, b!, 0.7), tol: PRODUCT_TOL });
       const wt = randomHost([n, s, s], 7);
       for (const transposed of [false, true]) {
         await checkOp(e, {
           op: attnMix,
           params: { alpha: 1.3, transposed },
           inputs: [wt, q],
-          reference: ([a, b]) => mixRef(a!, b!, 1.3, transposed),
+          reference: ([a, b]) => attnMixRef(a!, b!, 1.3, transposed),
           tol: PRODUCT_TOL,
         });
       }

@@ -3,8 +3,9 @@ import { useEngine } from '../helpers/engine.js';
 import { randomHost, relErr, roundF32, type Host64 } from '../helpers/check-op.js';
 import { conv2d, conv2dInputGrad, packedWeightStats, setConvDefault, type Conv2dParams } from '../../kernels/conv2d.js';
 import { conv2dInputVjpRef, conv2dRef } from '../../kernels/reference/conv2d.js';
-import { defineProgram } from '../../engine/program.js';
-import { flatMain, grid } from '../../engine/wgsl.js';
+import { grid } from '../../engine/wgsl.js';
+import { u32s, writes } from '../../engine/kernel.js';
+import { flatTestProgram } from '../helpers/flat-program.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Tensor } from '../../engine/tensor.js';
 
@@ -17,17 +18,16 @@ const W_SHAPE = [4, 4, 4, 4];
 const W_SIZE = 256;
 
 /** w[i] = 2·w[i] in place: a dispatch binding the weights read_write, as the optimizer's does. */
-const DOUBLE_IN_PLACE = defineProgram<Record<string, never>>({
-  name: 'test.double-in-place',
-  spec: {},
-  build: () => ({
-    name: 'test.double-in-place',
-    buffers: [{ name: 'w', type: 'f32', access: 'read_write' }],
-    uniforms: [['n', 'u32']],
-    workgroupSize: [64],
-    body: flatMain({ wg: 64, count: 'params.n', body: '  w[i] = 2.0 * w[i];' }),
-  }),
-});
+const DOUBLE_IN_PLACE = flatTestProgram('test.double-in-place', writes('w'), u32s('n'), '  w[i] = 2.0 * w[i];');
+
+/** The inputs on host and device, and the engine's packing counters. */
+interface Uploaded {
+  x: Host64;
+  w: Host64;
+  xt: Tensor;
+  wt: Tensor;
+  stats: ReturnType<typeof packedWeightStats>;
+}
 
 const upload = (e: Engine, h: Host64): Tensor => e.tensor(Float32Array.from(h.data), h.shape);
 const scaled = (h: Host64, s: number): Host64 => ({ shape: h.shape, data: h.data.map((v) => v * s) });
@@ -41,13 +41,15 @@ describe('packed conv weights', () => {
     return { x: roundF32(randomHost(X_SHAPE, 1)), w: roundF32(randomHost(W_SHAPE, 2)) };
   }
 
+  /** setup(), then `body` in a scope with x and W uploaded and the engine's packing counters. */
+  async function withUploaded(e: Engine, body: (c: Uploaded) => Promise<void>): Promise<void> {
+    const { x, w } = setup(e);
+    await e.scope(() => body({ x, w, xt: upload(e, x), wt: upload(e, w), stats: packedWeightStats(e) }));
+  }
+
   it('packs once per weight tensor and reuses the packing across calls (bit-identical results)', async () => {
     const e = engine();
-    const { x, w } = setup(e);
-    const stats = packedWeightStats(e);
-    await e.scope(async () => {
-      const xt = upload(e, x);
-      const wt = upload(e, w);
+    await withUploaded(e, async ({ x, w, xt, wt, stats }) => {
       const packs0 = stats.packs;
       const first = await conv2d(e, [xt, wt], P).read();
       expect(stats.packs - packs0).toBe(1);
@@ -71,11 +73,7 @@ describe('packed conv weights', () => {
 
   it('repacks after engine.write, engine.copy and a read_write dispatch into the weights; results match a fresh tensor', async () => {
     const e = engine();
-    const { x, w } = setup(e);
-    const stats = packedWeightStats(e);
-    await e.scope(async () => {
-      const xt = upload(e, x);
-      const wt = upload(e, w);
+    await withUploaded(e, async ({ x, w, xt, wt, stats }) => {
       await conv2d(e, [xt, wt], P).read();
       const check = async (want: Host64, what: string) => {
         const packs0 = stats.packs;

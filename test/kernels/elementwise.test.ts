@@ -1,12 +1,9 @@
 import { describe, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
 import { checkHvp, checkOp, randomHost, type Host64 } from '../helpers/check-op.js';
+import { map2 } from '../helpers/op-references.js';
 import { add, affine, axpy, divide, log, mul, scale, silu, siluBackward, sub } from '../../kernels/elementwise.js';
 
-const map2 = (a: Host64, b: Host64, f: (x: number, y: number) => number): Host64 => ({
-  shape: a.shape,
-  data: a.data.map((x, i) => f(x, b.data[i])),
-});
 const sig = (x: number) => 1 / (1 + Math.exp(-x));
 const siluRef = (x: number) => x * sig(x);
 const dsilu = (x: number) => sig(x) * (1 + x * (1 - sig(x)));

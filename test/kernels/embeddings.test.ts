@@ -16,34 +16,11 @@ import {
   timestepEmbeddingVjpRef,
   timestepFrequencies as timestepFrequencies64,
 } from '../../kernels/reference/embeddings.js';
+import { sinusoidContractRef, sinusoidDerivRef } from '../helpers/op-references.js';
 import { jvp, vjp } from '../../engine/autodiff.js';
 import { DTypeError, SbgcError, ShapeError } from '../../engine/errors.js';
 
 const TWO_PI_F32 = Math.fround(2 * Math.PI);
-
-/** float64 m-th t-derivative of the sinusoid embedding, times s (local reference for the derivative ops). */
-function derivRef(t: Host64, f: Host64, s: Host64 | null, m: number, c: number, dim: number): Host64 {
-  const n = t.shape[0];
-  const h = f.shape[0];
-  const out = new Float64Array(n * dim);
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < h; k++) {
-      const a = t.data[i] * f.data[k] * c;
-      const amp = (c * f.data[k]) ** m * (s ? s.data[i] : 1);
-      out[i * dim + k] = amp * Math.sin(a + (m * Math.PI) / 2);
-      out[i * dim + h + k] = amp * Math.cos(a + (m * Math.PI) / 2);
-    }
-  }
-  return { shape: [n, dim], data: out };
-}
-
-function contractRef(t: Host64, f: Host64, g: Host64, m: number, c: number, dim: number): Host64 {
-  const d = derivRef(t, f, null, m, c, dim);
-  const n = t.shape[0];
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < dim; j++) out[i] += d.data[i * dim + j] * g.data[i * dim + j];
-  return { shape: [n], data: out };
-}
 
 const host = (data: ArrayLike<number>, shape: number[]): Host64 => ({ shape, data: Float64Array.from(data) });
 
@@ -151,7 +128,7 @@ describe('time embeddings and one-hot labels', () => {
         params: { order, angleScale: 1, dim },
         inputs: [t, f, s],
         differentiable: [true, false, true],
-        reference: ([a, b, c]) => derivRef(a!, b!, c, order, 1, dim),
+        reference: ([a, b, c]) => sinusoidDerivRef(a!, b!, c, order, 1, dim),
         tol,
       });
       await checkOp(e, {
@@ -159,7 +136,7 @@ describe('time embeddings and one-hot labels', () => {
         params: { order: order - 1, angleScale: 1, dim },
         inputs: [t, f, g],
         differentiable: [true, false, true],
-        reference: ([a, b, c]) => contractRef(a!, b!, c!, order - 1, 1, dim),
+        reference: ([a, b, c]) => sinusoidContractRef(a!, b!, c!, order - 1, 1, dim),
         tol,
       });
     });

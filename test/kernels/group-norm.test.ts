@@ -12,6 +12,7 @@ import {
   scoreSdeGroupNorm,
 } from '../../kernels/group-norm.js';
 import { silu } from '../../kernels/elementwise.js';
+import { channelBroadcastRef } from '../helpers/op-references.js';
 import { jvp } from '../../engine/autodiff.js';
 import { ShapeError } from '../../engine/errors.js';
 import {
@@ -200,10 +201,7 @@ describe('groupNorm', () => {
       op: channelBroadcast,
       params: { shape: [2, 6, 3, 1] },
       inputs: [w],
-      reference: ([t]) => ({
-        shape: [2, 6, 3, 1],
-        data: Float64Array.from({ length: 36 }, (_, i) => t!.data[Math.floor(i / 3) % 6]),
-      }),
+      reference: ([t]) => channelBroadcastRef(t!, [2, 6, 3, 1], 1),
       tol: { forward: 0, jvp: 1e-6, vjp: 1e-6 },
     });
   });

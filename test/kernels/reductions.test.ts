@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useEngine } from '../helpers/engine.js';
-import { checkHvp, checkOp, randomHost, roundF32, type Host64, type Tolerances } from '../helpers/check-op.js';
+import { checkHvp, checkOp, randomHost, roundF32, type Tolerances } from '../helpers/check-op.js';
 import {
   mulPerSample,
   perSampleDot,
@@ -20,6 +20,7 @@ import {
   perSampleSumSqVjpRef,
 } from '../../kernels/reference/reductions.js';
 import { ShapeError } from '../../engine/errors.js';
+import { host, logSumExpBackwardRef, mulPerSampleRef, rmsNormRatioRef } from '../helpers/op-references.js';
 
 // Tolerances, relative to the max-norm of the reference (ε = 6e-8). A reduced value passes ≤ 16 sequential adds
 // per lane, a 2-term horizontal add and a 6-level tree per level (1–2 levels here): worst case ≈ 25·levels·ε of
@@ -31,26 +32,6 @@ const TOL: Tolerances = { forward: 1e-6, jvp: 1e-6, vjp: 1e-6 };
 const MUL_TOL: Tolerances = { forward: 2.5e-7, jvp: 2.5e-7, vjp: 1e-6 };
 
 const shapes = [[1, 7], [3, 5, 7], [2, 3, 17, 19], [2, 3 * 4096 + 4], [1, 5001]];
-
-const host = (shape: number[], data: Float64Array): Host64 => ({ shape, data });
-
-/** x[n, …]·s[n] in float64. */
-function mulPerSampleRef(x: Host64, s: Host64): Host64 {
-  const len = x.data.length / s.data.length;
-  return host(x.shape, x.data.map((v, i) => v * s.data[Math.floor(i / len)]));
-}
-
-function rmsRef(err: Host64, sc: Host64, perSample: boolean): Host64 {
-  const rows = perSample ? err.shape[0] : 1;
-  const len = err.data.length / rows;
-  const out = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let i = r * len; i < (r + 1) * len; i++) s += (err.data[i] / sc.data[i]) ** 2;
-    out[r] = Math.sqrt(s / len);
-  }
-  return host(perSample ? [rows] : [], out);
-}
 
 describe('per-sample reductions', () => {
   const engine = useEngine();
@@ -178,23 +159,7 @@ describe('logSumExp', () => {
         op: logSumExpBackward,
         params: { axis },
         inputs: [xr, lse, g],
-        reference: ([a, l, gg]) => {
-          // g·exp(x − lse) with lse as a free input (not recomputed from x).
-          const ones = host(gg!.shape, new Float64Array(gg!.data.length).fill(1));
-          const p = logSumExpVjpRef(a!, axis, ones);
-          const shift = logSumExpRef(a!, axis);
-          const dims = a!.shape;
-          const ax = axis < 0 ? axis + dims.length : axis;
-          const inner = dims.slice(ax + 1).reduce((u, v) => u * v, 1);
-          const len = dims[ax];
-          return host(
-            dims,
-            p.data.map((pi, k) => {
-              const r = Math.floor(k / (len * inner)) * inner + (k % inner);
-              return gg!.data[r] * pi * Math.exp(shift.data[r] - l!.data[r]);
-            }),
-          );
-        },
+        reference: ([a, l, gg]) => logSumExpBackwardRef(a!, l!, gg!, axis),
         tol: { forward: 1e-6, jvp: 2e-6, vjp: 2e-6 },
       });
     });
@@ -235,7 +200,7 @@ describe('rmsNormRatio', () => {
           op: rmsNormRatio,
           params: { perSample },
           inputs: [err, sc],
-          reference: ([a, b]) => rmsRef(a!, b!, perSample),
+          reference: ([a, b]) => rmsNormRatioRef(a!, b!, perSample),
           // The value: a square root of a sum of positive terms, ≤ 1e-7 measured, so 1e-6. The JVP is one sum of
           // M mixed-sign terms q·(ė − q·ṡ)/s, each ~4 roundings off: error ≈ 4ε·Σ|terms| while the sum cancels
           // to ≈ Σ|terms|/√M, i.e. ≈ 4ε·√M relative (5e-6 at M = 486; measured 4.7e-6), so 1e-5.

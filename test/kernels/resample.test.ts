@@ -41,51 +41,45 @@ const DOWN_VJP_REF: Record<ResampleFilter, (g: Host64, xShape: number[]) => Host
   fir: (g, s) => firDownsample2dVjpRef(g, s),
 };
 
+/** The two directions: op, float64 references, the input sizes and seed, the gain checked, the HVP's output size. */
+const DIRECTIONS = [
+  // Batch 1, odd channel counts, non-square; upsampling also takes odd spatial sizes.
+  { name: 'upsample2x', op: upsample2x, ref: UP_REF, vjpRef: UP_VJP_REF, seed: 11, gain: 4,
+    shapes: [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 5, 7]], hvpOutShape: [2, 3, 8, 12] },
+  { name: 'downsample2x', op: downsample2x, ref: DOWN_REF, vjpRef: DOWN_VJP_REF, seed: 12, gain: 0.25,
+    shapes: [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 6, 10]], hvpOutShape: [2, 3, 2, 3] },
+];
+
 describe('resample ×2 (naive and FIR [1,3,3,1])', () => {
   const engine = useEngine();
   const filters: ResampleFilter[] = ['naive', 'fir'];
 
   for (const filter of filters) {
-    // Batch 1, odd channel counts, non-square; upsampling also takes odd spatial sizes.
-    for (const shape of [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 5, 7]]) {
-      it(`upsample2x ${filter} on [${shape}]`, async () => {
-        await checkOp(engine(), {
-          op: upsample2x,
-          params: { filter },
-          inputs: [randomHost(shape, 11)],
-          reference: ([x]) => UP_REF[filter](x!),
-          tol: TOL,
+    for (const { name, op, ref, shapes, seed } of DIRECTIONS) {
+      for (const shape of shapes) {
+        it(`${name} ${filter} on [${shape}]`, async () => {
+          await checkOp(engine(), {
+            op,
+            params: { filter },
+            inputs: [randomHost(shape, seed)],
+            reference: ([x]) => ref[filter](x!),
+            tol: TOL,
+          });
         });
-      });
-    }
-    for (const shape of [[1, 1, 2, 2], [1, 3, 4, 6], [2, 5, 8, 6], [3, 7, 6, 10]]) {
-      it(`downsample2x ${filter} on [${shape}]`, async () => {
-        await checkOp(engine(), {
-          op: downsample2x,
-          params: { filter },
-          inputs: [randomHost(shape, 12)],
-          reference: ([x]) => DOWN_REF[filter](x!),
-          tol: TOL,
-        });
-      });
+      }
     }
 
     it(`${filter}: gain scales the output (the adjoints use gains 4 and ¼)`, async () => {
       const x = randomHost([2, 3, 4, 4], 13);
-      await checkOp(engine(), {
-        op: upsample2x,
-        params: { filter, gain: 4 },
-        inputs: [x],
-        reference: ([a]) => scaleHost(UP_REF[filter](a!), 4),
-        tol: TOL,
-      });
-      await checkOp(engine(), {
-        op: downsample2x,
-        params: { filter, gain: 0.25 },
-        inputs: [x],
-        reference: ([a]) => scaleHost(DOWN_REF[filter](a!), 0.25),
-        tol: TOL,
-      });
+      for (const { op, ref, gain } of DIRECTIONS) {
+        await checkOp(engine(), {
+          op,
+          params: { filter, gain },
+          inputs: [x],
+          reference: ([a]) => scaleHost(ref[filter](a!), gain),
+          tol: TOL,
+        });
+      }
     });
 
     // f(x) = up(x)² (resp. down(x)²): its HVP 2·Aᵀ(u ⊙ A v) runs the VJP op (the other direction) under a JVP
@@ -93,34 +87,22 @@ describe('resample ×2 (naive and FIR [1,3,3,1])', () => {
     it(`${filter}: forward-over-reverse through the adjoint op`, async () => {
       const e = engine();
       const x = randomHost([2, 3, 4, 6], 14);
-      await checkHvp(
-        e,
-        (t) => {
-          const y = upsample2x(e, [t], { filter });
-          return mul(e, [y, y], {});
-        },
-        x,
-        (xx, u) => {
-          const y = UP_REF[filter](xx);
-          return scaleHost(UP_VJP_REF[filter]({ shape: y.shape, data: y.data.map((v, i) => u.data[i] * v) }, xx.shape), 2);
-        },
-        [2, 3, 8, 12],
-        5e-6,
-      );
-      await checkHvp(
-        e,
-        (t) => {
-          const y = downsample2x(e, [t], { filter });
-          return mul(e, [y, y], {});
-        },
-        x,
-        (xx, u) => {
-          const y = DOWN_REF[filter](xx);
-          return scaleHost(DOWN_VJP_REF[filter]({ shape: y.shape, data: y.data.map((v, i) => u.data[i] * v) }, xx.shape), 2);
-        },
-        [2, 3, 2, 3],
-        5e-6,
-      );
+      for (const { op, ref, vjpRef, hvpOutShape } of DIRECTIONS) {
+        await checkHvp(
+          e,
+          (t) => {
+            const y = op(e, [t], { filter });
+            return mul(e, [y, y], {});
+          },
+          x,
+          (xx, u) => {
+            const y = ref[filter](xx);
+            return scaleHost(vjpRef[filter]({ shape: y.shape, data: y.data.map((v, i) => u.data[i] * v) }, xx.shape), 2);
+          },
+          hvpOutShape,
+          5e-6,
+        );
+      }
     });
   }
 

@@ -12,31 +12,10 @@ import {
 } from '../../model/analytic-models.js';
 import { checkHvp, checkOp, randomHost, type Host64 } from '../helpers/check-op.js';
 import { useEngine } from '../helpers/engine.js';
+import { testMixture } from '../helpers/mixture-model.js';
 
 const vp = createSde('vp');
 const subvp = createSde('subvp');
-
-/** A 2-class mixture with 3 components per class on D = 15 (odd), means spread so responsibilities are mixed. */
-function mixture(sde = vp): GaussianMixtureScoreModel {
-  const D = 15;
-  const mean = (seed: number) => randomHost([D], seed, 1.2).data;
-  return new GaussianMixtureScoreModel({
-    shape: [1, 3, 5],
-    sde,
-    classes: [
-      [
-        { mean: mean(1), variance: 0.3, weight: 1 },
-        { mean: mean(2), variance: 0.8, weight: 2 },
-        { mean: mean(3), variance: 0.5, weight: 0.5 },
-      ],
-      [
-        { mean: mean(4), variance: 0.2 },
-        { mean: mean(5), variance: 1.1 },
-        { mean: mean(6), variance: 0.6 },
-      ],
-    ],
-  });
-}
 
 function params(e: Engine, model: GaussianMixtureScoreModel, t: number[], labels: number[]): MixtureParams {
   const rows = new Float32Array(3 * t.length);
@@ -73,7 +52,7 @@ describe('analytic Gaussian-mixture score models', () => {
   ] as const) {
     it(`mixture score op (K = 3): forward, JVP, VJP vs float64, ${name}`, async () => {
       const e = engine();
-      const model = mixture();
+      const model = testMixture();
       const D = model.dim;
       const B = t.length;
       const p = params(e, model, [...t], [...labels]);
@@ -110,7 +89,7 @@ describe('analytic Gaussian-mixture score models', () => {
 
   it('host formulas: score = ∇ log p_t, divergence = tr(∂s/∂x), Gaussian marginals of SPEC §2 (VP and sub-VP)', () => {
     for (const sde of [vp, subvp]) {
-      const model = mixture(sde);
+      const model = testMixture(sde);
       const x = randomHost([15], 21).data;
       const t = 0.2;
       const h = 1e-6;

@@ -1,13 +1,13 @@
 // torch.save reader (formats/torch-checkpoint.ts) and score_sde → safetensors conversion (model/convert.ts).
 // The fixture is written by scripts/fixtures/make_pth_fixture.py, whose docstring gives its layout and values.
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '../helpers/temp-dir.js';
 
 import { unzipSync, zipSync, type Zippable } from 'fflate';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { convertCommand } from '../../cli/convert.js';
 
@@ -39,18 +39,13 @@ let config: NcsnppConfig;
 let spec: ReturnType<typeof paramSpec>;
 let fixtureBytes: Uint8Array;
 let root: PickleDict;
-let dir: string;
+const dir = tempDir('sbgc-convert-');
 
 beforeAll(async () => {
   config = parseConfig(await readFile(CONFIG_PATH, 'utf8'), CONFIG_PATH);
   spec = paramSpec(config);
   fixtureBytes = await readFile(FIXTURE);
   root = (await readTorchCheckpoint(FIXTURE)) as PickleDict;
-  dir = await mkdtemp(join(tmpdir(), 'sbgc-convert-'));
-});
-
-afterAll(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 function dict(v: PickleValue | undefined): PickleDict {

@@ -72,12 +72,18 @@ function labelsFor(cfg: NcsnppConfig, n: number, seed: number): number[] | null 
   return cfg.numClasses > 0 ? Array.from({ length: n }, (_, i) => (seed * 7 + i * 5) % cfg.numClasses) : null;
 }
 
+const upload = (e: Engine, h: T64): Tensor => e.tensor(Float32Array.from(h.data), h.shape);
+
+/** A network input x, its times tNet [N] and any directions (u, v, …) as f32 tensors. */
+function uploadInputs(e: Engine, x: T64, tNet: number[], ...directions: T64[]): { xt: Tensor; tt: Tensor; dirs: Tensor[] } {
+  return { xt: upload(e, x), tt: e.tensor(Float32Array.from(tNet), [tNet.length]), dirs: directions.map((d) => upload(e, d)) };
+}
+
 /** GPU forward with f32 inputs from host arrays; returns the output as float64. */
 async function gpuForward(s: Setup, x: T64, tNet: number[], labels: number[] | null): Promise<Float64Array> {
   const { e } = s;
   return e.scope(async () => {
-    const xt = e.tensor(Float32Array.from(x.data), x.shape);
-    const tt = e.tensor(Float32Array.from(tNet), [tNet.length]);
+    const { xt, tt } = uploadInputs(e, x, tNet);
     return (await ncsnppForward(e, s.weights, s.cfg, xt, tt, labels).readF64());
   });
 }
@@ -134,9 +140,7 @@ describe('derivatives through the whole network (tiny)', () => {
       want[i] = (F(shifted(x, d, h)) - F(shifted(x, d, -h))) / (2 * h);
     }
     const got = await e.scope(async () => {
-      const xt = e.tensor(Float32Array.from(x.data), x.shape);
-      const tt = e.tensor(Float32Array.from(tNet), [1]);
-      const ut = e.tensor(Float32Array.from(u.data), u.shape);
+      const { xt, tt, dirs: [ut] } = uploadInputs(e, x, tNet, u);
       const { backward } = vjp(e, (xx) => ncsnppForward(e, s.weights, tiny, xx, tt, labels), [xt]);
       return backward(ut)[0]!.readF64();
     });
@@ -156,9 +160,7 @@ describe('derivatives through the whole network (tiny)', () => {
     // h = 1e-4: central-difference truncation ~h²·‖f‴‖ ≈ 1e-8 here, float64 roundoff ~1e-16/h = 1e-12.
     const h = 1e-4;
     await e.scope(async () => {
-      const xt = e.tensor(Float32Array.from(x.data), x.shape);
-      const tt = e.tensor(Float32Array.from(tNet), [3]);
-      const ut = e.tensor(Float32Array.from(u.data), u.shape);
+      const { xt, tt, dirs: [ut] } = uploadInputs(e, x, tNet, u);
       const f = (xx: Tensor) => ncsnppForward(e, s.weights, tiny, xx, tt, labels);
       const grad = await vjp(e, f, [xt]).backward(ut)[0]!.readF64();
       for (let k = 0; k < 3; k++) {
@@ -166,7 +168,7 @@ describe('derivatives through the whole network (tiny)', () => {
         const plus = s.ref.forward(shifted(x, v, h), tNet, labels).data;
         const minus = s.ref.forward(shifted(x, v, -h), tNet, labels).data;
         const jvFd = plus.map((p, i) => (p - minus[i]) / (2 * h));
-        const vt = e.tensor(Float32Array.from(v.data), v.shape);
+        const vt = upload(e, v);
         const { tangent } = jvp(e, f, [xt], [vt]);
         const jvGpu = await tangent!.readF64();
         // JVP: elementwise vs FD (measured 8e-7…1.5e-6), same f32 budget as the forward.
@@ -189,10 +191,7 @@ describe('derivatives through the whole network (tiny)', () => {
     const labels = [1];
     const F = (xx: T64): number => dot(u.data, s.ref.forward(xx, tNet, labels).data);
     const hvp = await e.scope(async () => {
-      const xt = e.tensor(Float32Array.from(x.data), x.shape);
-      const tt = e.tensor(Float32Array.from(tNet), [1]);
-      const ut = e.tensor(Float32Array.from(u.data), u.shape);
-      const vt = e.tensor(Float32Array.from(v.data), v.shape);
+      const { xt, tt, dirs: [ut, vt] } = uploadInputs(e, x, tNet, u, v);
       const r = vjpAndHvp(e, (xx) => ncsnppForward(e, s.weights, tiny, xx, tt, labels), xt, ut, vt);
       return r.hvp!.readF64();
     });
@@ -227,7 +226,7 @@ describe('score model, dropout and memory hygiene', () => {
     const labels = [2, 0];
     const want = s.ref.forward(x, t.map((v) => Math.fround(999 * v)), labels).data;
     await e.scope(async () => {
-      const xt = e.tensor(Float32Array.from(x.data), x.shape);
+      const xt = upload(e, x);
       const eps = await model.epsilon(e, xt, t, labels).readF64();
       expect(relErr(eps, want)).toBeLessThan(1e-5);
       const score = await model.score(e, xt, t, labels).readF64();
@@ -247,7 +246,7 @@ describe('score model, dropout and memory hygiene', () => {
     const x = f32Randn([1, 3, 8, 8], 71);
     const run = (train: boolean, seed: number) =>
       e.scope(async () => {
-        const xt = e.tensor(Float32Array.from(x.data), x.shape);
+        const xt = upload(e, x);
         const tt = e.tensor([400], [1]);
         return ncsnppForward(e, s.weights, cfg, xt, tt, [1], { train, dropoutSeed: seed }).readF64();
       });

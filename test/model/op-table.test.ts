@@ -1,37 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../engine/engine.js';
 import { useEngine } from '../helpers/engine.js';
+import { testMixture } from '../helpers/mixture-model.js';
 import { randomHost, type Host64 } from '../helpers/check-op.js';
 import { isOp, runOpCase, type OpCase } from '../helpers/op-case.js';
 import { KERNEL_OPS, type OpParams } from '../../kernels/op-table.js';
 import { MIXTURE_OPS, MODEL_OPS } from '../../model/op-table.js';
-import { createSde } from '../../model/sde.js';
 // TRANSITION: the analytic models move from solvers/ into model/ (issue 14, deliverable 5).
-import { GaussianMixtureScoreModel, type MixtureParams } from '../../model/analytic-models.js';
+import type { MixtureParams } from '../../model/analytic-models.js';
 import * as mixtureModule from '../../model/mixture-ops.js';
 
-/** solvers/analytic.test.ts's mixture: 2 classes × 3 components on D = 15 (odd), responsibilities mixed. */
-function mixture(): GaussianMixtureScoreModel {
-  const mean = (seed: number) => randomHost([15], seed, 1.2).data;
-  return new GaussianMixtureScoreModel({
-    shape: [1, 3, 5],
-    sde: createSde('vp'),
-    classes: [
-      [
-        { mean: mean(1), variance: 0.3, weight: 1 },
-        { mean: mean(2), variance: 0.8, weight: 2 },
-        { mean: mean(3), variance: 0.5, weight: 0.5 },
-      ],
-      [
-        { mean: mean(4), variance: 0.2 },
-        { mean: mean(5), variance: 1.1 },
-        { mean: mean(6), variance: 0.6 },
-      ],
-    ],
-  });
-}
-
-const model = mixture();
+const model = testMixture();
 const D = model.dim;
 const T = [1e-5, 0.1, 0.3, 0.6, 1];
 const LABELS = [0, 1, 1, 0, 1];

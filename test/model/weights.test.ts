@@ -1,7 +1,6 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadPreset, parseConfig, type NcsnppConfig } from '../../model/config.js';
 import { initParam, initParams } from '../../model/init.js';
 import { paramSpec } from '../../model/param-spec.js';
@@ -9,16 +8,11 @@ import { numberToF16Bits } from '../../engine/tensor.js';
 import { saveSafetensors, type SafetensorsTensor } from '../../formats/safetensors.js';
 import { initWeights, loadHostWeights, loadWeights, saveHostWeights, saveWeights } from '../../model/weights.js';
 import { useEngine } from '../helpers/engine.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const tiny = loadPreset('tiny');
 const getEngine = useEngine();
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sbgc-weights-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = tempDir('sbgc-weights-');
 
 function stats(a: Float32Array): { mean: number; variance: number; min: number; max: number } {
   let s = 0;

@@ -1,12 +1,12 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { useEngine } from '../helpers/engine.js';
+import { useTempDirs } from '../helpers/temp-dir.js';
+import { shortRunOptions } from './short-run-options.js';
 import { HostRng } from '../../engine/rng.js';
 import { loadPreset, parseConfig } from '../../model/config.js';
 import { DEFAULT_ADAM } from '../../train/optimizer.js';
-import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/trainer.js';
+import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../../train/trainer.js';
 import { ncsnppTrainable } from '../../train/ncsnpp-model.js';
 import type { ImageDataset } from '../../data/dataset.js';
 import '../../kernels/elementwise.js';
@@ -32,24 +32,16 @@ function randomImages(n: number): ImageDataset {
   };
 }
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('sbgc-ncsnpp-train-');
 
-function options(over: Partial<TrainOptions>): TrainOptions {
-  return {
-    ...DEFAULT_TRAIN_OPTIONS,
-    steps: 4,
-    batchSize: 4,
-    adam: { ...DEFAULT_ADAM, warmupSteps: 2, emaDecay: 0.9 },
-    tSampling: 'importance',
-    flip: true,
-    logEvery: 2,
-    checkpointEvery: 0,
-    ...over,
-  };
-}
+const options = shortRunOptions({
+  steps: 4,
+  batchSize: 4,
+  adam: { ...DEFAULT_ADAM, warmupSteps: 2, emaDecay: 0.9 },
+  tSampling: 'importance',
+  flip: true,
+  logEvery: 2,
+});
 
 describe('training the NCSN++ network (tiny preset + dropout)', () => {
   const engine = useEngine();
@@ -67,8 +59,7 @@ describe('training the NCSN++ network (tiny preset + dropout)', () => {
     const straightEma = await a.arena.read('ema');
     expect(a.history.every((h) => Number.isFinite(h.loss) && h.loss > 0)).toBe(true);
 
-    const dir = mkdtempSync(join(tmpdir(), 'sbgc-ncsnpp-train-'));
-    dirs.push(dir);
+    const dir = tempDir();
     const b = await Trainer.create(e, model, data, options({ outDir: dir }));
     await b.train(2);
     b.dispose();
@@ -87,8 +78,7 @@ describe('training the NCSN++ network (tiny preset + dropout)', () => {
 
   it('sbgc export-weights: the raw or EMA weights of a checkpoint, bit for bit, loadable by evaluation commands', async () => {
     const e = engine();
-    const dir = mkdtempSync(join(tmpdir(), 'sbgc-export-'));
-    dirs.push(dir);
+    const dir = tempDir('sbgc-export-');
     const t = await Trainer.create(e, model, data, options({ outDir: dir, steps: 2 }));
     await t.train(2);
     const raw = await t.arena.read('param');
@@ -113,8 +103,7 @@ describe('training the NCSN++ network (tiny preset + dropout)', () => {
 
   it('sbgc export-weights --which ema-debiased: the EMA without the initialisation, (d·θ₁ + θ₂)/(1 + d) after 2 steps', async () => {
     const e = engine();
-    const dir = mkdtempSync(join(tmpdir(), 'sbgc-debias-'));
-    dirs.push(dir);
+    const dir = tempDir('sbgc-debias-');
     const t = await Trainer.create(e, model, data, options({ outDir: dir, steps: 2 }));
     const theta0 = await t.arena.read('param');
     await t.train(1);

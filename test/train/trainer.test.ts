@@ -1,37 +1,25 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useEngine } from '../helpers/engine.js';
 import type { Engine } from '../../engine/engine.js';
 import { DEFAULT_ADAM } from '../../train/optimizer.js';
-import { CHECKPOINT_FILE, CURVE_FILE, DEFAULT_TRAIN_OPTIONS, LOG_FILE, Trainer, WEIGHTS_FILE, type TrainOptions } from '../../train/trainer.js';
+import { CHECKPOINT_FILE, CURVE_FILE, LOG_FILE, Trainer, WEIGHTS_FILE } from '../../train/trainer.js';
 import { loadCheckpoint, saveCheckpoint } from '../../train/checkpoint.js';
 import { parseSafetensors } from '../../formats/safetensors.js';
 import { toyDataset, toyModel } from './toy-model.js';
+import { shortRunOptions } from './short-run-options.js';
+import { useTempDirs } from '../helpers/temp-dir.js';
 import '../../kernels/elementwise.js';
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'sbgc-train-'));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('sbgc-train-');
 
-function options(over: Partial<TrainOptions>): TrainOptions {
-  return {
-    ...DEFAULT_TRAIN_OPTIONS,
-    steps: 8,
-    batchSize: 8,
-    adam: { ...DEFAULT_ADAM, lr: 3e-3, warmupSteps: 3, emaDecay: 0.9 },
-    logEvery: 3,
-    checkpointEvery: 0,
-    ...over,
-  };
-}
+const options = shortRunOptions({
+  steps: 8,
+  batchSize: 8,
+  adam: { ...DEFAULT_ADAM, lr: 3e-3, warmupSteps: 3, emaDecay: 0.9 },
+  logEvery: 3,
+});
 
 async function arenaState(t: Trainer): Promise<Record<string, Map<string, Float32Array>>> {
   return { param: await t.arena.read('param'), m: await t.arena.read('m'), v: await t.arena.read('v'), ema: await t.arena.read('ema') };
@@ -45,6 +33,15 @@ describe('trainer', () => {
   const engine = useEngine();
   const model = toyModel();
   const data = toyDataset(96);
+
+  /** A trainer with its own folder, run for `steps` steps (the final checkpoint written there). */
+  async function trainedInNewDir(steps: number): Promise<{ e: Engine; dir: string; t: Trainer }> {
+    const e = engine();
+    const dir = tempDir();
+    const t = await Trainer.create(e, model, data, options({ outDir: dir, steps }));
+    await t.train();
+    return { e, dir, t };
+  }
 
   it('loss decreases over 60 steps on the toy data (uniform t)', async () => {
     const e: Engine = engine();
@@ -111,10 +108,7 @@ describe('trainer', () => {
   });
 
   it('a resume with a different seed or batch is refused, naming the option', async () => {
-    const e = engine();
-    const dir = tempDir();
-    const a = await Trainer.create(e, model, data, options({ outDir: dir, steps: 2 }));
-    await a.train();
+    const { e, dir, t: a } = await trainedInNewDir(2);
     a.dispose();
     await expect(Trainer.create(e, model, data, options({ outDir: dir, resume: true, seed: 5 }))).rejects.toThrow(/seed = 0, not 5/);
     await expect(Trainer.create(e, model, data, options({ outDir: dir, resume: true, batchSize: 4 }))).rejects.toThrow(/batchSize/);
@@ -127,10 +121,7 @@ describe('trainer', () => {
   });
 
   it('a failed checkpoint write leaves the previous file intact and no partial file behind', async () => {
-    const e = engine();
-    const dir = tempDir();
-    const t = await Trainer.create(e, model, data, options({ outDir: dir, steps: 2 }));
-    await t.train();
+    const { dir, t } = await trainedInNewDir(2);
     const path = join(dir, CHECKPOINT_FILE);
     const good = readFileSync(path);
     // 1. Non-finite parameters (a diverged run) are refused before anything is written.

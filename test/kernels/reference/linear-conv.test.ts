@@ -7,8 +7,9 @@
 // different orders: ~n·eps relative to the sum of absolute terms, so ≤ 1e-12.
 
 import { describe, expect, it } from 'vitest';
+import { expectBilinearDerivatives, namedRefOp, BILINEAR_DOT_TOL } from '../../helpers/reference-fd.js';
 import { type T64, t64, randn64, makeRng, maxAbsDiff, maxRelDiff, size } from '../../../kernels/reference/tensor64.js';
-import { type RefOp, checkRefDerivatives, jvpFD, vjpViaFD, dotIdentity } from '../../../kernels/reference/finite-diff.js';
+import { jvpFD, vjpViaFD, dotIdentity } from '../../../kernels/reference/finite-diff.js';
 import {
   matmulRef,
   matmulVjpRef,
@@ -27,17 +28,6 @@ import {
   convTranspose2dRef,
   normalizePadding,
 } from '../../../kernels/reference/conv2d.js';
-
-const JVP_FD_TOL = 1e-7;
-const VJP_FD_TOL = 1e-7;
-const DOT_TOL = 1e-12;
-
-function expectDerivatives(op: RefOp, inputs: T64[], seed: number, vjpFD = true): void {
-  const e = checkRefDerivatives(op, inputs, { seed, vjpFD });
-  expect(e.jvpVsFD).toBeLessThanOrEqual(JVP_FD_TOL);
-  expect(e.dot).toBeLessThanOrEqual(DOT_TOL);
-  if (vjpFD) expect(e.vjpVsFD).toBeLessThanOrEqual(VJP_FD_TOL);
-}
 
 describe('tensor64', () => {
   it('randn64 is deterministic in its seed and roughly standard normal', () => {
@@ -87,7 +77,7 @@ describe('finite differences', () => {
     const v = randn64([3, 1], 10);
     const u = randn64([4, 1], 11);
     const jv = matmulRef(A, v);
-    expect(dotIdentity(jv, u, [v], [matmulRef(transpose2dRef(A), u)]).relErr).toBeLessThan(DOT_TOL);
+    expect(dotIdentity(jv, u, [v], [matmulRef(transpose2dRef(A), u)]).relErr).toBeLessThan(BILINEAR_DOT_TOL);
     const wrong = matmulRef(transpose2dRef(A), u);
     wrong.data[0] += 0.1;
     expect(dotIdentity(jv, u, [v], [wrong]).relErr).toBeGreaterThan(1e-4);
@@ -129,15 +119,13 @@ describe('matmul / linear', () => {
     const rng = makeRng(11);
     for (let trial = 0; trial < 4; trial++) {
       const [M, K, N] = [rng.int(1, 5), rng.int(1, 6), rng.int(1, 5)];
-      const op: RefOp = {
-        f: ([a, b]) => matmulRef(a, b),
-        jvp: ([a, b], [ta, tb]) => matmulJvpRef(a, b, { a: ta, b: tb }),
-        vjp: ([a, b], g) => {
-          const r = matmulVjpRef(a, b, g);
-          return [r.ga, r.gb];
-        },
-      };
-      expectDerivatives(op, [randn64([M, K], trial), randn64([K, N], 50 + trial)], trial + 1);
+      const op = namedRefOp(
+        ['a', 'b'],
+        ([a, b]) => matmulRef(a, b),
+        ([a, b], t) => matmulJvpRef(a, b, t),
+        ([a, b], g) => matmulVjpRef(a, b, g),
+      );
+      expectBilinearDerivatives(op, [randn64([M, K], trial), randn64([K, N], 50 + trial)], trial + 1);
     }
   });
 
@@ -145,15 +133,13 @@ describe('matmul / linear', () => {
     const rng = makeRng(12);
     const shapes = [[1, 1, 1], [1, 5, 3], [3, 4, 7], [rng.int(1, 4), rng.int(1, 9), rng.int(1, 9)]];
     shapes.forEach(([N, I, O], trial) => {
-      const op: RefOp = {
-        f: ([x, w, b]) => linearRef(x, w, b),
-        jvp: ([x, w], [tx, tw, tb]) => linearJvpRef(x, w, { x: tx, w: tw, b: tb }),
-        vjp: ([x, w], g) => {
-          const r = linearVjpRef(x, w, g);
-          return [r.gx, r.gw, r.gb];
-        },
-      };
-      expectDerivatives(op, [randn64([N, I], trial), randn64([O, I], 60 + trial), randn64([O], 70 + trial)], trial + 1);
+      const op = namedRefOp(
+        ['x', 'w', 'b'],
+        ([x, w, b]) => linearRef(x, w, b),
+        ([x, w], t) => linearJvpRef(x, w, t),
+        ([x, w], g) => linearVjpRef(x, w, g),
+      );
+      expectBilinearDerivatives(op, [randn64([N, I], trial), randn64([O, I], 60 + trial), randn64([O], 70 + trial)], trial + 1);
     });
   });
 
@@ -283,16 +269,14 @@ describe('conv2d', () => {
         [2, rng.int(1, 3), rng.int(k, 6), rng.int(k, 6), rng.int(1, 3)],
       ];
       shapes.forEach(([N, Cin, H, W, Cout], trial) => {
-        const op: RefOp = {
-          f: ([x, w, b]) => conv2dRef(x, w, b, opts),
-          jvp: ([x, w], [tx, tw, tb]) => conv2dJvpRef(x, w, { x: tx, w: tw, b: tb }, opts),
-          vjp: ([x, w], g) => {
-            const r = conv2dVjpRef(x, w, g, opts);
-            return [r.gx, r.gw, r.gb];
-          },
-        };
+        const op = namedRefOp(
+          ['x', 'w', 'b'],
+          ([x, w, b]) => conv2dRef(x, w, b, opts),
+          ([x, w], t) => conv2dJvpRef(x, w, t, opts),
+          ([x, w], g) => conv2dVjpRef(x, w, g, opts),
+        );
         const inputs = [randn64([N, Cin, H, W], trial + 1), randn64([Cout, Cin, k, k], trial + 2), randn64([Cout], trial + 3)];
-        expectDerivatives(op, inputs, 10 * c + trial + 1);
+        expectBilinearDerivatives(op, inputs, 10 * c + trial + 1);
       });
     });
   });
@@ -321,6 +305,6 @@ describe('conv2d', () => {
     const v = randn64([2, 2, 9, 11], 6);
     const ct = convTranspose2dRef(u, w, { stride: 2 });
     expect(ct.shape).toEqual(v.shape);
-    expect(dotIdentity(ct, v, [u], [conv2dRef(v, w, null, { stride: 2 })]).relErr).toBeLessThan(DOT_TOL);
+    expect(dotIdentity(ct, v, [u], [conv2dRef(v, w, null, { stride: 2 })]).relErr).toBeLessThan(BILINEAR_DOT_TOL);
   });
 });

@@ -3,8 +3,9 @@
 // only (~1e-10 relative with h = 1e-6) → ≤ 1e-7; the dot identity compares two float64 sums → ≤ 1e-12.
 
 import { describe, expect, it } from 'vitest';
+import { expectBilinearDerivatives, namedRefOp } from '../../helpers/reference-fd.js';
 import { type T64, t64, randn64, makeRng, maxAbsDiff, maxRelDiff, dot64 } from '../../../kernels/reference/tensor64.js';
-import { type RefOp, checkRefDerivatives } from '../../../kernels/reference/finite-diff.js';
+import { type RefOp } from '../../../kernels/reference/finite-diff.js';
 import { conv2dRef } from '../../../kernels/reference/conv2d.js';
 import {
   type Upfirdn2dOptions,
@@ -53,20 +54,16 @@ import {
   axpyJvpRef,
 } from '../../../kernels/reference/channels.js';
 
-const JVP_FD_TOL = 1e-7;
-const VJP_FD_TOL = 1e-7;
-const DOT_TOL = 1e-12;
-
-function expectDerivatives(op: RefOp, inputs: T64[], seed: number): void {
-  const e = checkRefDerivatives(op, inputs, { seed });
-  expect(e.jvpVsFD).toBeLessThanOrEqual(JVP_FD_TOL);
-  expect(e.dot).toBeLessThanOrEqual(DOT_TOL);
-  expect(e.vjpVsFD).toBeLessThanOrEqual(VJP_FD_TOL);
-}
-
 /** Wraps a map linear in its single input. */
 function linearOp(f: (x: T64) => T64, jvp: (t: T64) => T64, vjp: (g: T64, xShape: number[]) => T64): RefOp {
   return { f: ([x]) => f(x), jvp: (_, [t]) => jvp(t), vjp: ([x], g) => [vjp(g, x.shape)] };
+}
+
+/** ⟨up(x), z⟩ = 4·⟨x, down(z)⟩ to float64 roundoff: the adjoint of `up` is 4·`down`. */
+function expectQuarterAdjoint(up: (x: T64) => T64, down: (z: T64) => T64, x: T64, z: T64): void {
+  const lhs = dot64(up(x), z);
+  const rhs = 4 * dot64(x, down(z));
+  expect(Math.abs(lhs - rhs) / Math.abs(rhs)).toBeLessThan(1e-13);
 }
 
 function at(x: T64, n: number, c: number, i: number, j: number): number {
@@ -101,18 +98,16 @@ describe('nearest ×2 upsample and 2×2 average pool', () => {
   it('upsample = 4 · avgPoolᵀ, and pool ∘ upsample = identity', () => {
     const x = randn64([2, 3, 3, 5], 1);
     const z = randn64([2, 3, 6, 10], 2);
-    const lhs = dot64(upsampleNearest2xRef(x), z);
-    const rhs = 4 * dot64(x, avgPool2xRef(z));
-    expect(Math.abs(lhs - rhs) / Math.abs(rhs)).toBeLessThan(1e-13);
+    expectQuarterAdjoint(upsampleNearest2xRef, avgPool2xRef, x, z);
     expect(maxAbsDiff(avgPool2xRef(upsampleNearest2xRef(x)), x)).toBeLessThan(1e-15);
   });
 
   it('JVP/VJP vs finite differences and the dot identity (odd sizes, batch 1)', () => {
     for (const [i, shape] of [[1, 1, 1, 1], [1, 2, 3, 5], [2, 3, 4, 1]].entries()) {
-      expectDerivatives(linearOp(upsampleNearest2xRef, upsampleNearest2xJvpRef, upsampleNearest2xVjpRef), [randn64(shape, i)], i + 1);
+      expectBilinearDerivatives(linearOp(upsampleNearest2xRef, upsampleNearest2xJvpRef, upsampleNearest2xVjpRef), [randn64(shape, i)], i + 1);
     }
     for (const [i, shape] of [[1, 1, 2, 2], [1, 2, 4, 6], [2, 3, 6, 2]].entries()) {
-      expectDerivatives(linearOp(avgPool2xRef, avgPool2xJvpRef, avgPool2xVjpRef), [randn64(shape, i)], i + 1);
+      expectBilinearDerivatives(linearOp(avgPool2xRef, avgPool2xJvpRef, avgPool2xVjpRef), [randn64(shape, i)], i + 1);
     }
   });
 });
@@ -211,8 +206,8 @@ describe('upfirdn2d', () => {
         (t) => upfirdn2dJvpRef(t, k, opts),
         (g, s) => upfirdn2dVjpRef(g, k, s, opts),
       );
-      expectDerivatives(op, [randn64([1, 2, 5, 4], c)], c + 1);
-      expectDerivatives(op, [randn64([2, 1, 4, 7], c + 50)], c + 2);
+      expectBilinearDerivatives(op, [randn64([1, 2, 5, 4], c)], c + 1);
+      expectBilinearDerivatives(op, [randn64([2, 1, 4, 7], c + 50)], c + 2);
     });
   });
 });
@@ -253,9 +248,7 @@ describe('FIR resampling, kernel [1,3,3,1] (score_sde upsample_2d / downsample_2
   it('upsample = 4 · downsampleᵀ for the symmetric [1,3,3,1] kernel', () => {
     const x = randn64([2, 2, 3, 5], 11);
     const z = randn64([2, 2, 6, 10], 12);
-    const lhs = dot64(firUpsample2dRef(x), z);
-    const rhs = 4 * dot64(x, firDownsample2dRef(z));
-    expect(Math.abs(lhs - rhs) / Math.abs(rhs)).toBeLessThan(1e-13);
+    expectQuarterAdjoint(firUpsample2dRef, firDownsample2dRef, x, z);
   });
 
   const firOpts: FirOptions[] = [{}, { kernel: [1, 2, 1], gain: 2 }, { kernel: [1, 3, 3, 1], factor: 3 }];
@@ -271,9 +264,9 @@ describe('FIR resampling, kernel [1,3,3,1] (score_sde upsample_2d / downsample_2
         (t) => firDownsample2dJvpRef(t, opts),
         (g, s) => firDownsample2dVjpRef(g, s, opts),
       );
-      expectDerivatives(up, [randn64([1, 2, 3, 5], c)], c + 1);
-      expectDerivatives(down, [randn64([1, 2, 6, 7], c + 10)], c + 2);
-      expectDerivatives(down, [randn64([2, 1, 9, 6], c + 20)], c + 3);
+      expectBilinearDerivatives(up, [randn64([1, 2, 3, 5], c)], c + 1);
+      expectBilinearDerivatives(down, [randn64([1, 2, 6, 7], c + 10)], c + 2);
+      expectBilinearDerivatives(down, [randn64([2, 1, 9, 6], c + 20)], c + 3);
     });
   });
 });
@@ -312,26 +305,22 @@ describe('fused FIR + conv (upsample_conv_2d / conv_downsample_2d)', () => {
   });
 
   it('JVP/VJP vs finite differences and the dot identity', () => {
-    const up: RefOp = {
-      f: ([x, w]) => upsampleConv2dRef(x, w),
-      jvp: ([x, w], [tx, tw]) => upsampleConv2dJvpRef(x, w, { x: tx, w: tw }),
-      vjp: ([x, w], g) => {
-        const r = upsampleConv2dVjpRef(x, w, g);
-        return [r.gx, r.gw];
-      },
-    };
-    const down: RefOp = {
-      f: ([x, w]) => convDownsample2dRef(x, w),
-      jvp: ([x, w], [tx, tw]) => convDownsample2dJvpRef(x, w, { x: tx, w: tw }),
-      vjp: ([x, w], g) => {
-        const r = convDownsample2dVjpRef(x, w, g);
-        return [r.gx, r.gw];
-      },
-    };
-    expectDerivatives(up, [randn64([1, 2, 3, 4], 1), randn64([3, 2, 3, 3], 2)], 1);
-    expectDerivatives(up, [randn64([2, 1, 2, 3], 3), randn64([2, 1, 1, 1], 4)], 2);
-    expectDerivatives(down, [randn64([1, 2, 6, 4], 5), randn64([3, 2, 3, 3], 6)], 3);
-    expectDerivatives(down, [randn64([2, 1, 5, 7], 7), randn64([2, 1, 3, 3], 8)], 4);
+    const up = namedRefOp(
+      ['x', 'w'],
+      ([x, w]) => upsampleConv2dRef(x, w),
+      ([x, w], t) => upsampleConv2dJvpRef(x, w, t),
+      ([x, w], g) => upsampleConv2dVjpRef(x, w, g),
+    );
+    const down = namedRefOp(
+      ['x', 'w'],
+      ([x, w]) => convDownsample2dRef(x, w),
+      ([x, w], t) => convDownsample2dJvpRef(x, w, t),
+      ([x, w], g) => convDownsample2dVjpRef(x, w, g),
+    );
+    expectBilinearDerivatives(up, [randn64([1, 2, 3, 4], 1), randn64([3, 2, 3, 3], 2)], 1);
+    expectBilinearDerivatives(up, [randn64([2, 1, 2, 3], 3), randn64([2, 1, 1, 1], 4)], 2);
+    expectBilinearDerivatives(down, [randn64([1, 2, 6, 4], 5), randn64([3, 2, 3, 3], 6)], 3);
+    expectBilinearDerivatives(down, [randn64([2, 1, 5, 7], 7), randn64([2, 1, 3, 3], 8)], 4);
     const x = randn64([1, 2, 3, 4], 1);
     const w = randn64([3, 2, 3, 3], 2);
     expect(maxAbsDiff(upsampleConv2dJvpRef(x, w, { x }), upsampleConv2dRef(x, w))).toBeLessThan(1e-14);
@@ -363,8 +352,8 @@ describe('channels: concat / split', () => {
       jvp: (xs, ts) => concatChannelsJvpRef(xs, ts),
       vjp: (_, g) => concatChannelsVjpRef(g, counts),
     };
-    expectDerivatives(op, counts.map((c, k) => randn64([2, c, 3, 1], k)), 1);
-    expectDerivatives(op, counts.map((c, k) => randn64([1, c], k + 5)), 2);
+    expectBilinearDerivatives(op, counts.map((c, k) => randn64([2, c, 3, 1], k)), 1);
+    expectBilinearDerivatives(op, counts.map((c, k) => randn64([1, c], k + 5)), 2);
     const xs = counts.map((c, k) => randn64([1, c, 2, 3], k + 9));
     const t1 = randn64([1, 1, 2, 3], 20);
     const full = concatChannelsJvpRef(xs, [t64(xs[0].shape), t1, t64(xs[2].shape)]);
@@ -402,42 +391,36 @@ describe('channels: add / mul with per-(N, C) broadcast, scale, axpy', () => {
   ];
   pairs.forEach(([aShape, bShape], c) => {
     it(`add/mul JVP/VJP vs finite differences and the dot identity: [${aShape}] ∘ [${bShape}]`, () => {
-      const add: RefOp = {
-        f: ([a, b]) => addRef(a, b),
-        jvp: ([a, b], [ta, tb]) => addJvpRef(a, b, { a: ta, b: tb }),
-        vjp: ([, b], g) => {
-          const r = addVjpRef(g, b.shape);
-          return [r.ga, r.gb];
-        },
-      };
-      const mul: RefOp = {
-        f: ([a, b]) => mulRef(a, b),
-        jvp: ([a, b], [ta, tb]) => mulJvpRef(a, b, { a: ta, b: tb }),
-        vjp: ([a, b], g) => {
-          const r = mulVjpRef(a, b, g);
-          return [r.ga, r.gb];
-        },
-      };
+      const add = namedRefOp(
+        ['a', 'b'],
+        ([a, b]) => addRef(a, b),
+        ([a, b], t) => addJvpRef(a, b, t),
+        ([, b], g) => addVjpRef(g, b.shape),
+      );
+      const mul = namedRefOp(
+        ['a', 'b'],
+        ([a, b]) => mulRef(a, b),
+        ([a, b], t) => mulJvpRef(a, b, t),
+        ([a, b], g) => mulVjpRef(a, b, g),
+      );
       const inputs = [randn64(aShape, c), randn64(bShape, c + 10)];
-      expectDerivatives(add, inputs, c + 1);
-      expectDerivatives(mul, inputs, c + 2);
+      expectBilinearDerivatives(add, inputs, c + 1);
+      expectBilinearDerivatives(mul, inputs, c + 2);
     });
   });
 
   it('scale and axpy JVP/VJP vs finite differences and the dot identity; absent tangents', () => {
     const s = Math.SQRT1_2;
     const scale: RefOp = { f: ([x]) => scaleRef(x, s), jvp: (_, [t]) => scaleJvpRef(t, s), vjp: (_, g) => [scaleVjpRef(g, s)] };
-    expectDerivatives(scale, [randn64([1, 3, 5, 5], 1)], 1);
+    expectBilinearDerivatives(scale, [randn64([1, 3, 5, 5], 1)], 1);
     const alpha = -0.37;
-    const axpy: RefOp = {
-      f: ([x, y]) => axpyRef(alpha, x, y),
-      jvp: ([x], [tx, ty]) => axpyJvpRef(alpha, x, { x: tx, y: ty }),
-      vjp: (_, g) => {
-        const r = axpyVjpRef(alpha, g);
-        return [r.gx, r.gy];
-      },
-    };
-    expectDerivatives(axpy, [randn64([2, 3, 3, 1], 2), randn64([2, 3, 3, 1], 3)], 2);
+    const axpy = namedRefOp(
+      ['x', 'y'],
+      ([x, y]) => axpyRef(alpha, x, y),
+      ([x], t) => axpyJvpRef(alpha, x, t),
+      (_, g) => axpyVjpRef(alpha, g),
+    );
+    expectBilinearDerivatives(axpy, [randn64([2, 3, 3, 1], 2), randn64([2, 3, 3, 1], 3)], 2);
     const x = randn64([2, 3], 4);
     const ty = randn64([2, 3], 5);
     expect(maxAbsDiff(axpyJvpRef(alpha, x, { y: ty }), ty)).toBe(0);

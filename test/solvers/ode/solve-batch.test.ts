@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../../engine/engine.js';
 import type { Tensor } from '../../../engine/tensor.js';
-import { defineProgram } from '../../../engine/program.js';
-import { flatMain, grid } from '../../../engine/wgsl.js';
+import { reads, u32s, writes } from '../../../engine/kernel.js';
+import { grid } from '../../../engine/wgsl.js';
 import { solveIvp } from '../../../solvers/ode/solve-ivp.js';
 import type { BatchRhs, BatchSolveOptions } from '../../../solvers/ode/batch-types.js';
 import { solveBatch } from '../../../solvers/ode/solve-batch.js';
 import { RK23 } from '../../../solvers/ode/tableaus.js';
 import { useEngine } from '../../helpers/engine.js';
+import { flatTestProgram } from '../../helpers/flat-program.js';
 
 /**
  * Test problem, row b of N (even) components in pairs (2j, 2j+1): a damped rotation with a time-dependent rate,
@@ -15,51 +16,20 @@ import { useEngine } from '../../helpers/engine.js';
  * whose solution is y(t) = exp(−k_b(t − t0 + (t² − t0²)/2))·R(w_b(t − t0))·y(t0). Rows differ in stiffness k_b.
  * It is row-local and evaluated on the GPU at per-row times, as a probability-flow RHS is.
  */
-const DAMPED_ROTATION = defineProgram<Record<string, never>>({
-  name: 'test.dampedRotation',
-  spec: {},
-  build: () => ({
-    name: 'test.dampedRotation',
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'tt', type: 'f32' },
-      { name: 'kk', type: 'f32' },
-      { name: 'ww', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [
-      ['n', 'u32'],
-      ['N', 'u32'],
-    ],
-    workgroupSize: [64],
-    body: flatMain({
-      wg: 64,
-      count: 'params.n',
-      body: `  let b = i / params.N;
+const DAMPED_ROTATION = flatTestProgram(
+  'test.dampedRotation',
+  [...reads('y', 'tt', 'kk', 'ww'), ...writes('out')],
+  u32s('n', 'N'),
+  `  let b = i / params.N;
   let j = i - b * params.N;
   let rate = kk[b] * (1.0 + tt[b]);
   var rot = 0.0;
   if ((j & 1u) == 0u) { rot = y[i + 1u]; } else { rot = -y[i - 1u]; }
   out[i] = -rate * y[i] + ww[b] * rot;`,
-    }),
-  }),
-});
+);
 
 /** y' = y² per component. */
-const SQUARE = defineProgram<Record<string, never>>({
-  name: 'test.square',
-  spec: {},
-  build: () => ({
-    name: 'test.square',
-    buffers: [
-      { name: 'y', type: 'f32' },
-      { name: 'out', type: 'f32', access: 'read_write' },
-    ],
-    uniforms: [['n', 'u32']],
-    workgroupSize: [64],
-    body: flatMain({ wg: 64, count: 'params.n', body: '  out[i] = y[i] * y[i];' }),
-  }),
-});
+const SQUARE = flatTestProgram('test.square', [...reads('y'), ...writes('out')], u32s('n'), '  out[i] = y[i] * y[i];');
 
 function dampedRotation(e: Engine, k: number[], w: number[], dim: number): BatchRhs {
   const B = k.length;
@@ -116,12 +86,18 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
   const B = k.length;
   const tSpan: [number, number] = [0.1, 2];
 
-  it('host-f64 shared: exactly solveIvp on the flattened batch (same steps, same states)', async () => {
+  /** The batch problem on the test's engine: its RHS, initial states, and a solve of it with the given options. */
+  function problem() {
     const e = engine();
     const rhs = dampedRotation(e, k, w, N);
     const y0 = initial(B, N);
+    return { e, rhs, y0, solve: (opts: BatchSolveOptions) => solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, opts) };
+  }
+
+  it('host-f64 shared: exactly solveIvp on the flattened batch (same steps, same states)', async () => {
+    const { e, rhs, y0, solve } = problem();
     const opts = { rtol: 1e-6, atol: 1e-9 };
-    const got = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'host-f64', stepControl: 'shared' });
+    const got = await solve({ ...opts, state: 'host-f64', stepControl: 'shared' });
     const yT = e.keep(e.empty([B, N]));
     const outT = e.keep(e.empty([B, N]));
     const ref = await solveIvp(
@@ -141,11 +117,9 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
   });
 
   it('host-f64 per-sample: every row exactly as solved alone (batched broker)', async () => {
-    const e = engine();
-    const rhs = dampedRotation(e, k, w, N);
-    const y0 = initial(B, N);
+    const { e, y0, solve } = problem();
     const opts = { rtol: 1e-5, atol: 1e-8 };
-    const got = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'host-f64', stepControl: 'per-sample' });
+    const got = await solve({ ...opts, state: 'host-f64', stepControl: 'per-sample' });
     expect(got.status).toBe('success');
     for (let b = 0; b < B; b++) {
       const ref = await referenceRow(e, k[b], w[b], y0.slice(b * N, (b + 1) * N), tSpan, opts);
@@ -158,12 +132,10 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
   });
 
   it('gpu-f32 shared: same steps as the float64 host at rtol 1e-3, closed form within the tolerance', async () => {
-    const e = engine();
-    const rhs = dampedRotation(e, k, w, N);
-    const y0 = initial(B, N);
+    const { y0, solve } = problem();
     const opts = { rtol: 1e-3, atol: 1e-6 };
-    const host = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'host-f64' });
-    const gpu = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'gpu-f32' });
+    const host = await solve({ ...opts, state: 'host-f64' });
+    const gpu = await solve({ ...opts, state: 'gpu-f32' });
     expect(gpu.status).toBe('success');
     expect(gpu.nSteps).toBe(host.nSteps);
     expect(gpu.nRejected).toBe(host.nRejected);
@@ -184,10 +156,9 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
   });
 
   it('gpu-f32 per-sample: batch-invariant (each row = that row solved alone), stiff rows take more steps', async () => {
-    const e = engine();
-    const y0 = initial(B, N);
+    const { e, y0, solve } = problem();
     const opts: BatchSolveOptions = { rtol: 1e-5, atol: 1e-8, stepControl: 'per-sample', state: 'gpu-f32' };
-    const all = await solveBatch(e, dampedRotation(e, k, w, N), tSpan, y0, { batch: B, dim: N }, opts);
+    const all = await solve(opts);
     expect(all.status).toBe('success');
     for (let b = 0; b < B; b++) {
       const alone = await solveBatch(e, dampedRotation(e, [k[b]], [w[b]], N), tSpan, y0.slice(b * N, (b + 1) * N), { batch: 1, dim: N }, opts);
@@ -204,12 +175,10 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
   });
 
   it('another tableau by data alone: RK23 on the GPU (4 stage slots) takes the float64 host steps; its dense output hits the states', async () => {
-    const e = engine();
-    const rhs = dampedRotation(e, k, w, N);
-    const y0 = initial(B, N);
+    const { e, y0, solve } = problem();
     const opts: BatchSolveOptions = { rtol: 1e-3, atol: 1e-6, method: RK23 };
-    const host = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'host-f64' });
-    const gpu = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, state: 'gpu-f32', keepSteps: 'stages' });
+    const host = await solve({ ...opts, state: 'host-f64' });
+    const gpu = await solve({ ...opts, state: 'gpu-f32', keepSteps: 'stages' });
     expect(gpu.status).toBe('success');
     expect(gpu.nSteps).toBe(host.nSteps);
     expect(gpu.nRejected).toBe(host.nRejected);
@@ -225,7 +194,7 @@ describe('solveBatch (batched RK45 with GPU right-hand side)', () => {
     for (let i = 0; i < B * N; i++) expect(at[i]).toBeCloseTo(c4[i], 5);
     gpu.dispose();
     // Per-sample control with RK23: each row as solved alone.
-    const per = await solveBatch(e, rhs, tSpan, y0, { batch: B, dim: N }, { ...opts, stepControl: 'per-sample' });
+    const per = await solve({ ...opts, stepControl: 'per-sample' });
     const alone = await solveBatch(e, dampedRotation(e, [k[2]], [w[2]], N), tSpan, y0.slice(2 * N, 3 * N), { batch: 1, dim: N }, { ...opts, stepControl: 'per-sample' });
     expect(per.stepTimes[2]).toEqual(alone.stepTimes[0]);
     expect(Array.from(per.yFinal.subarray(2 * N, 3 * N))).toEqual(Array.from(alone.yFinal));

@@ -8,6 +8,7 @@ import { rkStep } from '../../../solvers/ode/rk-step.js';
 import { solveIvp, type OdeRhs } from '../../../solvers/ode/solve-ivp.js';
 import { checkTableau, denseWeights, type EmbeddedRkTableau } from '../../../solvers/ode/tableau.js';
 import { RK23, RK45 } from '../../../solvers/ode/tableaus.js';
+import { rhs } from '../../helpers/scipy-rk-fixtures.js';
 
 const TABLEAUS = [RK45, RK23];
 const sum = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0);
@@ -88,19 +89,12 @@ describe.each(TABLEAUS.map((t) => [t.name, t] as const))('%s as data', (_name, t
 
 describe('DETEST-style adaptive runs: the global error follows the tolerance', () => {
   const problems: { name: string; f: OdeRhs; y0: number[]; t1: number; tols: number[]; exact: (t: number) => number[] }[] = [
-    { name: 'A1 (y′ = −y)', f: (_t, y, o) => void (o[0] = -y[0]), y0: [1], t1: 20, tols: [1e-4, 1e-6, 1e-8], exact: (t) => [Math.exp(-t)] },
-    { name: 'A2 (y′ = −y³/2)', f: (_t, y, o) => void (o[0] = (-y[0] * y[0] * y[0]) / 2), y0: [1], t1: 20, tols: [1e-4, 1e-6, 1e-8], exact: (t) => [1 / Math.sqrt(1 + t)] },
+    { name: 'A1 (y′ = −y)', f: rhs('detest-a1', {}), y0: [1], t1: 20, tols: [1e-4, 1e-6, 1e-8], exact: (t) => [Math.exp(-t)] },
+    { name: 'A2 (y′ = −y³/2)', f: rhs('detest-a2', {}), y0: [1], t1: 20, tols: [1e-4, 1e-6, 1e-8], exact: (t) => [1 / Math.sqrt(1 + t)] },
     {
       // One period: the phase error of an orbit grows with every revolution (≈ 1000·tol after three for RK45 at 1e-4).
       name: 'D1-like circular orbit (e = 0), one period',
-      f: (_t, y, o) => {
-        const r2 = y[0] * y[0] + y[1] * y[1];
-        const r3 = r2 * Math.sqrt(r2);
-        o[0] = y[2];
-        o[1] = y[3];
-        o[2] = -y[0] / r3;
-        o[3] = -y[1] / r3;
-      },
+      f: rhs('detest-d1', {}),
       y0: [1, 0, 0, 1],
       t1: 2 * Math.PI,
       tols: [1e-6, 1e-8, 1e-10],
