@@ -104,6 +104,10 @@ const DOWN_BODY: Record<ResampleFilter, string> = {
   lo[i] = params.gain * s;`,
 };
 
+/** Output tensor names, made once (an op call builds no string). */
+const UP_NAMES: Record<ResampleFilter, string> = { naive: 'upsample2x.naive', fir: 'upsample2x.fir' };
+const DOWN_NAMES: Record<ResampleFilter, string> = { naive: 'downsample2x.naive', fir: 'downsample2x.fir' };
+
 /** One program per direction, filter and low-res size (LH, LW are pipeline constants, see INDEX). */
 const RESAMPLE = defineProgram<{ up: boolean; filter: ResampleFilter; LH: number; LW: number }>({
   name: 'resample',
@@ -137,7 +141,7 @@ export const upsample2x: Op<ResampleParams> = defineOp({
     const what = `upsample2x (${params.filter})`;
     const gain = gainOf(params, what);
     const [n, c, h, w] = nchw(x, what);
-    const out = e.empty([n, c, 2 * h, 2 * w], 'f32', `upsample2x.${params.filter}`);
+    const out = e.empty([n, c, 2 * h, 2 * w], 'f32', UP_NAMES[params.filter]);
     if (out.size > 0) launch(e, true, params.filter, x, out, gain);
     return out;
   },
@@ -157,7 +161,7 @@ export const downsample2x: Op<ResampleParams> = defineOp({
     if (h % 2 !== 0 || w % 2 !== 0) {
       throw new ShapeError(`${what}: input ${x.describe()} must have even height and width, got ${h}×${w}`);
     }
-    const out = e.empty([n, c, h / 2, w / 2], 'f32', `downsample2x.${params.filter}`);
+    const out = e.empty([n, c, h / 2, w / 2], 'f32', DOWN_NAMES[params.filter]);
     if (out.size > 0) launch(e, false, params.filter, out, x, gain);
     return out;
   },
