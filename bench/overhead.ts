@@ -10,7 +10,7 @@
  * Writes bench/results/overhead-<adapter>.{json,md}.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -103,7 +103,8 @@ function classifySeconds(tree: string, limit: number): number {
 }
 
 const trees: TreeResult[] = [{ tree: here, rev: run('git', ['rev-parse', '--short', 'HEAD'], here).trim(), recordUs: [], endToEndUs: [], trainStepsPerSecond: [], classifyChunkSeconds: [] }];
-if (!existsSync(join(here, 'dist/cli.js'))) run('node', ['scripts/build.mjs'], here);
+// Build this tree's dist/ so the CLI runs what the sources say.
+run('node', ['scripts/build.mjs'], here);
 let baselineDir: string | null = null;
 if (values.baseline) {
   baselineDir = prepareBaseline(values.baseline);
