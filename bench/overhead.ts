@@ -4,8 +4,8 @@
  *   - dispatch: host µs to record one dispatch of a cached tiny kernel (elementwise add, 256 floats), and µs per
  *     dispatch recorded + encoded + submitted + run, in batches of 1 000;
  *   - train: steady-state steps/s of `sbgc train --resume` on a scratch copy of the bundled mnist-small checkpoint;
- *   - classify: seconds for one chunk (one held-out digit × 10 classes, demo settings, n = 1), as the difference
- *     between runs of 2 and 1 digits (so start-up and pipeline compilation cancel).
+ *   - classify: seconds for one chunk (one held-out digit × 10 classes, demo settings, n = 1), as half the difference
+ *     between runs of 3 and 1 digits (so start-up and pipeline compilation cancel).
  * The baseline is checked out as a git worktree in a temp folder (node_modules linked, dist built there).
  * Writes bench/results/overhead-<adapter>.{json,md}.
  */
@@ -83,7 +83,7 @@ function dispatchBench(tree: string): { recordUs: number; endToEndUs: number; ad
 function trainBench(tree: string): number {
   const dir = mkdtempSync(join(tmpdir(), 'sbgc-train-'));
   for (const f of ['checkpoint.safetensors', 'train-log.jsonl']) cpSync(join(here, 'model/weights/mnist-small', f), join(dir, f));
-  const steps = values.quick ? 6 : 12;
+  const steps = values.quick ? 6 : 16;
   const startStep = Number(JSON.parse(readFileSync(join(dir, 'train-log.jsonl'), 'utf8').trim().split('\n').pop()!).step);
   const out = run('node', ['dist/cli.js', 'train', '--preset', 'mnist-small', '--out', dir, '--resume', '--steps', String(startStep + steps), '--log-every', '2', '--checkpoint-every', '100000'], tree);
   rmSync(dir, { recursive: true, force: true });
@@ -124,13 +124,13 @@ try {
       t.trainStepsPerSecond.push(trainBench(t.tree));
       console.error(`${t.rev}: train ${t.trainStepsPerSecond.at(-1)} steps/s`);
     }
-  }
-  if (!values.quick) {
-    for (const t of trees) {
-      const one = classifySeconds(t.tree, 1);
-      const two = classifySeconds(t.tree, 2);
-      t.classifyChunkSeconds.push(two - one);
-      console.error(`${t.rev}: classify chunk ${(two - one).toFixed(2)} s (1 digit ${one.toFixed(1)} s, 2 digits ${two.toFixed(1)} s)`);
+    if (!values.quick) {
+      for (const t of trees) {
+        const one = classifySeconds(t.tree, 1);
+        const three = classifySeconds(t.tree, 3);
+        t.classifyChunkSeconds.push((three - one) / 2);
+        console.error(`${t.rev}: classify chunk ${((three - one) / 2).toFixed(2)} s (1 digit ${one.toFixed(1)} s, 3 digits ${three.toFixed(1)} s)`);
+      }
     }
   }
 } finally {
@@ -158,7 +158,7 @@ const md = [
   '',
   '| tree | dispatch, host record (µs) | dispatch, end to end (µs) | train mnist-small (steps/s) | classify chunk (s) |',
   '|---|---|---|---|---|',
-  ...trees.map((t) => `| ${t.tree === here ? `this tree (${t.rev})` : `baseline ${t.rev}`} | ${median(t.recordUs).toFixed(2)} (${t.recordUs.map((x) => x.toFixed(2)).join(', ')}) | ${median(t.endToEndUs).toFixed(2)} (${t.endToEndUs.map((x) => x.toFixed(2)).join(', ')}) | ${median(t.trainStepsPerSecond).toFixed(3)} (${t.trainStepsPerSecond.join(', ')}) | ${t.classifyChunkSeconds.map((x) => x.toFixed(2)).join(', ') || '—'} |`),
+  ...trees.map((t) => `| ${t.tree === here ? `this tree (${t.rev})` : `baseline ${t.rev}`} | ${median(t.recordUs).toFixed(2)} (${t.recordUs.map((x) => x.toFixed(2)).join(', ')}) | ${median(t.endToEndUs).toFixed(2)} (${t.endToEndUs.map((x) => x.toFixed(2)).join(', ')}) | ${median(t.trainStepsPerSecond).toFixed(3)} (${t.trainStepsPerSecond.join(', ')}) | ${t.classifyChunkSeconds.length ? `${median(t.classifyChunkSeconds).toFixed(2)} (${t.classifyChunkSeconds.map((x) => x.toFixed(2)).join(', ')})` : '—'} |`),
   '',
   'Medians, each repeat in brackets; the trees ran interleaved (baseline, this tree, baseline, …).',
   '',
