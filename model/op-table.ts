@@ -3,7 +3,6 @@
  * Jacobian-vector product). A name in both tables is a compile error (joinOpTables).
  */
 import { KERNEL_OPS, joinOpTables, type OpTable } from '../kernels/op-table.js';
-// TRANSITION: the mixture ops move from solvers/ into model/ (issue 14, deliverable 5); this path follows them.
 import { mixtureJacobianVector, mixtureScore } from './mixture-ops.js';
 
 export const MIXTURE_OPS = {

@@ -6,7 +6,6 @@ import { randomHost, type Host64 } from '../helpers/check-op.js';
 import { isOp, runOpCase, type OpCase } from '../helpers/op-case.js';
 import { KERNEL_OPS, type OpParams } from '../../kernels/op-table.js';
 import { MIXTURE_OPS, MODEL_OPS } from '../../model/op-table.js';
-// TRANSITION: the analytic models move from solvers/ into model/ (issue 14, deliverable 5).
 import type { MixtureParams } from '../../model/analytic-models.js';
 import * as mixtureModule from '../../model/mixture-ops.js';
 
