@@ -46,3 +46,24 @@ ${o.prologue ?? ''}  if (${i} >= ${o.count}) { return; }
 ${o.body}
 }`;
 }
+
+export interface GroupMainOptions {
+  /** Name of the item index (one workgroup per item). */
+  index: string;
+  /** The count the index is guarded against, e.g. 'params.rows'. */
+  count: string;
+  /** The body; `lid` is the invocation's index within its workgroup. */
+  body: string;
+}
+
+/**
+ * `fn main` with one workgroup per item, laid out by `grid(e, items, 1)`: the item index over x then y, and a guard
+ * that exits whole workgroups (uniformly, so the body's barriers stay legal).
+ */
+export function groupMain(o: GroupMainOptions): string {
+  return `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let ${o.index} = wid.x + wid.y * nwg.x;
+  if (${o.index} >= ${o.count}) { return; }
+${o.body}
+}`;
+}

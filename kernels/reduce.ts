@@ -20,7 +20,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defineProgram } from '../engine/program.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
-import { flatMain, grid } from '../engine/wgsl.js';
+import { flatMain, grid, groupMain } from '../engine/wgsl.js';
 import { DeviceLimitError, SbgcError, ShapeError } from '../engine/errors.js';
 import {
   INPUT_SLOT_FIELDS,
@@ -306,10 +306,10 @@ const CHANNEL_REDUCE = defineProgram<ChannelSpec>({
     workgroupSize: [s.wg],
     body: `${vectorWgsl(s.vw)}
 ${treeReduceWgsl({ wg: s.wg, fn: 'reduce4', arr: 'red4', type: 'vec4<f32>', combine: 'sum', reusable: true })}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let ch = wid.x + wid.y * nwg.x;
-  if (ch >= params.c) { return; }
-  var acc = 0.0;
+${groupMain({
+  index: 'ch',
+  count: 'params.c',
+  body: `  var acc = 0.0;
   let total = params.n * params.s;
   for (var j = lid; j < total; j += ${s.wg}u) {
     let n = j / params.s;
@@ -317,8 +317,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     ${s.body}
   }
   let sum = reduce4(lid, vec4<f32>(acc, 0.0, 0.0, 0.0)).x;
-  if (lid == 0u) { out[ch] = sum; }
-}`,
+  if (lid == 0u) { out[ch] = sum; }`,
+})}`,
   }),
 });
 

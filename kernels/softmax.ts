@@ -16,7 +16,7 @@ import { defineOp, type MaybeTensor, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
-import { flatMain, grid } from '../engine/wgsl.js';
+import { flatMain, grid, groupMain } from '../engine/wgsl.js';
 import { groupsGrid, treeReduceWgsl } from './reduce-wgsl.js';
 
 type NoParams = Record<string, never>;
@@ -148,11 +148,7 @@ const ROWS = defineProgram<{ kind: Kind; ty: boolean; tg: boolean; layout: RowLa
         ? flatMain({ wg: WG_THREAD, count: 'params.rows', index: 'row', body })
         : `${treeReduceWgsl({ wg: WG_ROW, fn: 'rowSum', arr: 'red', type: 'vec4<f32>', combine: 'sum', reusable: true })}
 ${treeReduceWgsl({ wg: WG_ROW, fn: 'rowMax', arr: 'redm', type: 'f32', combine: 'max', reusable: true })}
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.rows) { return; }
-${body}
-}`,
+${groupMain({ index: 'row', count: 'params.rows', body })}`,
     };
   },
 });

@@ -12,7 +12,7 @@ import { defineOp, type Op } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
-import { grid } from '../engine/wgsl.js';
+import { grid, groupMain } from '../engine/wgsl.js';
 import { addMaybe } from '../kernels/elementwise.js';
 
 const WG = 64;
@@ -94,11 +94,10 @@ const KC: u32 = ${K}u;
 const NR: u32 = ${NR}u;
 var<workgroup> red: array<f32, ${WG * NR}>;
 var<workgroup> tot: array<f32, ${NR}>;
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-  let D = params.D;
+${groupMain({
+  index: 'b',
+  count: 'params.B',
+  body: `  let D = params.D;
   let base = b * D;
   let m = rowd[3u * b];
   let sig2 = rowd[3u * b + 1u];
@@ -148,8 +147,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     var acc = 0.0;
     for (var c = 0u; c < KC; c++) { acc = acc + g[c] * (m * means[(cls * KC + c) * D + i] - xi) * invv[c]; }
     out[base + i] = osc * (${outExpr});
-  }
-}`;
+  }`,
+})}`;
 }
 
 /** One workgroup per row, specialised by mode (which also decides the bound tangents v, w) and components K. */

@@ -15,7 +15,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineFixedProgram, defineProgram } from '../engine/program.js';
 import { f32s, reads, u32s, writes, type UniformDecl } from '../engine/kernel.js';
-import { flatMain, grid } from '../engine/wgsl.js';
+import { flatMain, grid, groupMain } from '../engine/wgsl.js';
 
 /** Elementwise workgroup size. */
 export const WG = 256;
@@ -158,11 +158,10 @@ function rowSumSquaresWgsl(setup: string, loop: string): string {
   return `${NONFINITE_WGSL}
 var<workgroup> partS: array<f32, ${ROW_WG}>;
 var<workgroup> partBad: array<u32, ${ROW_WG}>;
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.x + wid.y * nwg.x;
-  let lid = l.x;
-  if (b >= params.B) { return; }
-${setup}  var s = 0.0;
+${groupMain({
+  index: 'b',
+  count: 'params.B',
+  body: `${setup}  var s = 0.0;
   var bad = 0u;
   for (var j = lid; j < params.N; j += ${ROW_WG}u) {
     let i = b * params.N + j;
@@ -178,8 +177,8 @@ ${loop}
     for (var k = 0u; k < ${ROW_WG}u; k++) { tot = tot + partS[k]; anyBad = anyBad | partBad[k]; }
     out[b] = tot;
     out[params.B + b] = f32(anyBad);
-  }
-}`;
+  }`,
+})}`;
 }
 
 /** Uniforms of the per-row scaled norms: the state's rows and columns, then the tolerances. */
