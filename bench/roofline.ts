@@ -36,15 +36,19 @@ const PEAK_REPEATS = SMOKE ? 2 : QUICK ? 5 : 9;
 /** Above this spread a result is flagged: the machine was probably busy. */
 const NOISY_SPREAD = 0.25;
 
-/** FMA: ~4 GFLOP per dispatch, copy: 64 MiB of f32 read + written — tens of ms each on lavapipe. */
-const SIZES_F32: PeakSizes = SMOKE
-  ? { fmaInvocations: 256, fmaIterations: 1, copyElements: 4096 }
-  : { fmaInvocations: 65536, fmaIterations: 64, copyElements: 16 * 1024 * 1024 };
-/** f16 arithmetic may be emulated (lavapipe: ~15× slower than f32), so its FMA kernel runs 16× fewer iterations. */
-const SIZES: Record<PeakType, PeakSizes> = {
-  f32: SIZES_F32,
-  f16: { ...SIZES_F32, fmaIterations: Math.max(1, SIZES_F32.fmaIterations / 16) },
-};
+/**
+ * Per-dispatch sizes. CPU adapters (lavapipe): FMA ~4 GFLOP, copy 64 MiB of f32 read + written — tens of ms each.
+ * GPUs: FMA ~1 TFLOP, copy 128 MiB (WebGPU's default largest storage binding) — untested on a GPU so far.
+ * f16 arithmetic may be emulated (lavapipe: ~15× slower than f32), so its FMA kernel runs 16× fewer iterations.
+ */
+function peakSizes(isCpu: boolean): Record<PeakType, PeakSizes> {
+  const f32: PeakSizes = SMOKE
+    ? { fmaInvocations: 256, fmaIterations: 1, copyElements: 4096 }
+    : isCpu
+      ? { fmaInvocations: 65536, fmaIterations: 64, copyElements: 16 * 1024 * 1024 }
+      : { fmaInvocations: 1 << 22, fmaIterations: 256, copyElements: 32 * 1024 * 1024 };
+  return { f32, f16: { ...f32, fmaIterations: Math.max(1, f32.fmaIterations / 16) } };
+}
 
 const SMOKE_CASES: Case[] = [
   { kind: 'matmul', name: 'matmul 32', M: 32, N: 32, K: 32 },
@@ -91,9 +95,9 @@ function timing(samples: number[]): Timing {
   return { ms, minMs, maxMs, spread: (maxMs - minMs) / ms };
 }
 
-async function measurePeaks(e: Engine): Promise<Peak[]> {
+async function measurePeaks(e: Engine, sizes: Record<PeakType, PeakSizes>): Promise<Peak[]> {
   const types: PeakType[] = e.hasF16 ? ['f32', 'f16'] : ['f32'];
-  const kernels: PeakKernel[] = types.flatMap((t) => peakKernels(e, t, SIZES[t]));
+  const kernels: PeakKernel[] = types.flatMap((t) => peakKernels(e, t, sizes[t]));
   try {
     const samples = await timeInterleavedSamples(kernels.map((k) => ours(e, k.record)), PEAK_REPEATS);
     return kernels.map((k, i) => {
@@ -215,11 +219,12 @@ function rooflineSvg(r: Report): string {
 async function main(): Promise<void> {
   const t0 = performance.now();
   const e = await Engine.create();
+  const sizes = peakSizes(e.info.isCpu);
   let peaks: Peak[];
   let kernels: KernelPoint[];
   try {
     process.stderr.write('roofline: measuring peaks\n');
-    peaks = await measurePeaks(e);
+    peaks = await measurePeaks(e, sizes);
     for (const p of peaks) process.stderr.write(`  ${p.name}: ${fmt(p.value)} ${p.kind === 'fma' ? 'GFLOP/s' : 'GB/s'} (${fmt(p.ms, 2)} ms)\n`);
     const fma = peaks.find((p) => p.type === 'f32' && p.kind === 'fma')!.value;
     const bandwidth = peaks.find((p) => p.type === 'f32' && p.kind === 'copy')!.value;
@@ -242,7 +247,7 @@ async function main(): Promise<void> {
     command: `npm run bench -- roofline ${process.argv.slice(2).join(' ')}`.trim(),
     repeats: REPEATS,
     peakRepeats: PEAK_REPEATS,
-    sizes: SIZES,
+    sizes,
     seconds: (performance.now() - t0) / 1000,
     peaks,
     ridgeFlopPerByte: f32Fma / f32Copy,
