@@ -117,9 +117,12 @@ async function measureKernels(e: Engine, fma: number, bandwidth: number): Promis
       process.stderr.write(`  tuned ${c.name}\n`);
     }
     const items = prepared.flatMap((p) => p.items);
-    const samples = await timeInterleavedSamples(items.map((item) => ours(e, item.records[0])), REPEATS);
+    // Timed item by item, as the kernels suite does: interleaving all items per round measured 2–3× slower on
+    // lavapipe (matmul 512: 15–20 ms against 8.6 ms; cold caches, probably), which would not be the kernel's own speed.
+    const samples: number[][] = [];
+    for (const item of items) samples.push((await timeInterleavedSamples([ours(e, item.records[0])], REPEATS))[0]!);
     return items.map((item, i) => {
-      const t = timing(samples[i]!);
+      const t = timing(samples[i]);
       const gflops = item.flops / t.ms / 1e6;
       const intensity = item.flops / item.bytes;
       const roofGflops = Math.min(fma, bandwidth * intensity);
@@ -181,7 +184,7 @@ function markdown(r: Report): string {
     '',
     `Ridge point (f32): ${fmt(r.ridgeFlopPerByte, 2)} FLOP/byte.`,
     '',
-    `## The kernels suite against the f32 roofs (median of ${r.repeats} interleaved repeats)`,
+    `## The kernels suite against the f32 roofs (median of ${r.repeats} repeats after a warm-up, item by item)`,
     '',
     'Intensity = FLOPs / bytes moved, bytes = every operand read once + every output written once (f32). Roof at',
     'intensity I = min(FMA peak, copy bandwidth × I).',
