@@ -12,9 +12,13 @@ export type PeakType = 'f32' | 'f16';
 
 const WG = 64;
 /** Independent accumulators per invocation: enough to hide FMA latency on every adapter we know. */
-const CHAINS = 8;
+export const FMA_CHAINS = 8;
 /** FMA steps per chain per loop iteration, written out (unrolled) in the WGSL. */
-const UNROLL = 16;
+export const FMA_UNROLL = 16;
+/** The multiplier m of a = fma(a, m, c) (a uniform) and the constant c: values stay bounded. */
+export const FMA_SCALE = 0.999;
+export const FMA_ADDEND = 1e-3;
+const [CHAINS, UNROLL] = [FMA_CHAINS, FMA_UNROLL];
 /** FLOPs one invocation does per loop iteration: chains × steps × 4 lanes × 2 (multiply + add). */
 export const FMA_FLOPS_PER_ITERATION = CHAINS * UNROLL * 4 * 2;
 
@@ -40,7 +44,7 @@ const FMA = defineProgram<{ type: PeakType }>({
         count: 'params.n',
         body: `  let s = ${type}(f32(i % 1024u) * 1e-3);
   let m = ${v}(${type}(params.scale));
-  let c = ${v}(${type}(1e-3));
+  let c = ${v}(${type}(${FMA_ADDEND}));
 ${chains.map((k) => `  var a${k} = ${v}(s + ${type}(${k}), s, s, s);`).join('\n')}
   for (var it = 0u; it < params.iters; it++) {
 ${Array.from({ length: UNROLL }, () => `    ${step}`).join('\n')}
@@ -82,6 +86,8 @@ export interface PeakKernel {
   kind: 'fma' | 'copy';
   /** FLOPs (fma) or bytes read + written (copy) per dispatch. */
   work: number;
+  /** The tensor the kernel writes (fma: one vec4 per invocation; copy: the destination). */
+  result: Tensor;
   record(): void;
   dispose(): void;
 }
@@ -90,7 +96,9 @@ const BYTES: Record<PeakType, number> = { f32: 4, f16: 2 };
 
 export function peakKernels(e: Engine, type: PeakType, s: PeakSizes): PeakKernel[] {
   const out = e.keep(e.empty([s.fmaInvocations * 4], type, `roofline.fma.${type}.out`));
-  const src = e.keep(e.zeros([s.copyElements], type, `roofline.copy.${type}.src`));
+  // A ramp of k/1024 (exact in f16 too), so a copy that moved nothing would show.
+  const ramp = new Float32Array(s.copyElements).map((_, i) => (i % 1024) / 1024);
+  const src = e.keep(e.tensor(ramp, [s.copyElements], type, `roofline.copy.${type}.src`));
   const dst = e.keep(e.empty([s.copyElements], type, `roofline.copy.${type}.dst`));
   const vecs = s.copyElements / 4;
   const free = (ts: Tensor[]) => () => ts.forEach((t) => t.dispose());
@@ -100,8 +108,9 @@ export function peakKernels(e: Engine, type: PeakType, s: PeakSizes): PeakKernel
       type,
       kind: 'fma',
       work: s.fmaInvocations * s.fmaIterations * FMA_FLOPS_PER_ITERATION,
+      result: out,
       record: () =>
-        e.run(FMA, { type }, { out }, { n: s.fmaInvocations, iters: s.fmaIterations, scale: 0.999 }, grid(e, s.fmaInvocations, WG)),
+        e.run(FMA, { type }, { out }, { n: s.fmaInvocations, iters: s.fmaIterations, scale: FMA_SCALE }, grid(e, s.fmaInvocations, WG)),
       dispose: free([out]),
     },
     {
@@ -109,6 +118,7 @@ export function peakKernels(e: Engine, type: PeakType, s: PeakSizes): PeakKernel
       type,
       kind: 'copy',
       work: 2 * s.copyElements * BYTES[type],
+      result: dst,
       record: () => e.run(COPY, { type }, { src, dst }, { n: vecs }, grid(e, vecs, WG)),
       dispose: free([src, dst]),
     },
