@@ -14,65 +14,17 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../engine/engine.js';
-import type { Tensor } from '../engine/tensor.js';
-import { matmul, setMatmulConfig, tuneMatmul } from '../kernels/matmul.js';
-import {
-  conv2d,
-  conv2dDual,
-  conv2dInputGrad,
-  conv2dWeightGrad,
-  convCandidates,
-  convGeometry,
-  setConvConfig,
-  tuneConv2d,
-  type Conv2dParams,
-  type ConvConfig,
-  type ConvKind,
-} from '../kernels/conv2d.js';
-import { availableVariants, subgroupSize, type GemmVariant } from '../kernels/gemm-wgsl.js';
+import { convGeometry } from '../kernels/conv2d.js';
+import { subgroupSize } from '../kernels/gemm-wgsl.js';
+import { adapterSlug, KERNEL_CASES, ours, prepareCase, timeInterleaved, type Case, type KernelItem, type KernelOp, type Runner } from './lib/kernel-cases.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
 const REPEATS = QUICK ? 3 : 7;
 
-interface MatmulCase {
-  kind: 'matmul';
-  name: string;
-  M: number;
-  N: number;
-  K: number;
-}
-interface ConvCase {
-  kind: 'conv';
-  name: string;
-  x: [number, number, number, number];
-  w: [number, number, number, number];
-  p: Conv2dParams;
-  /** Also time the VJP (input + weight gradient) and the dual kernel. */
-  derivatives: boolean;
-}
-type Case = MatmulCase | ConvCase;
-
-const CASES: Case[] = [
-  { kind: 'matmul', name: 'matmul 256', M: 256, N: 256, K: 256 },
-  { kind: 'matmul', name: 'matmul 512', M: 512, N: 512, K: 512 },
-  { kind: 'matmul', name: 'matmul 1024', M: 1024, N: 1024, K: 1024 },
-  { kind: 'conv', name: 'conv3×3 64→64 8×32×32', x: [8, 64, 32, 32], w: [64, 64, 3, 3], p: { padding: 1 }, derivatives: true },
-  { kind: 'conv', name: 'conv3×3 128→128 8×16×16', x: [8, 128, 16, 16], w: [128, 128, 3, 3], p: { padding: 1 }, derivatives: false },
-  { kind: 'conv', name: 'conv1×1 128→128 8×16×16', x: [8, 128, 16, 16], w: [128, 128, 1, 1], p: {}, derivatives: false },
-  {
-    kind: 'conv',
-    name: 'conv3×3 s2 pad(0,1,0,1) 128→128 8×32×32',
-    x: [8, 128, 32, 32],
-    w: [128, 128, 3, 3],
-    p: { stride: 2, padding: [0, 1, 0, 1] },
-    derivatives: false,
-  },
-];
-
 export interface Entry {
   name: string;
-  op: 'matmul' | 'conv2d' | 'conv2d.vjp' | 'conv2d.dual';
+  op: KernelOp;
   flops: number;
   variant: string;
   config: string;
@@ -85,55 +37,6 @@ export interface Entry {
   speedupVsTfjs: number | null;
   /** conv2d.vjp / conv2d.dual: our time relative to our forward of the same shape. */
   ratioToForward?: number;
-}
-
-/** One timed repeat: record the work and wait until the device finished it. */
-type Runner = () => Promise<void>;
-
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-/** Warm-up (compiles), then `repeats` interleaved rounds; median ms per runner (null runners stay null). */
-async function timeInterleaved(runners: Array<Runner | null>, repeats = REPEATS): Promise<Array<number | null>> {
-  for (const run of runners) await run?.();
-  const ms: number[][] = runners.map(() => []);
-  for (let r = 0; r < repeats; r++) {
-    for (let i = 0; i < runners.length; i++) {
-      const run = runners[i];
-      if (!run) continue;
-      const t0 = performance.now();
-      await run();
-      ms[i].push(performance.now() - t0);
-    }
-  }
-  return ms.map((m, i) => (runners[i] ? median(m) : null));
-}
-
-const ours = (e: Engine, record: () => void): Runner => () =>
-  e.scope(async () => {
-    record();
-    await e.sync();
-  });
-
-function random(e: Engine, shape: readonly number[], seed: number): Tensor {
-  let s = seed >>> 0 || 1;
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    data[i] = ((s >>> 0) / 2 ** 32) * 2 - 1;
-  }
-  return e.keep(e.tensor(data, shape));
-}
-
-/** Few candidates per kind keep cold JIT compiles (1–5 s each on lavapipe) inside the time budget. */
-function benchCandidates(e: Engine, kind: ConvKind, variant: GemmVariant): ConvConfig[] {
-  const all = convCandidates(e, kind, variant);
-  return QUICK ? all.slice(0, 1) : all.slice(0, 3);
 }
 
 // ---------------------------------------------------------------- the tfjs-backend-webgpu baseline
@@ -151,7 +54,7 @@ interface TfjsItem {
   run: Runner;
   dispose(): void;
 }
-type TfjsOp = 'matmul' | 'conv' | 'conv-vjp' | 'conv-twice';
+type TfjsOp = KernelItem['tfjsOp'];
 
 /** tfjs takes its device from navigator.gpu, which Node 20 lacks: Dawn's is installed there (after ours exist). */
 async function setupTfjs(): Promise<(c: Case, op: TfjsOp) => TfjsItem> {
@@ -215,7 +118,7 @@ async function setupTfjs(): Promise<(c: Case, op: TfjsOp) => TfjsItem> {
 
 interface Measured {
   name: string;
-  op: Entry['op'];
+  op: KernelOp;
   flops: number;
   variant: string;
   config: string;
@@ -224,72 +127,31 @@ interface Measured {
 }
 
 async function measure(engines: Engine[], tfjs: ((c: Case, op: TfjsOp) => TfjsItem) | null): Promise<Measured[]> {
-  const [e] = engines;
   const out: Measured[] = [];
-  const variants = availableVariants(e).filter((v) => !(e.info.isCpu && v === 'tiled'));
-  const timeItem = async (m: Omit<Measured, 'ms'>, recordOurs: Array<() => void>, tfItem: TfjsItem | null) => {
-    let ms: Array<number | null>;
+  for (const c of KERNEL_CASES) {
+    const prepared = await prepareCase(engines, c, { quick: QUICK });
     try {
-      ms = await timeInterleaved([ours(engines[0], recordOurs[0]), engines[1] ? ours(engines[1], recordOurs[1]) : null, tfItem?.run ?? null]);
+      for (const item of prepared.items) out.push(await timeItem(engines, item, tfjs?.(c, item.tfjsOp) ?? null));
     } finally {
-      tfItem?.dispose();
+      prepared.dispose();
     }
-    out.push({ ...m, ms });
-    process.stderr.write(`  ${m.name}: ${ms.map((v) => (v === null ? '—' : v.toFixed(1))).join(' / ')} ms (ours / no robustness / tfjs; ${m.variant} ${m.config})\n`);
-  };
-  for (const c of CASES) {
-    if (c.kind === 'matmul') {
-      const config = (await tuneMatmul(e, c.M, c.N, c.K, { variants, repeats: 2 })).best;
-      engines.slice(1).forEach((o) => setMatmulConfig(o, c.M, c.N, c.K, config));
-      const t = engines.map((o) => [random(o, [c.M, c.K], 1), random(o, [c.K, c.N], 2)]);
-      const meta = { name: c.name, op: 'matmul' as const, flops: 2 * c.M * c.N * c.K, variant: config.variant, config: JSON.stringify(config.tile) };
-      await timeItem(meta, engines.map((o, i) => () => void matmul(o, t[i], {})), tfjs?.(c, 'matmul') ?? null);
-      t.flat().forEach((x) => x.dispose());
-      continue;
-    }
-    const g = convGeometry(c.name, c.x, c.w, c.p);
-    const flops = 2 * g.N * g.OH * g.OW * g.Cout * g.Cin * g.KH * g.KW;
-    const kinds: ConvKind[] = c.derivatives ? ['forward', 'inputGrad', 'weightGrad'] : ['forward'];
-    const r = await tuneConv2d(e, c.x, c.w, c.p, { kinds, variants, candidates: (k, v) => benchCandidates(e, k, v), repeats: 2 });
-    for (const o of engines.slice(1)) for (const k of kinds) setConvConfig(o, k, g, r[k].best);
-    const t = engines.map((o) => ({
-      x: random(o, c.x, 3),
-      w: random(o, c.w, 4),
-      b: random(o, [c.w[0]], 5),
-      gy: random(o, [g.N, g.Cout, g.OH, g.OW], 6),
-      xDot: random(o, c.x, 7),
-    }));
-    const fwd = r.forward.best;
-    const fwdMeta = { op: 'conv2d' as const, flops, variant: fwd.variant, config: JSON.stringify(fwd.tile) };
-    await timeItem({ name: c.name, ...fwdMeta }, engines.map((o, i) => () => void conv2d(o, [t[i].x, t[i].w, t[i].b], c.p)), tfjs?.(c, 'conv') ?? null);
-    if (c.derivatives) {
-      const ig = r.inputGrad.best;
-      const wg = r.weightGrad.best;
-      await timeItem(
-        { name: `${c.name} vjp`, op: 'conv2d.vjp', flops: 2 * flops, variant: ig.variant, config: `input ${JSON.stringify(ig.tile)}, weight ${JSON.stringify(wg.tile)}`, forward: c.name },
-        engines.map((o, i) => () => {
-          conv2dInputGrad(o, [t[i].gy, t[i].w], { ...c.p, inputSize: [g.H, g.W] });
-          conv2dWeightGrad(o, [t[i].x, t[i].gy], { ...c.p, kernelSize: [g.KH, g.KW] });
-        }),
-        tfjs?.(c, 'conv-vjp') ?? null,
-      );
-      await timeItem(
-        { name: `${c.name} dual`, ...fwdMeta, op: 'conv2d.dual', flops: 2 * flops, forward: c.name },
-        engines.map((o, i) => () => void conv2dDual(o, t[i].x, t[i].xDot, t[i].w, t[i].b, null, c.p)),
-        tfjs?.(c, 'conv-twice') ?? null,
-      );
-    }
-    t.forEach((ts) => Object.values(ts).forEach((x) => x.dispose()));
   }
   return out;
 }
 
-// ---------------------------------------------------------------- output
-
-function slug(info: Engine['info']): string {
-  const base = info.isCpu ? info.description.split(/[:\s]/)[0] || info.vendor : `${info.vendor}-${info.architecture || info.device}`;
-  return base.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'adapter';
+async function timeItem(engines: Engine[], item: KernelItem, tfItem: TfjsItem | null): Promise<Measured> {
+  let ms: Array<number | null>;
+  try {
+    ms = await timeInterleaved([ours(engines[0], item.records[0]), engines[1] ? ours(engines[1], item.records[1]) : null, tfItem?.run ?? null], REPEATS);
+  } finally {
+    tfItem?.dispose();
+  }
+  process.stderr.write(`  ${item.name}: ${ms.map((v) => (v === null ? '—' : v.toFixed(1))).join(' / ')} ms (ours / no robustness / tfjs; ${item.variant} ${item.config})\n`);
+  const { name, op, flops, variant, config, forward } = item;
+  return { name, op, flops, variant, config, ms, forward };
 }
+
+// ---------------------------------------------------------------- output
 
 function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -360,7 +222,7 @@ async function main(): Promise<void> {
     if (fwd) entry.ratioToForward = ms! / fwd.ms[0]!;
     return entry;
   });
-  const adapter = slug(info);
+  const adapter = adapterSlug(info);
   const meta = {
     adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(),
     isCpu: info.isCpu,
