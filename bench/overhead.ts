@@ -15,26 +15,34 @@ import { tmpdir, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../engine/files.js';
+import type { AdapterDescription } from '../engine/gpu.js';
+import { adapterSlug } from './lib/kernel-cases.js';
+import { overheadMarkdown, type OverheadResult, type OverheadTree } from './lib/overhead-report.js';
 
-const { values } = parseArgs({
-  options: {
-    baseline: { type: 'string' },
-    repeats: { type: 'string', default: '2' },
-    quick: { type: 'boolean', default: false },
-  },
-});
+const USAGE = 'usage: npm run bench -- overhead [--baseline REV] [--repeats R] [--quick]';
+let values: { baseline?: string; repeats: string; quick: boolean; help?: boolean };
+try {
+  values = parseArgs({
+    options: {
+      baseline: { type: 'string' },
+      repeats: { type: 'string', default: '2' },
+      quick: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }).values as typeof values;
+} catch (err) {
+  process.stderr.write(`overhead: ${(err as Error).message}\n${USAGE}\n`);
+  process.exit(2);
+}
+if (values.help) {
+  process.stdout.write(`${USAGE}\n  --baseline REV  also measure this revision (a git worktree beside the tree), interleaved\n  --repeats R     interleaved repeats (default 2)\n  --quick         fewer dispatches and training steps, no classify runs\n`);
+  process.exit(0);
+}
 const repeats = Number(values.repeats);
 const here = resolve('.');
 
-interface TreeResult {
-  tree: string;
-  rev: string;
-  recordUs: number[];
-  endToEndUs: number[];
-  trainStepsPerSecond: number[];
-  classifySecondsPerDigit: number[];
-  adapter?: string;
-}
+/** A tree being measured: where it is, and the adapter its dispatch run found. */
+type TreeResult = OverheadTree & { adapter?: AdapterDescription };
 
 function run(cmd: string, args: string[], cwd: string): string {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -69,15 +77,15 @@ for (let j = 0; j < batches; j++) {
   await e.sync();
 }
 const total = performance.now() - t0;
-console.log(JSON.stringify({ recordUs: (record / (batch * batches)) * 1000, endToEndUs: (total / (batch * batches)) * 1000, adapter: e.info.description }));
+console.log(JSON.stringify({ recordUs: (record / (batch * batches)) * 1000, endToEndUs: (total / (batch * batches)) * 1000, info: e.info }));
 await e.destroy();
 `;
 
-function dispatchBench(tree: string): { recordUs: number; endToEndUs: number; adapter: string } {
+function dispatchBench(tree: string): { recordUs: number; endToEndUs: number; info: AdapterDescription } {
   const file = join(mkdtempSync(join(tmpdir(), 'sbgc-dispatch-')), 'dispatch.mts');
   writeFileSync(file, DISPATCH_SCRIPT(tree));
   const out = run('node', ['--import', 'tsx', file], tree).trim().split('\n').pop()!;
-  return JSON.parse(out) as { recordUs: number; endToEndUs: number; adapter: string };
+  return JSON.parse(out) as { recordUs: number; endToEndUs: number; info: AdapterDescription };
 }
 
 function trainBench(tree: string): number {
@@ -117,7 +125,7 @@ try {
       const d = dispatchBench(t.tree);
       t.recordUs.push(d.recordUs);
       t.endToEndUs.push(d.endToEndUs);
-      t.adapter = d.adapter;
+      t.adapter = d.info;
       console.error(`${t.rev}: dispatch record ${d.recordUs.toFixed(2)} µs, end to end ${d.endToEndUs.toFixed(2)} µs`);
     }
     for (const t of trees) {
@@ -140,33 +148,17 @@ try {
   }
 }
 const load1 = loadavg()[0];
-const median = (xs: number[]) => (xs.length ? [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)] : NaN);
-/** The best repeat: interference from other work only ever slows a run, so the best one is the least disturbed. */
-const best = (xs: number[], higherIsBetter = false) => (xs.length ? (higherIsBetter ? Math.max(...xs) : Math.min(...xs)) : NaN);
-const cell = (xs: number[], digits: number, higherIsBetter = false) =>
-  xs.length ? `${best(xs, higherIsBetter).toFixed(digits)} / ${median(xs).toFixed(digits)} (${xs.map((x) => x.toFixed(digits)).join(', ')})` : '—';
-const adapter = trees.at(-1)!.adapter ?? 'unknown';
-const slug = /llvmpipe/i.test(adapter) ? 'llvmpipe' : adapter.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-const result = {
+const info = trees.at(-1)!.adapter;
+const slug = info ? adapterSlug(info) : 'adapter';
+const result: OverheadResult = {
   suite: 'overhead',
   date: new Date().toISOString(),
   command: `npm run bench -- overhead${values.baseline ? ` --baseline ${values.baseline}` : ''} --repeats ${repeats}${values.quick ? ' --quick' : ''}`,
-  adapter,
+  adapter: info?.description ?? 'unknown',
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, loadAverageBefore: load0, loadAverageAfter: load1 },
-  trees: trees.map((t) => ({ ...t, tree: t.tree === here ? 'this tree' : `baseline ${t.rev}` })),
+  trees: trees.map(({ adapter: _adapter, ...t }) => ({ ...t, tree: t.tree === here ? 'this tree' : `baseline ${t.rev}` })),
 };
-const md = [
-  `# Engine overhead (${adapter})`,
-  '',
-  `\`${result.command}\`, ${result.date}; ${result.machine.cpus} cores (${result.machine.cpuModel}); load average ${load0.toFixed(2)} → ${load1.toFixed(2)}.`,
-  '',
-  '| tree | dispatch, host record (µs) | dispatch, end to end (µs) | train mnist-small (steps/s) | classify, s per digit |',
-  '|---|---|---|---|---|',
-  ...trees.map((t) => `| ${t.tree === here ? `this tree (${t.rev})` : `baseline ${t.rev}`} | ${cell(t.recordUs, 2)} | ${cell(t.endToEndUs, 2)} | ${cell(t.trainStepsPerSecond, 3, true)} | ${cell(t.classifySecondsPerDigit, 2)} |`),
-  '',
-  'Each cell: best repeat / median (every repeat in brackets); the trees ran interleaved (baseline, this tree, baseline, …). The best repeat is the least disturbed by other work on the machine.',
-  '',
-].join('\n');
+const md = overheadMarkdown(result);
 await writeFileAtomic(join(here, `bench/results/overhead-${slug}.json`), JSON.stringify(result, null, 2) + '\n');
 await writeFileAtomic(join(here, `bench/results/overhead-${slug}.md`), md);
 console.log(md);

@@ -21,12 +21,21 @@ import { adapterSlug, KERNEL_CASES, median, ours, prepareCase, timeInterleavedSa
 import { FMA_FLOPS_PER_ITERATION, peakKernels, type PeakKernel, type PeakSizes, type PeakType } from './lib/peak-kernels.js';
 
 const USAGE = 'usage: npm run bench -- roofline [--quick] [--smoke] [--out DIR]';
-let flags: { quick?: boolean; smoke?: boolean; out?: string };
+let flags: { quick?: boolean; smoke?: boolean; out?: string; help?: boolean };
 try {
-  flags = parseArgs({ options: { quick: { type: 'boolean' }, smoke: { type: 'boolean' }, out: { type: 'string' } } }).values;
+  flags = parseArgs({
+    options: { quick: { type: 'boolean' }, smoke: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  }).values;
 } catch (err) {
   process.stderr.write(`roofline: ${(err as Error).message}\n${USAGE}\n`);
   process.exit(2);
+}
+if (flags.help) {
+  process.stdout.write(
+    `${USAGE}\n  --quick    fewer repeats\n  --smoke    tiny sizes, results in a temp folder (seconds; what the test runs)\n` +
+      '  --out DIR  write the results there instead of bench/results/\n',
+  );
+  process.exit(0);
 }
 const SMOKE = flags.smoke === true;
 const QUICK = flags.quick === true || SMOKE;
