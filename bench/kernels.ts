@@ -9,8 +9,8 @@
  * (`e.sync()`; tfjs: endComputePassEncoder + submitQueue + onSubmittedWorkDone); tfjs tensors are prepared
  * outside the timing (NHWC, HWIO). Writes bench/results/kernels-<adapter>.json and .md (atomically).
  */
-import { enableDawnLimitsLayer } from '../engine/dawn-limits-layer.js';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../engine/files.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../engine/engine.js';
@@ -61,8 +61,7 @@ async function setupTfjs(): Promise<(c: Case, op: TfjsOp) => TfjsItem> {
   const name = 'webgpu';
   const dawn = (await import(name)) as { create(flags: string[]): GPU; globals: Record<string, unknown> };
   for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  // Like engine/gpu.ts: the Vulkan layer keeps Dawn from printing its two limit warnings (engine/dawn-limits-layer.ts).
-  await enableDawnLimitsLayer();
+  // Engine.create() ran first and enabled the Dawn limits layer for this process (engine/dawn-limits-layer.ts).
   Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
   const tf: TfModule = await import('@tensorflow/tfjs-core');
   await import('@tensorflow/tfjs-backend-webgpu');
@@ -153,12 +152,6 @@ async function timeItem(engines: Engine[], item: KernelItem, tfItem: TfjsItem | 
 
 // ---------------------------------------------------------------- output
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
-
 const fmt = (v: number | null | undefined, d = 1) => (v === null || v === undefined ? '—' : v.toFixed(d));
 
 function markdown(adapter: string, entries: Entry[], meta: Record<string, unknown>): string {
@@ -237,8 +230,8 @@ async function main(): Promise<void> {
   };
   const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
-  writeAtomic(join(dir, `kernels-${adapter}.json`), `${JSON.stringify({ ...meta, entries }, null, 2)}\n`);
-  writeAtomic(join(dir, `kernels-${adapter}.md`), markdown(adapter, entries, meta));
+  await writeFileAtomic(join(dir, `kernels-${adapter}.json`), `${JSON.stringify({ ...meta, entries }, null, 2)}\n`);
+  await writeFileAtomic(join(dir, `kernels-${adapter}.md`), markdown(adapter, entries, meta));
   process.stdout.write(markdown(adapter, entries, meta));
   process.stderr.write(`done in ${meta.seconds.toFixed(0)} s → bench/results/kernels-${adapter}.{json,md}\n`);
 }

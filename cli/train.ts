@@ -10,7 +10,7 @@
  * (the evaluation weights; raw or EMA, see --eval-weights and the file's metadata).
  */
 import { SbgcError } from '../engine/errors.js';
-import { HELP_FLAG, parseCommandArgs, switchFlags, valueFlags } from './flag-reader.js';
+import { parseCommandLine, switchFlags, valueFlags } from './flag-reader.js';
 import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../model/config.js';
 import { loadDataset, DATASET_SPEC_HELP } from '../data/load.js';
 import { DEFAULT_ADAM } from '../train/optimizer.js';
@@ -63,13 +63,13 @@ const TRAIN_FLAGS = {
   ...valueFlags('preset', 'config', 'data', 'steps', 'batch', 'lr', 'warmup', 'clip', 'ema', 'eval-weights', 't-sampling', 'reduce', 'eps-t', 'seed'),
   ...valueFlags('out', 'log-every', 'checkpoint-every'),
   ...switchFlags('flip', 'no-flip', 'resume', 'no-progress'),
-  help: HELP_FLAG,
 } as const;
 
-/** Parses and validates the flags (every error names its flag). */
-export async function parseTrainArgs(argv: string[]): Promise<TrainCliArgs> {
-  const { values } = parseCommandArgs('train', TRAIN_USAGE, { args: argv, strict: true, allowPositionals: false, options: TRAIN_FLAGS });
-  if (values.help) throw new SbgcError(TRAIN_USAGE);
+/** Parses and validates the flags (every error names its flag); null after printing the usage for --help. */
+export async function parseTrainArgs(argv: string[]): Promise<TrainCliArgs | null> {
+  const parsed = parseCommandLine('train', TRAIN_USAGE, argv, TRAIN_FLAGS);
+  if (!parsed) return null;
+  const { values } = parsed;
   if (!values.preset === !values.config) throw new SbgcError(`train: give exactly one of --preset or --config\n\n${TRAIN_USAGE}`);
   let config: NcsnppConfig;
   if (values.preset) config = loadPreset(values.preset);
@@ -134,11 +134,9 @@ export async function parseTrainArgs(argv: string[]): Promise<TrainCliArgs> {
 
 /** `sbgc train …`: trains, prints a summary (steps/s, final loss, which weights were exported). */
 export async function trainCommand(argv: string[]): Promise<boolean> {
-  if (parseCommandArgs('train', TRAIN_USAGE, { args: argv, options: TRAIN_FLAGS, strict: true }).values.help) {
-    console.log(TRAIN_USAGE);
-    return true;
-  }
-  const { config, dataSpec, options } = await parseTrainArgs(argv);
+  const args = await parseTrainArgs(argv);
+  if (!args) return true;
+  const { config, dataSpec, options } = args;
   const { mkdir } = await import('node:fs/promises');
   await mkdir(options.outDir!, { recursive: true });
   const dataset = await loadDataset(dataSpec, { shape: [config.channels, config.imageSize, config.imageSize] });

@@ -2,9 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseTrainArgs } from '../../cli/train.js';
+import { parseTrainArgs as parseOrHelp } from '../../cli/train.js';
 import { encodeSafetensors } from '../../formats/safetensors.js';
 import { CHECKPOINT_FORMAT } from '../../train/checkpoint.js';
+
+/** The flags parsed (none of these calls asks for --help, which would return null). */
+async function parseTrainArgs(argv: string[]) {
+  const args = await parseOrHelp(argv);
+  if (!args) throw new Error('parseTrainArgs returned null (help) for a call without --help');
+  return args;
+}
 
 describe('sbgc train flags', () => {
   it('defaults for mnist-small: MNIST train split, no flips, EMA 0.999, warm-up steps/10', async () => {
