@@ -30,7 +30,7 @@ function repoRoot(): string {
 export const BUNDLED_WEIGHTS = 'model/weights/mnist-small/weights.safetensors';
 const EPS_DEMO = '1e-1';
 
-export const DEMO_USAGE = `usage: sbgc demo [--images N] [--offset I] [--rtol R] [--eps-t E] [--start clean|diffused] [--n N]
+const DEMO_USAGE = `usage: sbgc demo [--images N] [--offset I] [--rtol R] [--eps-t E] [--start clean|diffused] [--n N]
                  [--seed S] [--weights W.safetensors]
 
 Classifies held-out MNIST digits with the bundled mnist-small model (model/weights/mnist-small/) by the

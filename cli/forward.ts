@@ -18,7 +18,7 @@ import { loadPreset, parseConfig, presetNames, type NcsnppConfig } from '../mode
 import { NetworkScoreModel } from '../model/score.js';
 import { initWeights, loadWeights, type NetworkWeights } from '../model/weights.js';
 
-export const FORWARD_USAGE = `usage: sbgc forward --config PRESET|FILE.json (--weights W.safetensors | --init-seed N)
+const FORWARD_USAGE = `usage: sbgc forward --config PRESET|FILE.json (--weights W.safetensors | --init-seed N)
                     --x x.npy --t t.npy [--y y.npy] --out out.npy [--batch-size B]`;
 
 function fail(message: string): never {

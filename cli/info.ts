@@ -2,7 +2,7 @@ import { createEngine } from './context.js';
 import { parseCommandLine } from './flag-reader.js';
 import { ENGINE_VERSION } from '../engine/engine.js';
 
-export const INFO_USAGE = `usage: sbgc info [--json]
+const INFO_USAGE = `usage: sbgc info [--json]
 
 The WebGPU adapter, backend, features and limits (--json: as JSON).`;
 

@@ -9,7 +9,7 @@ import { drawHost, randomTensor } from '../engine/rng.js';
 import { silu, axpy } from '../kernels/elementwise.js';
 import { vjpAndHvp } from '../engine/autodiff.js';
 
-export const SMOKE_USAGE = `usage: sbgc smoke
+const SMOKE_USAGE = `usage: sbgc smoke
 
 Runs a few kernels on the adapter (Philox bits, SiLU, axpy, a forward-over-reverse HVP) against float64 host
 references; exit status 1 when one is off.`;

@@ -288,11 +288,6 @@ export class Engine implements TensorOwner {
     this.dispatch(this.programs.get(def, spec, bindings), bindings, uniforms, workgroups);
   }
 
-  /** The compiled program for a spec (compiling it on a miss), e.g. to warm up before timing. */
-  programFor<S extends ProgramSpec>(def: ProgramDef<S>, spec: S, inputs?: Record<string, Tensor>): Program {
-    return this.programs.get(def, spec, inputs);
-  }
-
   /** Compiles programs ahead of use (concurrently) — call before timing anything. */
   async warmup(programs: Program[]): Promise<void> {
     await Promise.all(programs.map((p) => p.pipeline));

@@ -90,10 +90,10 @@ export function bindEntries(program: CompiledProgram, bindings: Record<string, T
     entries.push({ binding: b.binding, resource: binding });
     if (!b.readOnly) t.storage.version++;
   }
-  for (const name in bindings) {
-    if (!program.layout.buffers.some((b) => b.name === name)) {
-      throw new SbgcError(`kernel ${program.name}: no buffer named '${name}'`);
-    }
+  // Every declared name is bound (above) and declared names are unique, so more keys means an undeclared one.
+  if (Object.keys(bindings).length > program.layout.buffers.length) {
+    const extra = Object.keys(bindings).find((name) => !program.layout.buffers.some((b) => b.name === name));
+    throw new SbgcError(`kernel ${program.name}: no buffer named '${extra}'`);
   }
   return entries;
 }

@@ -9,7 +9,8 @@ import type { MaybeTensor } from '../engine/autodiff.js';
 import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
 import { channelReduce, reductionWorkgroup } from './reduce.js';
-import { groupsGrid, treeReduceWgsl, vectorWgsl } from './reduce-wgsl.js';
+import { treeReduceWgsl, vectorWgsl } from './reduce-wgsl.js';
+import { grid } from '../engine/wgsl.js';
 
 export interface Layout {
   n: number;
@@ -185,7 +186,7 @@ export function launchForward(
   const y = e.empty(x.shape, 'f32', 'groupnorm');
   const ty = dual ? e.empty(x.shape, 'f32', 'groupnorm.tangent') : null;
   const bindings = withPresent({ x, gamma, y }, { beta, tx: tangents?.x, tgamma: tangents?.gamma, tbeta: tangents?.beta, ty });
-  e.run(FORWARD, spec, bindings, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
+  e.run(FORWARD, spec, bindings, uniformsOf(L, eps), grid(e, L.n * L.groups, 1));
   return [y, ty];
 }
 
@@ -276,7 +277,7 @@ export function launchBackward(
   const dx = e.empty(x.shape, 'f32', 'groupnorm.dx');
   const tdx = dual ? e.empty(x.shape, 'f32', 'groupnorm.dx.tangent') : null;
   const bindings = withPresent({ x, gamma, gy, dx }, { tx: tangents?.x, tgamma: tangents?.gamma, tgy: tangents?.gy, tdx });
-  e.run(BACKWARD, spec, bindings, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
+  e.run(BACKWARD, spec, bindings, uniformsOf(L, eps), grid(e, L.n * L.groups, 1));
   return [dx, tdx];
 }
 
@@ -304,7 +305,7 @@ ${MAIN_SIG} {${blockHead(wg)}
 /** Per-block [pivot, mean − pivot, rstd] (blocks = N·G), for the per-channel kernels. Not an op: its users differentiate. */
 export function blockStats(e: Engine, x: Tensor, L: Layout, eps: number): Tensor {
   const stats = e.empty([L.n * L.groups, 3], 'f32', 'groupnorm.stats');
-  e.run(STATS, { vw: L.vw, wg: blockWg(e) }, { x, stats }, uniformsOf(L, eps), groupsGrid(e, L.n * L.groups));
+  e.run(STATS, { vw: L.vw, wg: blockWg(e) }, { x, stats }, uniformsOf(L, eps), grid(e, L.n * L.groups, 1));
   return stats;
 }
 

@@ -5,7 +5,6 @@
  */
 import type { Tensor } from '../engine/tensor.js';
 import { SbgcError } from '../engine/errors.js';
-import type { GridLimits } from '../engine/wgsl.js';
 
 export type Combine = 'sum' | 'max';
 
@@ -56,12 +55,6 @@ export function vectorWgsl(vw: number): string {
   return vw === 4
     ? 'alias V = vec4<f32>;\nfn hdot(a: V, b: V) -> f32 { return dot(a, b); }\nfn first(a: V) -> f32 { return a.x; }'
     : 'alias V = f32;\nfn hdot(a: V, b: V) -> f32 { return a * b; }\nfn first(a: V) -> f32 { return a; }';
-}
-
-/** Workgroups for one workgroup per item (x first, then y past the per-dimension limit); kernels index wid.x + wid.y·nwg.x. */
-export function groupsGrid(e: GridLimits, items: number): [number, number] {
-  const max = e.limits.maxComputeWorkgroupsPerDimension;
-  return items <= max ? [items, 1] : [max, Math.ceil(items / max)];
 }
 
 /** Four input-name slots of a program spec (filled by nameSlots), and their spec fields in key order. */

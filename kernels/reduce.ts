@@ -25,7 +25,6 @@ import { DeviceLimitError, SbgcError, ShapeError } from '../engine/errors.js';
 import {
   INPUT_SLOT_FIELDS,
   combineWgsl,
-  groupsGrid,
   identityWgsl,
   nameSlots,
   treeReduceWgsl,
@@ -334,7 +333,7 @@ export function channelReduce(e: Engine, c: ChannelReduceSpec, view: AxisView): 
   const vw = view.inner % 4 === 0 ? 4 : 1;
   const spec = { name: c.name, in0, in1, extra, body: c.body, vw, wg: reductionWorkgroup(e) };
   const uniforms = { n: view.outer, c: view.len, s: view.inner / vw, cpg: c.channelsPerGroup ?? 1 };
-  e.run(CHANNEL_REDUCE, spec, { ...c.inputs, ...c.extras, out: result }, uniforms, groupsGrid(e, view.len));
+  e.run(CHANNEL_REDUCE, spec, { ...c.inputs, ...c.extras, out: result }, uniforms, grid(e, view.len, 1));
   return result;
 }
 

@@ -17,7 +17,7 @@ import { ShapeError } from '../engine/errors.js';
 import { defineProgram } from '../engine/program.js';
 import { reads, u32s, writes } from '../engine/kernel.js';
 import { flatMain, grid, groupMain } from '../engine/wgsl.js';
-import { groupsGrid, treeReduceWgsl } from './reduce-wgsl.js';
+import { treeReduceWgsl } from './reduce-wgsl.js';
 
 type NoParams = Record<string, never>;
 
@@ -157,7 +157,7 @@ function launchRows(e: Engine, kind: Kind, bindings: Record<string, Tensor>, lik
   const len = like.shape[like.rank - 1];
   const rows = like.size / len;
   const layout = rowLayout(e, len);
-  const wgs = layout === 'thread' ? grid(e, rows, WG_THREAD) : groupsGrid(e, rows);
+  const wgs = layout === 'thread' ? grid(e, rows, WG_THREAD) : grid(e, rows, 1);
   e.run(ROWS, { kind, ty, tg, layout }, bindings, { rows, len }, wgs);
 }
 

@@ -151,6 +151,9 @@ ${groupMain({
 })}`;
 }
 
+/** Output tensor names per mode (made once: an op call builds no string). */
+const OUTPUT_NAMES: Record<Mode, string> = { score: 'mixture.score', jv: 'mixture.jv', third: 'mixture.third' };
+
 /** One workgroup per row, specialised by mode (which also decides the bound tangents v, w) and components K. */
 const MIXTURE = defineProgram<{ mode: Mode; K: number }>({
   name: 'mixture',
@@ -178,7 +181,7 @@ function launchMixture(e: Engine, mode: Mode, x: Tensor, v: Tensor | null, w: Te
     if (t && (t.size !== x.size || t.dtype !== 'f32')) throw new ShapeError(`mixture.${mode} ${name}: ${t.describe()} does not match ${x.describe()}`);
   }
   const { means, comp } = model.tables(e);
-  const out = e.empty(x.shape, 'f32', MIXTURE.name);
+  const out = e.empty(x.shape, 'f32', OUTPUT_NAMES[mode]);
   const bindings: Record<string, Tensor> = { x, means, cd: comp, rowd: p.rows, lab: p.labels, out };
   if (v) bindings.v = v;
   if (w) bindings.w = w;

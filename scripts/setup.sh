@@ -47,11 +47,14 @@ probe_adapter() {
   ' 2>/dev/null
 }
 
-if adapter=$(probe_adapter); then
+# The adapter works: build the layer that silences Dawn's limit warnings (optional) and stop here.
+adapter_found() {
   log "WebGPU adapter: $adapter"
   bash scripts/build-dawn-limits-layer.sh || log "building the Vulkan layer failed: Dawn will print its two limit warnings"
   exit 0
-fi
+}
+
+if adapter=$(probe_adapter); then adapter_found; fi
 
 log "Dawn found no WebGPU adapter."
 . /etc/os-release 2>/dev/null || true
@@ -87,11 +90,7 @@ else
   apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >&2
 fi
 
-if adapter=$(probe_adapter); then
-  log "WebGPU adapter: $adapter"
-  bash scripts/build-dawn-limits-layer.sh || log "building the Vulkan layer failed: Dawn will print its two limit warnings"
-  exit 0
-fi
+if adapter=$(probe_adapter); then adapter_found; fi
 log "Still no WebGPU adapter after installing lavapipe. Check 'vulkaninfo --summary' (package vulkan-tools);"
 log "Dawn needs Mesa ≥ 23 (bookworm's 22.3 is too old)."
 exit 1

@@ -20,6 +20,8 @@ export class GpuF32State implements RkState<BatchRhs> {
   private readonly hT: Tensor;
   private readonly sums: Tensor;
   private readonly y0: Float64Array;
+  /** The error estimate's nonzero weights by stage (fixed per tableau; only the stages' slots move). */
+  private readonly errorTerms: StageTerm[];
 
   constructor(
     private readonly e: Engine,
@@ -32,6 +34,7 @@ export class GpuF32State implements RkState<BatchRhs> {
   ) {
     const [B, N] = [rows, dim];
     this.y0 = y0;
+    this.errorTerms = weightTerms(tableau.E);
     this.y = e.keep(e.tensor(Float32Array.from(y0), [B, N], 'f32', 'rk.y'));
     this.yNew = e.keep(e.empty([B, N], 'f32', 'rk.yNew'));
     this.yStage = e.keep(e.empty([B, N], 'f32', 'rk.yStage'));
@@ -105,7 +108,7 @@ export class GpuF32State implements RkState<BatchRhs> {
   }
 
   async errorNorms(pooled: boolean): Promise<StateNorms> {
-    const terms = this.slotTerms(weightTerms(this.tableau.E));
+    const terms = this.slotTerms(this.errorTerms);
     errorSumSquares(this.e, this.y, this.yNew, this.stages, terms, this.hT, this.rtol, this.atol, this.sums);
     return this.readNorms(pooled);
   }
